@@ -1,0 +1,27 @@
+# Two entry points (see README "Quick start"): `make demo` runs the main job end to end,
+# `make test` runs the whole test suite. Both create or reuse the virtual environment in .venv.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+DEMO_DIR ?= runs/demo
+DEMO_CONFIG ?= configs/tiny.py
+
+.PHONY: demo test venv clean-demo
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+test: venv
+	$(BIN)/python -m pytest
+
+demo: venv
+	$(BIN)/alpamayo --help > /dev/null
+	@echo "demo: the end-to-end job grows with each subsystem; see README 'Status'."
+
+clean-demo:
+	rm -rf $(DEMO_DIR)

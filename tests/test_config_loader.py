@@ -1,0 +1,60 @@
+"""The config loader: typed overrides, and unknown keys rejected with close matches."""
+
+import pytest
+
+from alpamayo_jax.config import ConfigError, load_config, parse_overrides
+
+
+def test_override_keeps_the_field_type(repo_root):
+    config = load_config(repo_root / "configs/tiny.py", ["--config.action.future_steps=32"])
+    assert config.action.future_steps == 32 and isinstance(config.action.future_steps, int)
+
+
+def test_int_override_of_float_field_becomes_float(repo_root):
+    config = load_config(repo_root / "configs/tiny.py", ["--config.action.dt=1"])
+    assert config.action.dt == 1.0 and isinstance(config.action.dt, float)
+
+
+def test_tuple_override(repo_root):
+    config = load_config(repo_root / "configs/tiny.py", ["--config.action.mean=(0.5,0.01)"])
+    assert config.action.mean == (0.5, 0.01)
+
+
+def test_unknown_key_lists_close_matches(repo_root):
+    with pytest.raises(ConfigError) as err:
+        load_config(repo_root / "configs/tiny.py", ["--config.action.dtt=0.2"])
+    assert str(err.value).startswith("unknown config key 'config.action.dtt'; did you mean config.action.dt")
+
+
+def test_unknown_section_is_an_error(repo_root):
+    with pytest.raises(ConfigError, match=r"unknown config key 'config.nosuchsection.x'"):
+        load_config(repo_root / "configs/tiny.py", ["--config.nosuchsection.x=1"])
+
+
+def test_wrong_type_names_field_and_type(repo_root):
+    with pytest.raises(ConfigError) as err:
+        load_config(repo_root / "configs/tiny.py", ["--config.action.future_steps=many"])
+    assert str(err.value) == "--config.action.future_steps expects a int, got 'many'"
+
+
+def test_section_cannot_be_overwritten(repo_root):
+    with pytest.raises(ConfigError, match=r"config.action is a section"):
+        load_config(repo_root / "configs/tiny.py", ["--config.action=3"])
+
+
+def test_missing_file_is_clear(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.py")
+
+
+def test_space_separated_override():
+    assert parse_overrides(["--config.train.steps", "5", "--config.seed=3"]) == [
+        ("train.steps", "5"),
+        ("seed", "3"),
+    ]
+
+
+def test_loaded_config_is_locked(repo_root):
+    config = load_config(repo_root / "configs/tiny.py")
+    with pytest.raises(AttributeError):
+        config.brand_new_field = 1
