@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import ml_collections
 
+from alpamayo_jax.config.mesh import mesh_config
+
 
 def action_config() -> ml_collections.ConfigDict:
     """Unicycle action space (SPEC.md section 4)."""
@@ -55,4 +57,5 @@ def base_config() -> ml_collections.ConfigDict:
     c.action = action_config()
     c.tokens = tokens_config()
     c.flow = flow_config()
+    c.mesh = mesh_config()
     return c
