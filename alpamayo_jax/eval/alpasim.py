@@ -4,8 +4,8 @@ The wire side (sessions, frame retention, ego history, rig <-> local frames) is 
 `carla-driver-interface` package's `BaseDriver` / `EgodriverServicer`; this module only maps what
 a runtime sends onto our inputs and our plan back onto the wire:
 
-- cameras: each of our cameras reads one runtime camera by logical id (`InputSpec.camera_ids`, in
-  our camera order); frames are picked at t0 - (F-1) frame_dt .. t0 (the last frame at or before
+- cameras: each of our cameras reads one runtime camera by logical id (`camera_ids`, in our
+  camera order; by default `camera_<our name>`, AlpaSim's naming); frames are picked at t0 - (F-1) frame_dt .. t0 (the last frame at or before
   each instant, as the dataset reader does), decoded and resized to the model's resolution;
 - ego history: the runtime's poses (local frame) are resampled at 10 Hz over the last H steps and
   moved into the t0 rig frame, which is our t0 ego frame (x forward, y left, z up); before the
@@ -40,34 +40,12 @@ from carla_driver_interface.protocol import (
 from carla_driver_interface.service import EgodriverServicer
 from PIL import Image
 
-from alpamayo_jax.eval.policies import DrivingPolicy, Observation, ObservationError, PolicyPlan
+from alpamayo_jax.eval.policies import DrivingPolicy, InputSpec, Observation, ObservationError, PolicyPlan
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_HOST = "127.0.0.1"
 US_PER_S = 1_000_000
-
-
-@dataclasses.dataclass(frozen=True)
-class InputSpec:
-    """How runtime observations become our inputs; mirrors the model's data config."""
-
-    camera_ids: tuple[str, ...] = ()  # runtime logical id for each of our cameras, in our order
-    frames_per_camera: int = 1
-    frame_dt: float = 0.1  # seconds between the frames of one camera
-    image_hw: tuple[int, int] = (64, 112)  # (H_px, W_px) the policy expects
-    history_steps: int = 16
-    dt: float = 0.1
-    future_steps: int = 64
-
-    def __post_init__(self) -> None:
-        if len(set(self.camera_ids)) != len(self.camera_ids):
-            raise ValueError(f"camera_ids must be distinct, got {list(self.camera_ids)}")
-        if self.frames_per_camera < 1 or self.history_steps < 2 or self.future_steps < 1:
-            raise ValueError(
-                "frames_per_camera >= 1, history_steps >= 2 and future_steps >= 1 are required, got "
-                f"{self.frames_per_camera}, {self.history_steps}, {self.future_steps}"
-            )
 
 
 def _yaw(pose: Pose) -> float:
@@ -126,12 +104,14 @@ def _decode(frame: CameraFrame, image_hw: tuple[int, int], camera: str) -> np.nd
         ) from err
 
 
-def camera_images(session: SessionState, time_now_us: int, spec: InputSpec) -> np.ndarray | None:
+def camera_images(
+    session: SessionState, time_now_us: int, spec: InputSpec, camera_ids: Sequence[str]
+) -> np.ndarray | None:
     """Our `images` [N_cam * F, H_px, W_px, 3] (camera-major, oldest frame first), or None without cameras."""
-    if not spec.camera_ids:
+    if not camera_ids:
         return None
     out = []
-    for camera in spec.camera_ids:
+    for camera in camera_ids:
         if camera not in session.cameras:
             raise ObservationError(
                 f"camera {camera!r} was not declared by the runtime; declared: {sorted(session.cameras)}"
@@ -159,11 +139,18 @@ def plan_to_rig(poses: np.ndarray, time_now_us: int, dt: float) -> Trajectory:
 class AlpamayoDriver(BaseDriver):
     """`BaseDriver` around one of our policies (the model, or a baseline for tests)."""
 
-    def __init__(self, policy: DrivingPolicy, spec: InputSpec) -> None:
+    def __init__(self, policy: DrivingPolicy, spec: InputSpec, camera_ids: Sequence[str] | None = None) -> None:
         if policy.privileged:
             raise ValueError(f"policy {policy.name!r} reads privileged world state; a runtime cannot provide it")
+        camera_ids = default_camera_ids(spec.camera_names) if camera_ids is None else tuple(camera_ids)
+        if len(camera_ids) != len(spec.camera_names) or len(set(camera_ids)) != len(camera_ids):
+            raise ValueError(
+                f"camera_ids must name one distinct runtime camera per policy camera {list(spec.camera_names)}, "
+                f"got {list(camera_ids)}"
+            )
         self.policy = policy
         self.spec = spec
+        self.camera_ids = camera_ids
         self.name = f"alpamayo_jax:{policy.name}"
         # Enough frames to pick F frames frame_dt apart even from a camera running at 4x that rate.
         self.frame_history_length = 4 * spec.frames_per_camera + 2
@@ -171,10 +158,10 @@ class AlpamayoDriver(BaseDriver):
         self._lock = threading.Lock()
 
     def on_session_start(self, session: SessionState) -> None:
-        missing = [c for c in self.spec.camera_ids if c not in session.cameras]
+        missing = [c for c in self.camera_ids if c not in session.cameras]
         if missing:
             raise ObservationError(
-                f"missing camera(s) {missing}: this policy reads {list(self.spec.camera_ids)}, the runtime "
+                f"missing camera(s) {missing}: this policy reads {list(self.camera_ids)}, the runtime "
                 f"declared {sorted(session.cameras)} (map cameras with `alpamayo serve --camera OURS=THEIRS`)"
             )
 
@@ -183,7 +170,7 @@ class AlpamayoDriver(BaseDriver):
         with session.lock:
             trajectory = Trajectory(list(session.ego_trajectory.timestamps_us), list(session.ego_trajectory.poses))
             speed = session.speed_mps()
-            images = camera_images(session, time_now_us, self.spec)
+            images = camera_images(session, time_now_us, self.spec, self.camera_ids)
         history_xyz, history_heading, anchor = ego_history(trajectory, time_now_us, speed, self.spec)
         return Observation(history_xyz=history_xyz, history_heading=history_heading, v0=speed, images=images), anchor
 
@@ -222,6 +209,7 @@ def build_server(
     policy: DrivingPolicy,
     spec: InputSpec,
     *,
+    camera_ids: Sequence[str] | None = None,
     host: str = DEFAULT_HOST,
     port: int = 50051,
     mode: str = "alpasim",
@@ -229,10 +217,11 @@ def build_server(
 ) -> tuple[grpc.Server, int]:
     """A gRPC server (not started) serving `policy`; returns it and the bound port (port 0 = any free one).
 
-    Binds the loopback address by default: the service runs a policy for whoever connects, so
+    `camera_ids[i]` is the runtime's logical id of our camera `spec.camera_names[i]`. Binds the
+    loopback address by default: the service runs a policy for whoever connects, so
     exposing it beyond this machine is an explicit choice (`--host 0.0.0.0`).
     """
-    driver = AlpamayoDriver(policy, spec)
+    driver = AlpamayoDriver(policy, spec, camera_ids)
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers), options=channel_options())
     servicer = _Servicer(driver, mode)
     add_EgodriverServiceServicer_to_server(servicer, server)

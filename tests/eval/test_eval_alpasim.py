@@ -19,11 +19,11 @@ from carla_driver_interface.protocol import (  # noqa: E402
 )
 from carla_driver_interface.testing import FakeCamera, FakeLoop  # noqa: E402
 
-from alpamayo_jax.eval.alpasim import InputSpec, build_server, ego_history, plan_to_rig  # noqa: E402
-from alpamayo_jax.eval.policies import ConstantVelocityPolicy, Observation, PolicyPlan  # noqa: E402
+from alpamayo_jax.eval.alpasim import build_server, ego_history, plan_to_rig  # noqa: E402
+from alpamayo_jax.eval.policies import ConstantVelocityPolicy, InputSpec, Observation, PolicyPlan  # noqa: E402
 
 CAMERAS = (FakeCamera("camera_front", width=96, height=54), FakeCamera("camera_left", width=96, height=54, yaw_left_deg=60))
-SPEC = InputSpec(camera_ids=("camera_front", "camera_left"), frames_per_camera=2, image_hw=(32, 48))
+SPEC = InputSpec(camera_names=("front", "left"), frames_per_camera=2, image_hw=(32, 48))
 
 
 class RecordingPolicy(ConstantVelocityPolicy):
@@ -162,3 +162,28 @@ def test_privileged_policy_cannot_be_served():
     policy = ConstantVelocityPolicy(privileged=True, name="expert")
     with pytest.raises(ValueError, match="reads privileged world state"):
         build_server(policy, SPEC, port=0)
+
+
+def test_alpamayo_serve_command_serves_until_sigterm(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    cmd = [sys.executable, "-m", "alpamayo_jax.cli", "serve", "--workdir", str(tmp_path), "--policy", "constant_velocity", "--port", "0"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        line = proc.stdout.readline()
+        assert "serving egodriver.EgodriverService on 127.0.0.1:" in line, line + proc.stderr.read()
+        port = int(line.split("127.0.0.1:")[1].split()[0])
+        with FakeLoop(f"127.0.0.1:{port}", CAMERAS[:1], initial_speed_mps=3.0) as loop:
+            result = loop.run(30)
+        assert result.steps == 30
+        assert result.ego.positions[-1, 0] == pytest.approx(3.0 * 0.1 * 29, abs=1e-2)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
