@@ -1,0 +1,27 @@
+"""The artifact's StableHLO compiled by IREE (llvm-cpu) gives JAX's numbers: the module is usable
+outside JAX. Skipped only when the optional `deploy` extra is not installed."""
+
+import jax
+import numpy as np
+import pytest
+from test_stablehlo_artifact import _inputs, _toy_params, _toy_planner
+
+from alpamayo_jax.export import iree, stablehlo
+
+pytestmark = pytest.mark.skipif(
+    not iree.available(), reason="deploy extra (iree-base-compiler/runtime) not installed"
+)
+
+
+def test_iree_runs_the_toy_artifact_like_jax(tmp_path):
+    params = _toy_params()
+    exported, calling = stablehlo.export_function(_toy_planner, params, _inputs(2))
+    loaded = stablehlo.load_artifact(
+        stablehlo.save_artifact(tmp_path / "toy", exported, calling, params)
+    )
+    inputs = _inputs(3)
+    vmfb = iree.compile_cpu(loaded.static_stablehlo(batch=3))
+    got = iree.run_cpu(vmfb, loaded.flat_args(inputs))
+    want = jax.jit(_toy_planner)(params, inputs)
+    for name, out in zip(loaded.output_names, got):
+        np.testing.assert_allclose(out, np.asarray(want[name]), atol=1e-4, rtol=1e-4)
