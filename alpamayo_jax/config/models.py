@@ -89,10 +89,22 @@ def llm_config(family: str, *, vocab: int, hidden: int, mlp: int, layers: int, h
     return c
 
 
-def expert_config(*, hidden: int, heads: int, mlp: int) -> ml_collections.ConfigDict:
-    """Action-expert sizes of its own (layers / kv_heads / head_dim come from the LLM)."""
+def expert_config(*, hidden: int, heads: int, mlp: int, action_mlp_width: int = 1024,
+                  **overrides) -> ml_collections.ConfigDict:
+    """Action-expert sizes of its own (layers / kv_heads / head_dim come from the LLM).
+
+    The action input projection (SPEC.md section 5): each action dim and t get Fourier features
+    (`fourier_frequencies` log-spaced from `fourier_min` to `fourier_max`, sin and cos of 2 pi f x),
+    then an MLP of `action_mlp_layers` linear maps at width `action_mlp_width` to `hidden`.
+    """
     c = ml_collections.ConfigDict()
     c.hidden, c.heads, c.mlp = hidden, heads, mlp
+    c.action_mlp_width = action_mlp_width
+    c.action_mlp_layers = 4
+    c.fourier_frequencies = 10
+    c.fourier_min = 1.0
+    c.fourier_max = 100.0
+    c.update(overrides)
     return c
 
 
@@ -118,7 +130,8 @@ def tiny() -> ml_collections.ConfigDict:
                            num_position_embeddings=16, deepstack_blocks=(0,))
     llm = llm_config(f, vocab=4096, hidden=64, mlp=128, layers=2, heads=4, kv_heads=2,
                      head_dim=16, tied=True)
-    return _model(f, vision, llm, expert_config(hidden=32, heads=2, mlp=64), remat="none")
+    expert = expert_config(hidden=32, heads=2, mlp=64, action_mlp_width=64)
+    return _model(f, vision, llm, expert, remat="none")
 
 
 def small() -> ml_collections.ConfigDict:
@@ -128,7 +141,8 @@ def small() -> ml_collections.ConfigDict:
                            num_position_embeddings=256, deepstack_blocks=(1, 2))
     llm = llm_config(f, vocab=8192, hidden=384, mlp=1024, layers=6, heads=6, kv_heads=2,
                      head_dim=64, tied=True)
-    return _model(f, vision, llm, expert_config(hidden=256, heads=4, mlp=768), remat="none")
+    expert = expert_config(hidden=256, heads=4, mlp=768, action_mlp_width=256)
+    return _model(f, vision, llm, expert, remat="none")
 
 
 def _qwen2_5_vit(out_hidden: int) -> ml_collections.ConfigDict:

@@ -1,0 +1,144 @@
+"""The flow-matching action expert: a transformer over the future-step tokens (SPEC.md sections 1, 5).
+
+Why it looks like this:
+- Expert layer i attends to the VLM's layer-i keys/values of the prefix (prompt + reasoning, up to
+  and including `<|traj_future_start|>`) plus its own action tokens. Reading the prefix through the
+  KV cache, rather than through cross-attention over final hidden states, means the expert reuses
+  the cache the reasoning decode already built, and one prefill serves all denoising steps.
+- Hence it has the VLM's layer count, KV heads and head_dim (the cached K/V must fit its attention),
+  but its own width, query heads and MLP width, which keeps it cheap (10 Euler steps per plan).
+- Its layers are the LLM's decoder layers (`models/language.py`) built at the expert's sizes, so the
+  parameter layout mirrors the release's expert (a Qwen text decoder) and the converter maps both
+  the same way; only the attention pattern differs, and that lives here.
+- Action tokens see each other bidirectionally and see the prefix only where it is valid and
+  before `prefix_len`; the prefix never sees them. Their positions continue after the prefix with
+  the same value on the three M-RoPE axes (equal to plain 1D RoPE).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+from flax import nnx
+from jaxtyping import Array, Bool, Float, Int
+
+from alpamayo_jax.models.action_projection import ActionInProjection, ActionOutProjection
+from alpamayo_jax.models.language import DecoderLayer
+from alpamayo_jax.nn.attention import block_mask, dot_product_attention
+from alpamayo_jax.nn.layers import RMSNorm, remat
+from alpamayo_jax.nn.rope import mrope_angles, text_positions
+from alpamayo_jax.parallel.sharding import constrain
+
+ACT = ("batch", "length", "act_embed")
+
+
+def expert_layer_config(
+    llm_cfg: ml_collections.ConfigDict, expert_cfg: ml_collections.ConfigDict
+) -> ml_collections.ConfigDict:
+    """A decoder-layer config at the expert's width: KV heads, head_dim and attention flavour
+    (bias, q/k norm) from the LLM, hidden / heads / mlp from the expert section."""
+    if expert_cfg.heads % llm_cfg.kv_heads:
+        raise ValueError(
+            f"model.expert.heads ({expert_cfg.heads}) must be a multiple of the LLM's kv_heads "
+            f"({llm_cfg.kv_heads}): the expert's queries share the VLM's cached K/V heads"
+        )
+    c = ml_collections.ConfigDict(llm_cfg.to_dict())
+    c.hidden, c.heads, c.mlp = expert_cfg.hidden, expert_cfg.heads, expert_cfg.mlp
+    return c
+
+
+def prefix_key_mask(valid: Bool[Array, "b s"], prefix_len: Int[Array, " b"]) -> Bool[Array, "b s"]:
+    """The prefix slots an action token may read: valid and before `prefix_len`."""
+    slots = jnp.arange(valid.shape[1], dtype=jnp.int32)[None, :]
+    return valid & (slots < prefix_len[:, None])
+
+
+class ActionExpert(nnx.Module):
+    """(noisy actions, t, VLM prefix K/V) -> flow velocity, one token per future step."""
+
+    def __init__(
+        self,
+        llm_cfg: ml_collections.ConfigDict,
+        expert_cfg: ml_collections.ConfigDict,
+        *,
+        action_dim: int,
+        rngs: nnx.Rngs,
+        dtype=None,
+        param_dtype=jnp.float32,
+        remat_policy: str = "none",
+    ):
+        self.llm_cfg = llm_cfg
+        self.remat_policy = remat_policy
+        layer_cfg = expert_layer_config(llm_cfg, expert_cfg)
+        self.num_layers = llm_cfg.layers
+        self.in_proj = ActionInProjection(
+            action_dim=action_dim,
+            out_dim=expert_cfg.hidden,
+            mlp_width=expert_cfg.action_mlp_width,
+            num_layers=expert_cfg.action_mlp_layers,
+            num_frequencies=expert_cfg.fourier_frequencies,
+            min_frequency=expert_cfg.fourier_min,
+            max_frequency=expert_cfg.fourier_max,
+            norm_eps=llm_cfg.norm_eps,
+            rngs=rngs,
+            dtype=dtype,
+            param_dtype=param_dtype,
+        )
+
+        @nnx.vmap(in_axes=0, out_axes=0, transform_metadata={nnx.PARTITION_NAME: "layers"})
+        def make_layers(r):
+            return DecoderLayer(layer_cfg, rngs=r, dtype=dtype, param_dtype=param_dtype)
+
+        self.layers = make_layers(rngs.split(llm_cfg.layers))
+        self.final_norm = RMSNorm(expert_cfg.hidden, eps=llm_cfg.norm_eps, rngs=rngs,
+                                  param_dtype=param_dtype)
+        self.out_proj = ActionOutProjection(in_dim=expert_cfg.hidden, action_dim=action_dim,
+                                            rngs=rngs, param_dtype=param_dtype)
+
+    def __call__(
+        self,
+        x_t: Float[Array, "b t a"],
+        t: Float[Array, " b"],
+        prefix_k: Float[Array, "layers b s g hd"],
+        prefix_v: Float[Array, "layers b s g hd"],
+        prefix_mask: Bool[Array, "b s"],
+        start_pos: Int[Array, " b"],
+    ) -> Float[Array, "b t a"]:
+        """Velocity for every action token.
+
+        `prefix_k/v`: the VLM's per-layer keys (RoPE applied) and values; `prefix_mask`: the slots
+        the actions may read (see `prefix_key_mask`); `start_pos`: the M-RoPE position of the first
+        action token (the prefix's next position).
+        """
+        c = self.llm_cfg
+        if prefix_k.shape[0] != self.num_layers:
+            raise ValueError(
+                f"prefix K/V has {prefix_k.shape[0]} layers but the expert has {self.num_layers}"
+            )
+        b, steps = x_t.shape[:2]
+        t = jnp.broadcast_to(jnp.asarray(t, jnp.float32), (b,))
+        h = constrain(self.in_proj(x_t, t), ACT)
+        positions = text_positions(steps, b, start_pos)
+        angles = mrope_angles(positions, c.head_dim, c.rope_theta, c.mrope_sections, c.mrope_interleaved)
+        # One mask for [prefix ; actions] keys: prefix in block 0, actions in block 1 (queries too).
+        num_prefix = prefix_k.shape[2]
+        k_blocks = jnp.concatenate(
+            [jnp.zeros((b, num_prefix), jnp.int32), jnp.ones((b, steps), jnp.int32)], axis=1
+        )
+        k_valid = jnp.concatenate([prefix_mask, jnp.ones((b, steps), bool)], axis=1)
+        mask = block_mask(jnp.ones((b, steps), jnp.int32), k_blocks, k_valid)
+        graphdef, state = nnx.split(self.layers)
+
+        def body(h, xs):
+            layer_state, pk, pv = xs
+            layer = nnx.merge(graphdef, layer_state)
+            q, k, v = layer.attn.qkv(layer.attn_norm(h), angles)
+            keys = jnp.concatenate([pk.astype(k.dtype), k], axis=1)
+            values = jnp.concatenate([pv.astype(v.dtype), v], axis=1)
+            h = h + layer.attn.out(dot_product_attention(q, keys, values, mask))
+            h = h + layer.mlp(layer.mlp_norm(h))
+            return constrain(h, ACT), None
+
+        h, _ = jax.lax.scan(remat(body, self.remat_policy), h, (state, prefix_k, prefix_v))
+        return self.out_proj(self.final_norm(h))
