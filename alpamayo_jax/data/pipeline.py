@@ -166,6 +166,7 @@ class SampleEncoder(grain.transforms.Map):
         coc = sample.coc if self.include_reasoning else ""
         try:
             seq = self.builder.training_sequence(history_bins, coc, future_bins)
+            decision = decision_id(sample.decision)
         except ValueError as err:
             raise ValueError(f"{name}: {err}") from err
         length = len(seq.tokens)
@@ -190,7 +191,7 @@ class SampleEncoder(grain.transforms.Map):
             "v0": np.float32(sample.v0),
             "future_xyz": np.asarray(sample.future_xyz, np.float32),
             "future_heading": np.asarray(sample.future_heading, np.float32),
-            "decision_id": np.int32(decision_id(sample.decision)),
+            "decision_id": np.int32(decision),
             "hard": np.bool_(sample.hard),
             "sample_index": np.int32(index),
         }

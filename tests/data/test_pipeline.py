@@ -246,6 +246,15 @@ def test_bad_sample_shapes_are_named(encoder):
         list(_iterator(encoder, source=Broken(3), batch_size=1, shuffle=False, num_epochs=1))
 
 
+def test_unknown_decision_is_named(encoder):
+    class Odd(FakeSource):
+        def __getitem__(self, i):
+            return dataclasses.replace(super().__getitem__(i), decision="fly")
+
+    with pytest.raises(ValueError, match=r"sample 0 \(clip 'clip-0000'\): unknown decision 'fly'; expected one of keep_lane"):
+        next(_iterator(encoder, source=Odd(2), batch_size=1, shuffle=False))
+
+
 def test_max_tokens_below_the_prompt_is_rejected(config, tokenizer):
     with pytest.raises(ValueError, match=r"config.data.max_tokens is 100 but the prompt alone takes \d+ tokens"):
         SampleEncoder(config, tokenizer, IMAGES, max_tokens=100, tokens_per_image=2)
