@@ -63,7 +63,7 @@ def dot_product_attention(
 
 
 class Attention(nnx.Module):
-    """GQA projections of the Qwen LLMs: q/k/v (optional bias), optional per-head q/k RMSNorm, o.
+    """GQA projections: q/k/v (optional bias), optional per-head q/k RMSNorm, o (optional bias, ViT).
 
     Kernels keep the head axes explicit (`[embed, heads, head_dim]`) so tensor parallelism can split
     heads by name. The module only projects; the caller (a decoder layer, the action expert) decides
@@ -72,8 +72,8 @@ class Attention(nnx.Module):
     """
 
     def __init__(self, dim: int, heads: int, kv_heads: int, head_dim: int, *, qkv_bias: bool,
-                 qk_norm: bool, norm_eps: float = 1e-6, rngs: nnx.Rngs, dtype=None,
-                 param_dtype=jnp.float32):
+                 qk_norm: bool, out_bias: bool = False, norm_eps: float = 1e-6, rngs: nnx.Rngs,
+                 dtype=None, param_dtype=jnp.float32):
         self.heads, self.kv_heads, self.head_dim, self.dtype = heads, kv_heads, head_dim, dtype
         p = lambda shape, names, **kw: make_param(rngs, shape, names, dtype=param_dtype, **kw)  # noqa: E731
         zeros = nnx.initializers.zeros
@@ -81,6 +81,7 @@ class Attention(nnx.Module):
         self.wk = p((dim, kv_heads, head_dim), ("embed", "kv_heads", "head_dim"))
         self.wv = p((dim, kv_heads, head_dim), ("embed", "kv_heads", "head_dim"))
         self.wo = p((heads, head_dim, dim), ("heads", "head_dim", "embed"))
+        self.bo = p((dim,), ("embed",), init=zeros) if out_bias else None
         if qkv_bias:
             self.bq = p((heads, head_dim), ("heads", "head_dim"), init=zeros)
             self.bk = p((kv_heads, head_dim), ("kv_heads", "head_dim"), init=zeros)
@@ -111,7 +112,8 @@ class Attention(nnx.Module):
 
     def out(self, o: Float[Array, "b s h d"]) -> Float[Array, "b s e"]:
         dtype = self.dtype or o.dtype
-        return jnp.einsum("bshd,hde->bse", o.astype(dtype), self.wo[...].astype(dtype))
+        y = jnp.einsum("bshd,hde->bse", o.astype(dtype), self.wo[...].astype(dtype))
+        return y if self.bo is None else y + self.bo[...].astype(dtype)
 
     def __call__(
         self, x: Float[Array, "b s e"], angles: Float[Array, "b s d2"], mask: Bool[Array, "b s s"]
