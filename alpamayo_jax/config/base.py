@@ -11,6 +11,7 @@ from __future__ import annotations
 import ml_collections
 
 from alpamayo_jax.config.mesh import mesh_config
+from alpamayo_jax.config.train import train_config
 from alpamayo_jax.config.text import text_config
 
 
@@ -59,5 +60,6 @@ def base_config() -> ml_collections.ConfigDict:
     c.tokens = tokens_config()
     c.flow = flow_config()
     c.mesh = mesh_config()
+    c.train = train_config()
     c.text = text_config(c.tokens)  # ids derive from c.tokens' bin counts (FieldReferences)
     return c

@@ -1,0 +1,62 @@
+"""The `train` config section: optimisation, SFT stage, precision, checkpoints and logging.
+
+Read by `training/` only. The stage is a *mode*, not a bundle of defaults, so that
+`--config.train.stage=stage2` alone is a correct stage-2 run:
+
+- `stage1`: cross-entropy on the reasoning text and the discrete future tokens; every parameter
+  trains (the vision tower at `lr_multipliers['vision']` times the base rate).
+- `stage2`: flow matching of the action expert only; every parameter whose path does not match
+  `expert_patterns` is frozen (the VLM), and the expert reads a stop-gradient prefix KV cache.
+- `joint`: both losses, `ce_weight * ce + flow_weight * flow`, nothing frozen beyond `frozen`.
+
+Patterns (in `lr_multipliers`, `frozen`, `expert_patterns`) are regular expressions searched in a
+parameter's path written with '/' (e.g. `vision/blocks/0/attn/qkv/kernel`); the first multiplier
+pattern that matches wins.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+STAGES = ("stage1", "stage2", "joint")
+COMPUTE_DTYPES = ("float32", "bfloat16")
+SCHEDULES = ("cosine", "constant")
+
+
+def train_config() -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict()
+    c.stage = "stage1"
+    c.steps = 1000
+    c.batch_size = 8  # global, across every process and device
+    c.grad_accum_steps = 1  # micro-batches per step; batch_size must divide by it
+    # AdamW with linear warmup then cosine decay to final_lr_ratio * lr at `steps`.
+    c.lr = 3e-4
+    c.warmup_steps = 50
+    c.schedule = "cosine"
+    c.final_lr_ratio = 0.1
+    c.b1 = 0.9
+    c.b2 = 0.95
+    c.eps = 1e-8
+    c.weight_decay = 0.01  # applied to matrices only (ndim >= 2), never to biases or norm scales
+    c.clip_norm = 1.0  # global gradient norm; 0 disables clipping
+    c.lr_multipliers = ml_collections.ConfigDict({"vision": 0.1})
+    c.frozen = ()  # extra patterns frozen in every stage
+    c.expert_patterns = ("expert",)  # what stage 2 trains; everything else is frozen there
+    c.ce_weight = 1.0
+    c.flow_weight = 1.0
+    # The expert's view of the prefix KV cache is stop-gradient (always true in stage 2, where the
+    # VLM is frozen; in joint mode False lets the flow loss train the VLM too).
+    c.stop_gradient_prefix = True
+    # Parameters stay float32 (the master copy the optimizer updates); bfloat16 casts them for the
+    # forward and backward pass only.
+    c.compute_dtype = "float32"
+    # Initialise the model parameters (not the optimizer) from another workdir's latest checkpoint,
+    # e.g. stage 2 from stage 1. Ignored when the workdir already has a checkpoint (resume wins).
+    c.init_from = ""
+    c.checkpoint_every = 200
+    c.keep_checkpoints = 3
+    c.async_checkpoint = True
+    c.eval_every = 200  # 0 disables periodic eval (the final eval still runs)
+    c.eval_batches = 4  # the fixed val subset: this many batches from the start of the val split
+    c.log_every = 10
+    return c

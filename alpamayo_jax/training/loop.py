@@ -1,0 +1,332 @@
+"""The training loop, readable top to bottom: build, restore or init, compile, step, log, save.
+
+The loop knows nothing about the policy model: a `TrainTask` hands it a model factory, a loss
+function returning `(sum, count)` terms, the loss weights, and the data. One code path runs on one
+CPU, on 8 fake CPU devices and on a multi-host pod; the mesh and the logical rules decide the rest.
+
+Resuming is exact: the step's random key is `fold_in(key(seed), step)`, the data iterator state is
+restored with the parameters, so a resumed run sees the same batches and keys as an uninterrupted
+one. A non-finite loss stops the run before that state can be checkpointed (`nan_guard.py`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+from jax.sharding import Mesh, NamedSharding
+
+from alpamayo_jax.config.train import COMPUTE_DTYPES, STAGES
+from alpamayo_jax.parallel.mesh import make_mesh
+from alpamayo_jax.parallel.sharding import activate, batch_shardings, batch_spec
+from alpamayo_jax.training.checkpoint import Checkpointer, restore_model_variables
+from alpamayo_jax.training.feed import HostShard, host_shard, to_global
+from alpamayo_jax.training.metrics import MetricsWriter
+from alpamayo_jax.training.nan_guard import check_finite
+from alpamayo_jax.training.optim import learning_rate_schedule, make_optimizer
+from alpamayo_jax.training.state import (
+    ModelFactory,
+    ModelLayout,
+    TrainState,
+    abstract_train_state,
+    init_train_state,
+    state_from_variables,
+    train_state_shardings,
+)
+from alpamayo_jax.training.step import (
+    LossFn,
+    compile_train_step,
+    make_eval_step,
+    make_train_step,
+)
+from alpamayo_jax.training.workdir import save_run_config
+
+HostBatch = Mapping[str, np.ndarray]
+
+
+class TrainConfigError(ValueError):
+    """A `train.*` value the loop cannot run with; the message names the field."""
+
+
+@dataclasses.dataclass
+class TrainTask:
+    """The model-specific pieces the loop trains.
+
+    `make_train_iter(shard)` returns an endless iterator of this process's rows of each global
+    batch (numpy dicts); if it has `get_state()`/`set_state()` its position is checkpointed.
+    `make_eval_batches(shard)` returns the fixed val subset (same row layout). `evaluate(layout,
+    state)` adds metrics that need more than the loss (minADE, decision accuracy). `meta` (e.g. the
+    action normalisation stats) is saved with every checkpoint.
+    """
+
+    model_factory: ModelFactory
+    loss_fn: LossFn
+    loss_weights: Mapping[str, float]
+    make_train_iter: Callable[[HostShard], Iterator[HostBatch]]
+    make_eval_batches: Callable[[HostShard], Sequence[HostBatch]] | None = None
+    evaluate: Callable[[ModelLayout, TrainState], Mapping[str, float]] | None = None
+    meta: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass
+class TrainResult:
+    final_step: int
+    resumed_from: int | None  # the checkpoint step this invocation started from
+    losses: dict[int, float]  # train loss of every step run by this invocation
+    eval: dict[str, float]  # the last eval's metrics
+    checkpoints: list[int]  # checkpoint steps on disk at the end
+    layout: ModelLayout
+    state: TrainState
+
+
+def validate_train_config(cfg: ml_collections.ConfigDict) -> None:
+    """Fail before any compilation on values that cannot work."""
+    checks = [
+        ("stage", cfg.stage in STAGES, f"one of {STAGES}"),
+        ("compute_dtype", cfg.compute_dtype in COMPUTE_DTYPES, f"one of {COMPUTE_DTYPES}"),
+        ("steps", cfg.steps >= 1, ">= 1"),
+        ("batch_size", cfg.batch_size >= 1, ">= 1"),
+        ("grad_accum_steps", cfg.grad_accum_steps >= 1, ">= 1"),
+        (
+            "batch_size",
+            cfg.batch_size % max(cfg.grad_accum_steps, 1) == 0,
+            f"a multiple of train.grad_accum_steps={cfg.grad_accum_steps}",
+        ),
+        (
+            "batch_size",
+            cfg.batch_size % jax.process_count() == 0,
+            f"a multiple of the process count {jax.process_count()}",
+        ),
+        ("checkpoint_every", cfg.checkpoint_every >= 1, ">= 1"),
+        ("keep_checkpoints", cfg.keep_checkpoints >= 1, ">= 1"),
+        ("log_every", cfg.log_every >= 1, ">= 1"),
+        ("eval_every", cfg.eval_every >= 0, ">= 0 (0: only at the end)"),
+    ]
+    for field, ok, expected in checks:
+        if not ok:
+            raise TrainConfigError(f"train.{field} must be {expected}, got {cfg[field]!r}")
+
+
+def _abstract_batch(batch: HostBatch, shard: HostShard) -> dict[str, jax.ShapeDtypeStruct]:
+    return {
+        k: jax.ShapeDtypeStruct((shard.global_batch,) + np.shape(v)[1:], np.asarray(v).dtype)
+        for k, v in batch.items()
+    }
+
+
+def _host(metrics: Mapping[str, jax.Array]) -> dict[str, float]:
+    return {k: float(v) for k, v in jax.device_get(dict(metrics)).items()}
+
+
+def _log(message: str, bar=None) -> None:
+    """A line for people on stderr (process 0), above the progress bar when there is one."""
+    if jax.process_index() != 0:
+        return
+    if bar is not None:
+        bar.write(message, file=sys.stderr)
+    else:
+        print(message, file=sys.stderr, flush=True)
+
+
+def train(
+    config: ml_collections.ConfigDict,
+    workdir: str | pathlib.Path,
+    task: TrainTask,
+    *,
+    mesh: Mesh | None = None,
+    progress: bool = True,
+) -> TrainResult:
+    """Train `task` as `config.train` says, in `workdir` (resuming it if it holds a checkpoint)."""
+    cfg = config.train
+    validate_train_config(cfg)
+    workdir = pathlib.Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    save_run_config(workdir, config)
+    mesh = make_mesh(config.mesh) if mesh is None else mesh
+    rules = config.mesh.rules
+
+    # 1. The model's layout, the optimizer and the shardings of every piece of state.
+    layout = ModelLayout.from_factory(task.model_factory, cfg, config.seed)
+    schedule = learning_rate_schedule(cfg)
+    abstract_params, _ = layout.partition(layout.abstract_variables())
+    tx = make_optimizer(cfg, abstract_params)
+    shardings = train_state_shardings(layout, tx, mesh, rules)
+    abstract_state = abstract_train_state(layout, tx, shardings)
+    trainable, total = layout.num_params()
+    _log(f"model: {total:,} parameters, {trainable:,} trained ({cfg.stage}); mesh {dict(mesh.shape)}")
+
+    # 2. This process's rows of every global batch, and the data.
+    row_sharding = NamedSharding(mesh, batch_spec(np.zeros((cfg.batch_size,)), rules, mesh))
+    shard = host_shard(row_sharding, cfg.batch_size)
+    train_iter = task.make_train_iter(shard)
+
+    # 3. Resume the workdir, or start from another run's parameters, or from scratch.
+    checkpointer = Checkpointer(workdir, keep=cfg.keep_checkpoints, async_save=cfg.async_checkpoint)
+    resumed_from = checkpointer.latest_step()
+    meta = dict(task.meta, stage=cfg.stage, config_name=config.get("name", ""))
+    if resumed_from is not None:
+        restored = checkpointer.restore(resumed_from, abstract_state, layout)
+        state = restored.state
+        if restored.data_state is not None and hasattr(train_iter, "set_state"):
+            train_iter.set_state(restored.data_state)
+        _log(f"resuming {workdir} from step {resumed_from}")
+    elif cfg.init_from:
+        sharded_vars = layout.combine(abstract_state.params, abstract_state.frozen)
+        variables, _ = restore_model_variables(cfg.init_from, sharded_vars)
+        state = jax.jit(lambda v: state_from_variables(layout, v, tx), out_shardings=shardings)(
+            variables
+        )
+        _log(f"initialised the model from {cfg.init_from}")
+    else:
+        state = jax.jit(
+            lambda: init_train_state(layout, task.model_factory, tx, config.seed),
+            out_shardings=shardings,
+        )()
+    start = int(jax.device_get(state.step))
+
+    # 4. Compile the step ahead of time (prints its memory analysis before step 1).
+    first = next(train_iter)
+    step_fn = make_train_step(
+        layout,
+        task.loss_fn,
+        tx,
+        weights=task.loss_weights,
+        accum_steps=cfg.grad_accum_steps,
+        compute_dtype=cfg.compute_dtype,
+        learning_rate=schedule,
+    )
+    abstract_batch = _abstract_batch(first, shard)
+    data_shardings = batch_shardings(abstract_batch, mesh, rules)
+    compiled = compile_train_step(step_fn, abstract_state, shardings, abstract_batch, mesh, rules)
+    evaluator = _Evaluator(layout, task, shard, shardings, data_shardings, mesh, rules, cfg, config.seed)
+
+    # 5. The loop. Metrics of step s are fetched while step s+1 runs (no stall per step), except
+    #    before a save, where the state about to be written is checked first.
+    base_key = jax.random.key(config.seed)
+    losses: dict[int, float] = {}
+    last_eval: dict[str, float] = {}
+    last_good = resumed_from
+    pending: tuple[int, Any] | None = None
+    bar = _progress(cfg.steps, start, enabled=progress)
+    writer = MetricsWriter(workdir)
+    timer = time.perf_counter()
+
+    def settle(step: int, device_metrics) -> dict[str, float]:
+        values = _host(device_metrics)
+        check_finite(step, values, last_good)
+        losses[step] = values["loss"]
+        return values
+
+    def log(step: int, values: dict[str, float]) -> None:
+        nonlocal timer
+        bar.update(1)
+        bar.set_postfix(loss=f"{values['loss']:.4f}", refresh=False)
+        if step % cfg.log_every == 0 or step == cfg.steps:
+            now = time.perf_counter()
+            writer.write(step, dict(values, seconds_per_step=(now - timer) / cfg.log_every))
+            timer = now
+
+    try:
+        batch = first
+        for step in range(start + 1, cfg.steps + 1):
+            if step > start + 1:
+                batch = next(train_iter)
+            global_batch = to_global(batch, data_shardings, shard)
+            state, metrics = compiled(state, global_batch, jax.random.fold_in(base_key, step))
+            if pending is not None:
+                log(pending[0], settle(*pending))
+            pending = (step, metrics)
+
+            is_last = step == cfg.steps
+            if step % cfg.checkpoint_every == 0 or is_last:
+                log(step, settle(step, metrics))
+                pending = None
+                data_state = train_iter.get_state() if hasattr(train_iter, "get_state") else None
+                checkpointer.save(state, layout, data_state=data_state, meta=meta)
+                last_good = step
+            if (cfg.eval_every and step % cfg.eval_every == 0) or is_last:
+                if pending is not None:
+                    log(pending[0], settle(*pending))
+                    pending = None
+                last_eval = evaluator(state)
+                if last_eval:
+                    writer.write(step, last_eval, split="val")
+                    summary = ", ".join(f"{k} {v:.4f}" for k, v in last_eval.items())
+                    _log(f"step {step} eval: {summary}", bar)
+        if pending is not None:
+            log(pending[0], settle(*pending))
+    finally:
+        bar.close()
+        writer.close()
+        checkpointer.close()  # waits for the last good save; a poisoned state was never queued
+
+    return TrainResult(
+        final_step=int(jax.device_get(state.step)),
+        resumed_from=resumed_from,
+        losses=losses,
+        eval=last_eval,
+        checkpoints=checkpointer.all_steps(),
+        layout=layout,
+        state=state,
+    )
+
+
+class _Evaluator:
+    """Val loss over the fixed val subset (exact sum/count means) plus the task's own metrics."""
+
+    def __init__(self, layout, task, shard, state_shardings, data_shardings, mesh, rules, cfg, seed):
+        self.layout, self.task, self.shard = layout, task, shard
+        self.mesh, self.rules = mesh, rules
+        self.key = jax.random.key(seed + 1)
+        self.batches = None
+        if task.make_eval_batches is not None:
+            self.batches = list(task.make_eval_batches(shard))[: cfg.eval_batches]
+        replicated = NamedSharding(mesh, jax.sharding.PartitionSpec())
+        self.step = jax.jit(
+            make_eval_step(layout, task.loss_fn, compute_dtype=cfg.compute_dtype),
+            in_shardings=(state_shardings, data_shardings, replicated),
+            out_shardings=replicated,
+        )
+        self.data_shardings = data_shardings
+
+    def __call__(self, state: TrainState) -> dict[str, float]:
+        out: dict[str, float] = {}
+        if self.batches:
+            sums: dict[str, float] = {}
+            counts: dict[str, float] = {}
+            with activate(self.mesh, self.rules):
+                for i, batch in enumerate(self.batches):
+                    terms = self.step(
+                        state,
+                        to_global(batch, self.data_shardings, self.shard),
+                        jax.random.fold_in(self.key, i),
+                    )
+                    for name, (s, c) in jax.device_get(terms).items():
+                        sums[name] = sums.get(name, 0.0) + float(s)
+                        counts[name] = counts.get(name, 0.0) + float(c)
+            weights = self.task.loss_weights
+            out["loss"] = sum(w * sums[k] / max(counts[k], 1.0) for k, w in weights.items() if w)
+            out.update({f"loss/{k}": sums[k] / max(counts[k], 1.0) for k in sums})
+        if self.task.evaluate is not None:
+            out.update({k: float(v) for k, v in self.task.evaluate(self.layout, state).items()})
+        return out
+
+
+def _progress(total: int, initial: int, *, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(
+        total=total,
+        initial=initial,
+        desc="train",
+        unit="step",
+        disable=not enabled or jax.process_index() != 0,
+        dynamic_ncols=True,
+    )

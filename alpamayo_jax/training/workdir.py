@@ -1,0 +1,50 @@
+"""A training workdir's layout and its saved config.
+
+```
+<workdir>/config.json        the full config of the run (what eval/plan/export rebuild the model from)
+<workdir>/checkpoints/<step>/ model, train, data, meta  (training/checkpoint.py)
+<workdir>/metrics.jsonl      one JSON record per logged step  (training/metrics.py)
+<workdir>/tensorboard/       the same scalars for TensorBoard
+```
+`alpamayo eval --workdir W` takes no `--config`, so the run's config must live in the workdir.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+
+import jax
+import ml_collections
+
+CONFIG_FILE = "config.json"
+
+
+def save_run_config(workdir: str | pathlib.Path, config: ml_collections.ConfigDict) -> None:
+    """Write `<workdir>/config.json` (process 0 only)."""
+    if jax.process_index() != 0:
+        return
+    path = pathlib.Path(workdir) / CONFIG_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(config.to_json_best_effort(indent=2, sort_keys=True) + "\n")
+
+
+def _tuples(value):
+    """JSON has no tuples; configs use them for every sequence, so restore them."""
+    if isinstance(value, dict):
+        return {k: _tuples(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return tuple(_tuples(v) for v in value)
+    return value
+
+
+def load_run_config(workdir: str | pathlib.Path) -> ml_collections.ConfigDict:
+    """The config a workdir was trained with (sequences as tuples), locked."""
+    path = pathlib.Path(workdir) / CONFIG_FILE
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path} does not exist: {workdir} is not a training workdir (run `alpamayo train` first)"
+        )
+    config = ml_collections.ConfigDict(_tuples(json.loads(path.read_text())))
+    config.lock()
+    return config
