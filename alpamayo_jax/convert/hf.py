@@ -275,7 +275,7 @@ def load_hf_backbone(src: str | pathlib.Path, cfg: ml_collections.ConfigDict | N
         cfg = model_config_from_hf(json.loads(config_path.read_text()))
     abstract = nnx.eval_shape(lambda: Backbone(cfg, rngs=nnx.Rngs(0)))
     graphdef, abstract_state = nnx.split(abstract)
-    shapes = {path: var.get_value() for path, var in abstract_state.flat_state()}
+    shapes = {path: var.get_value() for path, var in nnx.to_flat_state(abstract_state)}
     buffers = {path: np.zeros(s.shape, np.float32) for path, s in shapes.items()}
     plan = conversion_plan(cfg)
     seen: set[str] = set()
@@ -305,6 +305,6 @@ def load_hf_backbone(src: str | pathlib.Path, cfg: ml_collections.ConfigDict | N
     if missing:
         more = f" (and {len(missing) - 5} more)" if len(missing) > 5 else ""
         raise ConversionError(f"checkpoint in {src} lacks tensor(s) {', '.join(missing[:5])}{more}")
-    for path, var in abstract_state.flat_state():
+    for path, var in nnx.to_flat_state(abstract_state):
         var.set_value(jnp.asarray(buffers.pop(path), shapes[path].dtype))
     return cfg, nnx.merge(graphdef, abstract_state)

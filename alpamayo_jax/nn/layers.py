@@ -33,7 +33,7 @@ def make_param(
     if len(names) != len(shape):
         raise ValueError(f"parameter of shape {tuple(shape)} needs {len(shape)} axis names, got {tuple(names)}")
     value = init(rngs.params(), tuple(shape), dtype)
-    return nnx.Param(value, sharding_names=tuple(names), eager_sharding=False)
+    return nnx.Param(value, out_sharding=tuple(names), eager_sharding=False)
 
 
 def _cast(x: jax.Array, dtype: jnp.dtype | None) -> jax.Array:
