@@ -107,9 +107,12 @@ def _smooth_heading(theta_obs: Array, ridge: float | Array) -> Array:
     """
     steps = theta_obs.shape[-1]
     d_u, _ = _second_difference(steps)
-    system = jnp.eye(steps, dtype=theta_obs.dtype) + ridge * jnp.asarray(d_u.T @ d_u, theta_obs.dtype)
+    if isinstance(ridge, (int, float)):  # the usual case: a constant filter, inverted once in numpy
+        filt = jnp.asarray(np.linalg.inv(np.eye(steps) + ridge * (d_u.T @ d_u)), theta_obs.dtype)
+    else:  # a traced ridge (e.g. swept under vmap) still works, inverted in the program
+        filt = jnp.linalg.inv(jnp.eye(steps, dtype=theta_obs.dtype) + ridge * jnp.asarray(d_u.T @ d_u, theta_obs.dtype))
     # The system is symmetric, so theta = theta_obs @ inv(system) applies it along the last axis.
-    return theta_obs @ jnp.linalg.inv(system)
+    return theta_obs @ filt
 
 
 def _fit_speeds(
@@ -174,6 +177,12 @@ def poses_to_actions(
     At standstill the curvature is undefined; kappa = dtheta s / (s^2 + min_arc^2) sends it smoothly
     to 0 instead of dividing by ~0 (min_arc in metres; 1 mm changes kappa by < 1e-4 relative at
     walking speed). Bounds, when given, clip |accel| and |curvature| (SPEC.md: 9.8 m/s^2, 0.2 1/m).
+
+    Accuracy at the default ridge 1e-4 on clean unicycle paths (float32, speeds 0.5-30 m/s, accel
+    waves up to 3 m/s^2 at 0.8 Hz): accel within ~0.04 m/s^2 (worst at the last steps, where a single
+    displacement constrains the final speed and the ridge's bias shows), curvature within ~2e-5 1/m,
+    and re-integrated poses within 1 mm over 6.4 s. Position noise is amplified by 1/dt^2 into accel
+    (1 cm of jitter is ~10 m/s^2 at this ridge); for noisy logs raise `config.action.ridge`.
     """
     poses = _float_array("poses", poses, 3, "x m, y m, heading rad")
     _check_steps("poses", poses)
