@@ -1,0 +1,264 @@
+"""The rule-based expert: car following along the route, producing unicycle actions and poses.
+
+Longitudinal: the speed command is the most restrictive of (a) tracking the desired speed, (b) an
+adaptive-cruise law behind moving obstacles in the ego corridor, (c) constant-deceleration stops in
+front of standing obstacles, agents about to enter the corridor, and stop lines that are active
+(red light, stop sign), and (d) a curve speed limit previewed along the route. It is clipped to
+comfort bounds (SPEC section 6) and jerk-limited, except in emergencies where full braking is allowed.
+Lateral: the path is the lane centre plus an optional smooth offset profile (lane change, nudge);
+its curvature is read at the middle of each step's arc so the unicycle tracks it closely.
+
+The expert integrates the unicycle of SPEC section 4 itself in numpy (generation speed); the test
+suite checks that its poses round-trip through `trajectory.unicycle`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+
+from alpamayo_jax.data.world.agents import DT, NT, TIMES, Agent, time_index
+from alpamayo_jax.data.world.road import Road
+
+EGO_LENGTH, EGO_WIDTH = 4.7, 1.9
+EGO_FRONT = 3.7  # front bumper ahead of the ego origin (rear axle), m
+EGO_REAR = EGO_LENGTH - EGO_FRONT
+CORRIDOR_MARGIN = 0.3  # lateral clearance the expert keeps from obstacles, m
+PEOPLE_MARGIN = 1.0  # ... and from pedestrians and cyclists
+
+
+@dataclasses.dataclass(frozen=True)
+class Lateral:
+    """A smooth lateral offset of the path: lane change (out only) or nudge (out, hold, back)."""
+
+    kind: str  # "lane_change" | "nudge"
+    s_start: float
+    length_out: float
+    offset: float  # signed, left positive
+    hold: float = 0.0
+    length_back: float = 0.0
+
+    @property
+    def s_end(self) -> float:
+        return self.s_start + self.length_out + self.hold + self.length_back
+
+    def profile(self, s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Offset, its first and second derivatives w.r.t. arc length (cosine blends)."""
+        s = np.asarray(s, dtype=np.float64)
+        d, d1, d2 = np.zeros_like(s), np.zeros_like(s), np.zeros_like(s)
+        half = self.offset / 2
+        u = (s - self.s_start) / self.length_out
+        out = (u >= 0) & (u < 1)
+        w = math.pi / self.length_out
+        d = np.where(out, half * (1 - np.cos(math.pi * u)), np.where(u >= 1, self.offset, 0.0))
+        d1 = np.where(out, half * w * np.sin(math.pi * u), 0.0)
+        d2 = np.where(out, half * w * w * np.cos(math.pi * u), 0.0)
+        if self.kind == "nudge":
+            back0 = self.s_start + self.length_out + self.hold
+            ub = (s - back0) / self.length_back
+            back = (ub >= 0) & (ub < 1)
+            wb = math.pi / self.length_back
+            d = np.where(back, half * (1 + np.cos(math.pi * ub)), np.where(ub >= 1, 0.0, d))
+            d1 = np.where(back, -half * wb * np.sin(math.pi * ub), d1)
+            d2 = np.where(back, -half * wb * wb * np.cos(math.pi * ub), d2)
+        return d, d1, d2
+
+
+@dataclasses.dataclass(frozen=True)
+class Intent:
+    """What the scenario tells the expert: its route, rules in force, and driving style."""
+
+    v0: float
+    v_des: float
+    a0: float = 0.0  # acceleration at t0 (also the history's acceleration)
+    a_max: float = 1.5
+    b_comf: float = 2.0  # deceleration it plans stops with
+    b_max: float = 3.8  # strongest braking it uses (comfort bound 4.05)
+    jerk_max: float = 4.0  # longitudinal jerk bound 4.13 m/s^3
+    time_headway: float = 1.4
+    stop_gap: float = 1.0  # front bumper to stop line when stopped
+    follow_gap: float = 2.5  # front bumper to obstacle when stopped behind it
+    a_lat_max: float = 2.0  # curve speed: v^2 kappa <= a_lat_max
+    lookahead: float = 3.0  # s: agents entering the corridor within this time are yielded to
+    stop_lines: tuple[tuple[float, float], ...] = ()  # (s of line, time it stops applying)
+    lateral: Lateral | None = None
+    history_accel: float | None = None  # acceleration over the past 1.6 s (default a0)
+
+
+@dataclasses.dataclass
+class Plan:
+    """The expert's output in the t0 frame."""
+
+    history_xyz: np.ndarray  # [H, 3] at t = -(H-1) dt .. 0
+    history_heading: np.ndarray  # [H]
+    v0: float
+    future_xyz: np.ndarray  # [T, 3] at t = dt .. T dt
+    future_heading: np.ndarray  # [T]
+    future_actions: np.ndarray  # [T, 2] (accel, curvature)
+    speeds: np.ndarray  # [T + 1] speed at t = 0 .. T dt
+    past_times: np.ndarray  # times of the ego's past poses (for camera frames), ends at 0
+    past_poses: np.ndarray  # [P, 3] x, y, heading
+
+
+def integrate_unicycle(actions: np.ndarray, v0: float, dt: float) -> tuple[np.ndarray, np.ndarray]:
+    """Poses [T, 3] and speeds [T + 1] of the SPEC section 4 unicycle, starting at the origin."""
+    a, k = actions[:, 0].astype(np.float64), actions[:, 1].astype(np.float64)
+    v = v0 + np.concatenate([[0.0], np.cumsum(a * dt)])
+    dtheta = k * v[:-1] * dt + k * a * dt * dt / 2
+    theta = np.concatenate([[0.0], np.cumsum(dtheta)])
+    vx, vy = v * np.cos(theta), v * np.sin(theta)
+    x = np.cumsum((vx[:-1] + vx[1:]) * dt / 2)
+    y = np.cumsum((vy[:-1] + vy[1:]) * dt / 2)
+    return np.stack([x, y, theta[1:]], axis=-1), v
+
+
+def _curve_speed_limit(road: Road, intent: Intent, s_max: float) -> tuple[np.ndarray, np.ndarray]:
+    """Speed allowed at each s of a 0.5 m grid: curve speed, reachable by braking at b_comf."""
+    grid = np.arange(0.0, s_max, 0.5)
+    kappa = np.abs(road.curvature_at(grid))
+    limit = np.where(kappa > 1e-6, np.sqrt(intent.a_lat_max / np.maximum(kappa, 1e-9)), np.inf)
+    # backward pass: v(s) <= sqrt(v(s + ds)^2 + 2 b ds)
+    for i in range(len(grid) - 2, -1, -1):
+        limit[i] = min(limit[i], math.sqrt(limit[i + 1] ** 2 + 2 * intent.b_comf * 0.5))
+    return grid, limit
+
+
+class _Obstacles:
+    """Road coordinates of obstacle agents over TIMES and whether they block the ego's corridor."""
+
+    def __init__(self, road: Road, agents: list[Agent], lateral: Lateral | None, lookahead: float):
+        movers = [a for a in agents if a.is_obstacle]
+        self.n = len(movers)
+        if not movers:
+            return
+        xs = np.stack([a.x for a in movers])
+        ys = np.stack([a.y for a in movers])
+        s, d = road.to_road(xs, ys)
+        path_d = road.ego_offset + (lateral.profile(s)[0] if lateral else 0.0)
+        # Half extent of each agent across the road (its footprint projected on the road normal).
+        yaw_rel = np.stack([a.yaw for a in movers]) - road.pose_at(s)[2]
+        half_len = np.array([a.length / 2 for a in movers])[:, None]
+        half_wid = np.array([a.width / 2 for a in movers])[:, None]
+        across = np.abs(np.sin(yaw_rel)) * half_len + np.abs(np.cos(yaw_rel)) * half_wid
+        along = np.abs(np.cos(yaw_rel)) * half_len + np.abs(np.sin(yaw_rel)) * half_wid
+        margin = np.array([PEOPLE_MARGIN if a.kind in ("pedestrian", "cyclist") else CORRIDOR_MARGIN
+                           for a in movers])[:, None]
+        self.inside = np.abs(d - path_d) < across + EGO_WIDTH / 2 + margin
+        self.s_back = s - along  # the end of the agent nearest to the ego
+        self.speed = np.gradient(s, DT, axis=1) * np.cos(yaw_rel) ** 2 * (np.cos(yaw_rel) > 0)
+        steps = int(round(lookahead / DT))
+        # soon[n, i]: agent n will be inside the corridor at some time in [t_i, t_i + lookahead].
+        s_masked = np.where(self.inside, self.s_back, np.inf)
+        self.soon_s = np.full_like(s_masked, np.inf)
+        for j in range(steps + 1):
+            self.soon_s[:, : NT - j] = np.minimum(self.soon_s[:, : NT - j], s_masked[:, j:])
+
+    def targets(self, i: int, s_front: float) -> list[tuple[float, float, bool]]:
+        """(gap to the ego's front, speed along the road, moving?) of obstacles ahead at time index i.
+
+        An agent inside the corridor is followed at its speed; one that will enter it within the
+        lookahead (a pedestrian stepping onto the crosswalk, a crossing car) is a standing obstacle at
+        the place where it enters.
+        """
+        if self.n == 0:
+            return []
+        out = []
+        for n in range(self.n):
+            if self.inside[n, i] and self.s_back[n, i] > s_front - 0.5:
+                v = float(self.speed[n, i])
+                out.append((float(self.s_back[n, i]) - s_front, v, v > 0.5))
+            elif math.isfinite(self.soon_s[n, i]) and self.soon_s[n, i] > s_front - 0.5:
+                out.append((float(self.soon_s[n, i]) - s_front, 0.0, False))
+        return out
+
+
+def _history(intent: Intent, steps: int, dt: float) -> tuple[np.ndarray, np.ndarray]:
+    """Arc length and speed of the ego at t = -(steps-1) dt .. 0 (straight, along the lane)."""
+    accel = intent.a0 if intent.history_accel is None else intent.history_accel
+    v = np.empty(steps)
+    s = np.empty(steps)
+    v[-1], s[-1] = intent.v0, 0.0
+    for k in range(steps - 1, 0, -1):
+        v[k - 1] = max(v[k] - accel * dt, 0.0)
+        s[k - 1] = s[k] - (v[k] + v[k - 1]) * dt / 2
+    return s, v
+
+
+def plan(road: Road, agents: list[Agent], intent: Intent, future_steps: int = 64,
+         history_steps: int = 16, dt: float = DT, emergency: bool = False) -> Plan:
+    """Run the expert from t0 for `future_steps` steps and reconstruct `history_steps` past poses."""
+    if abs(dt - DT) > 1e-9:
+        raise ValueError(f"the synthetic world runs at dt = {DT} s, got dt = {dt}")
+    obstacles = _Obstacles(road, agents, intent.lateral, intent.lookahead)
+    curved = road.is_curved
+    if curved:
+        grid, vlim = _curve_speed_limit(road, intent, max(intent.v_des, intent.v0) * future_steps * dt + 60)
+    i0 = time_index(0.0)
+    b_max = 9.0 if emergency else intent.b_max
+    jerk = 60.0 if emergency else intent.jerk_max
+    v, s, a_prev = float(intent.v0), 0.0, float(intent.a0)
+    actions = np.zeros((future_steps, 2))
+    mids = np.zeros(future_steps)
+    for k in range(future_steps):
+        t = k * dt
+        a = intent.a_max * (1.0 - (v / max(intent.v_des, 0.1)) ** 4) if intent.v_des > 0 else -v
+        a = min(a, 1.2 * (intent.v_des - v)) if v > intent.v_des else a
+        # curve speed limit a little ahead (the preview already includes the braking distance)
+        if curved:
+            v_curve = float(np.interp(s + v * 0.5, grid, vlim))
+            if v > v_curve:
+                a = min(a, 1.5 * (v_curve - v))
+        s_front = s + EGO_FRONT
+        targets = [(g, vo, m, intent.follow_gap) for g, vo, m in obstacles.targets(i0 + k, s_front)]
+        # Never wait inside an intersection: yield to crossing traffic at the stop line instead.
+        if road.stop_line is not None and road.stop_line - s_front > -0.3:
+            for j, (gap, v_obs, moving, stop_at) in enumerate(targets):
+                if not moving and road.in_cross_road(s_front + gap):
+                    targets[j] = (road.stop_line - s_front, 0.0, False, intent.stop_gap)
+        for s_line, t_release in intent.stop_lines:
+            if t < t_release and s_line - s_front > -0.3:
+                targets.append((s_line - s_front, 0.0, False, intent.stop_gap))
+        for gap, v_obs, moving, stop_at in targets:
+            if moving:
+                free = gap - intent.follow_gap - intent.time_headway * v
+                acc = 0.25 * free + 0.8 * (v_obs - v)
+                if v > v_obs:
+                    acc = min(acc, (v_obs**2 - v * v) / (2 * max(gap - intent.follow_gap, 0.1)))
+                a = min(a, acc)
+            else:
+                room = gap - stop_at
+                need = -(v * v) / (2 * max(room, 0.05))
+                if room <= 0.05:
+                    need = -v / dt
+                if need < -0.25 or room < 3.0:
+                    a = min(a, need)
+        a = min(max(a, -b_max, a_prev - jerk * dt), intent.a_max, a_prev + jerk * dt)
+        if v + a * dt < 0.0:
+            a = -v / dt
+        ds = v * dt + a * dt * dt / 2
+        actions[k, 0] = a
+        mids[k] = s + ds / 2  # path curvature is read in the middle of the step's arc
+        v, s, a_prev = v + a * dt, s + ds, a
+    kappa = road.curvature_at(mids)
+    if intent.lateral is not None:
+        _, d1, d2 = intent.lateral.profile(mids)
+        kappa = kappa + d2 / (1 + d1 * d1) ** 1.5
+    actions[:, 1] = np.clip(kappa, -0.2, 0.2)
+    poses, speeds = integrate_unicycle(actions, intent.v0, dt)
+    hist_s, _ = _history(intent, max(history_steps, 20), dt)
+    past = np.stack([hist_s, np.zeros_like(hist_s), np.zeros_like(hist_s)], axis=-1)
+    history = past[-history_steps:]
+    return Plan(
+        history_xyz=np.stack([history[:, 0], history[:, 1], np.zeros(history_steps)], -1).astype(np.float32),
+        history_heading=history[:, 2].astype(np.float32),
+        v0=float(intent.v0),
+        future_xyz=np.concatenate([poses[:, :2], np.zeros((future_steps, 1))], -1).astype(np.float32),
+        future_heading=poses[:, 2].astype(np.float32),
+        future_actions=actions.astype(np.float32),
+        speeds=speeds,
+        past_times=np.round(np.arange(-(len(hist_s) - 1), 1) * dt, 6),
+        past_poses=past,
+    )
+
