@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import types
 
 import grain
 import numpy as np
@@ -16,7 +17,8 @@ from alpamayo_jax.data.pipeline import (
     make_batch_iterator,
     shard_range,
 )
-from alpamayo_jax.data.world.decisions import DECISION_NAMES, decision_id
+from alpamayo_jax.data.schema import Sample
+from alpamayo_jax.data.world.decisions import DECISION_NAMES, UNKNOWN, decision_id
 from alpamayo_jax.text import image_tokens_per_image
 
 CAMERAS = ("cross_left_120fov", "front_wide_120fov")
@@ -27,23 +29,6 @@ TEMPLATES = (
     "A pedestrian {d} m ahead is entering the crosswalk from the right; I yield.",
     "The lead vehicle {d} m ahead slows down, so I keep a safe gap.",
 )
-
-
-@dataclasses.dataclass
-class FakeSample:
-    """Fields of data/schema.py's Sample (docs/interfaces.md), deterministic per index."""
-
-    images: np.ndarray
-    history_xyz: np.ndarray
-    history_heading: np.ndarray
-    v0: float
-    future_xyz: np.ndarray
-    future_heading: np.ndarray
-    future_actions: np.ndarray
-    decision: str
-    hard: bool
-    coc: str
-    clip_id: str
 
 
 class FakeSource:
@@ -67,10 +52,10 @@ class FakeSource:
         coc = TEMPLATES[i % 3].format(d=10 + i)
         if i == self.long_coc_at:
             coc = " ".join([coc] * 40)
-        decision = DECISION_NAMES[i % len(DECISION_NAMES)]
-        return FakeSample(
+        decision = UNKNOWN if i == 5 else DECISION_NAMES[i % len(DECISION_NAMES)]
+        return Sample(
             images=rng.integers(0, 256, (IMAGES.num_images, IMAGES.height, IMAGES.width, 3), dtype=np.uint8),
-            history_xyz=history, history_heading=np.zeros(h, np.float32), v0=v0,
+            history_xyz=history, history_heading=np.zeros(h, np.float32), v0=np.array(v0, np.float32),
             future_xyz=future, future_heading=np.zeros(t, np.float32), future_actions=actions,
             decision=decision, hard=i % 4 == 0, coc=coc, clip_id=f"clip-{i:04d}",
         )  # fmt: skip
@@ -140,7 +125,7 @@ def test_batch_content_matches_the_samples(encoder, config, tokenizer):
             batch["actions_norm"][row], (sample.future_actions - np.array([0.2, 0.0])) / np.array([1.0, 0.03]),
             rtol=1e-5, atol=1e-6,
         )  # fmt: skip
-        assert batch["decision_id"][row] == decision_id(sample.decision)
+        assert batch["decision_id"][row] == (-1 if index == 5 else decision_id(sample.decision))
         assert batch["hard"][row] == sample.hard and batch["v0"][row] == sample.v0
         tokens, valid, mask = batch["tokens"][row], batch["valid"][row], batch["loss_mask"][row]
         length = int(valid.sum())
@@ -155,6 +140,12 @@ def test_batch_content_matches_the_samples(encoder, config, tokenizer):
         assert np.abs(centres - clipped).max() <= 3.0 / 64 + 1e-6
         assert mask[cot : length - 1].all() and mask.sum() == length - 1 - cot
         assert (tokens == text.image_pad_id).sum() == 4 * 2  # 4 images x (32/32 * 64/32) tokens
+
+
+def test_unlabelled_decision_is_minus_one(encoder):
+    batches = list(_iterator(encoder, batch_size=5, shuffle=False, num_epochs=1))
+    ids = np.concatenate([b["decision_id"] for b in batches])
+    assert ids[5] == -1 and (np.delete(ids, 5) >= 0).all()
 
 
 def test_same_seed_same_batches_other_seed_other_order(encoder):
@@ -249,7 +240,8 @@ def test_bad_sample_shapes_are_named(encoder):
 def test_unknown_decision_is_named(encoder):
     class Odd(FakeSource):
         def __getitem__(self, i):
-            return dataclasses.replace(super().__getitem__(i), decision="fly")
+            # Not a schema Sample (that would refuse the name): a duck-typed record from elsewhere.
+            return types.SimpleNamespace(**{**vars(super().__getitem__(i)), "decision": "fly"})
 
     with pytest.raises(ValueError, match=r"sample 0 \(clip 'clip-0000'\): unknown decision 'fly'; expected one of keep_lane"):
         next(_iterator(encoder, source=Odd(2), batch_size=1, shuffle=False))
