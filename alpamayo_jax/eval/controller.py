@@ -85,9 +85,15 @@ class PlanTracker:
         xy = np.concatenate([np.zeros((1, 2)), plan[:, :2]], axis=0)  # with the origin at t = 0
         self._times = self.dt * np.arange(xy.shape[0])
         self._world = self.origin.to_world(xy)
-        step = np.linalg.norm(np.diff(xy, axis=0), axis=-1) / self.dt
-        # Speed at each plan instant: the origin's speed, then the mean speed of the step that ends there.
-        self._speeds = np.concatenate([[self.origin.speed], step])
+        mean = np.linalg.norm(np.diff(xy, axis=0), axis=-1) / self.dt  # mean speed of each step
+        # Speed at each plan instant: the origin's at t = 0, then the average of the mean speeds of
+        # the two steps around the instant (exact while the acceleration is constant across them;
+        # the mean of the step ending there would lag by half a step and halve the first command).
+        speeds = np.empty(xy.shape[0])
+        speeds[0] = self.origin.speed
+        speeds[1:-1] = (mean[:-1] + mean[1:]) / 2
+        speeds[-1] = max(0.0, 2 * mean[-1] - speeds[-2]) if mean.size > 1 else mean[-1]
+        self._speeds = speeds
 
     def _point(self, t: float) -> np.ndarray:
         t = float(np.clip(t, 0.0, self._times[-1]))

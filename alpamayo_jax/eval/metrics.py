@@ -12,9 +12,11 @@ labelled decision); a mean over no applicable scene is `None` in the results, ne
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+import jax
 import numpy as np
 from jaxtyping import Bool, Float
 
@@ -39,6 +41,14 @@ OPEN_LOOP_METRICS = (
 )
 
 
+@functools.partial(jax.jit, static_argnums=2)
+def _trajectory_metrics(pred: jax.Array, gt: jax.Array, dt: float) -> dict[str, jax.Array]:
+    out = dict(traj_metrics.displacement_metrics(pred, gt, dt, HORIZONS_S))
+    out["corner_distance"] = traj_metrics.corner_distance(pred, gt)
+    out["comfortable"] = comfort_lib.is_comfortable(comfort_lib.comfort_quantities(pred[:, 0], dt))
+    return out
+
+
 def trajectory_metrics(
     pred: Float[np.ndarray, "n k t 3"], gt: Float[np.ndarray, "n t 3"], dt: float
 ) -> dict[str, Float[np.ndarray, " n"]]:
@@ -47,10 +57,8 @@ def trajectory_metrics(
     gt = np.asarray(gt, np.float32)
     if pred.ndim != 4 or gt.ndim != 3 or pred.shape[0] != gt.shape[0] or pred.shape[2:] != gt.shape[1:]:
         raise ValueError(f"pred must be [N, K, T, 3] and gt [N, T, 3] with matching N, T; got {pred.shape}, {gt.shape}")
-    out = {k: np.asarray(v, np.float64) for k, v in traj_metrics.displacement_metrics(pred, gt, dt, HORIZONS_S).items()}
-    out["corner_distance"] = np.asarray(traj_metrics.corner_distance(pred, gt), np.float64)
-    comfortable = comfort_lib.is_comfortable(comfort_lib.comfort_quantities(pred[:, 0], dt))
-    out["comfort_violation_rate"] = 1.0 - np.asarray(comfortable, np.float64)
+    out = {k: np.asarray(v, np.float64) for k, v in _trajectory_metrics(pred, gt, float(dt)).items()}
+    out["comfort_violation_rate"] = 1.0 - out.pop("comfortable")
     return out
 
 

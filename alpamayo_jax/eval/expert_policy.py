@@ -1,0 +1,131 @@
+"""The world's rule-based expert as a closed-loop policy: re-plan from wherever the ego is now.
+
+`data.world.planner.plan` plans from the origin of a scene's t0 frame, with the ego on its lane at
+arc length 0. In the closed loop the ego is somewhere else at time t, so the scene is re-anchored
+before each call: the road is shifted along its reference line so that arc length 0 is the ego's
+(the straight / arc / straight reference line stays exactly representable), the agents are moved
+into the road-aligned frame at the ego and re-timed so that index "t0" is now, and the intent's stop
+lines, release times and lateral manoeuvre are shifted to match. The expert then gives the speed
+profile (its longitudinal decisions: follow, stop, yield, emergency brake); the path is drawn on the
+road itself (lane centre plus the manoeuvre's offset), so lateral drift of the tracked car is
+corrected instead of carried along.
+
+This policy is *privileged*: it reads the world (`Observation.world`), never the cameras.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+
+from alpamayo_jax.data.world import planner as world_planner
+from alpamayo_jax.data.world.agents import TIMES, Agent
+from alpamayo_jax.data.world.road import Road
+from alpamayo_jax.data.world.scene import Scene
+from alpamayo_jax.eval.controller import VehicleState
+from alpamayo_jax.eval.policies import Observation, ObservationError, PolicyPlan
+from alpamayo_jax.eval.traffic import scripted_state
+
+
+@dataclasses.dataclass(frozen=True)
+class WorldView:
+    """Privileged state of a closed-loop world at time `t` (all in the scene's t0 frame)."""
+
+    scene: Scene
+    agents: list[Agent]  # arrays on the world grid, simulated so far and predicted after `t`
+    t: float
+    ego: VehicleState  # the ego origin (rear axle)
+    accel: float  # the ego's current acceleration, m/s^2
+
+
+@dataclasses.dataclass(frozen=True)
+class _ShiftedLateral:
+    """A lateral target re-expressed for a road whose arc length 0 is at `s_shift` and whose
+    reference offset is the ego's current one: profile(s) = base(s + s_shift) + d_shift."""
+
+    base: world_planner.Lateral | None
+    s_shift: float
+    d_shift: float
+
+    def profile(self, s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        s = np.asarray(s, np.float64)
+        if self.base is None:
+            zeros = np.zeros_like(s)
+            return zeros + self.d_shift, zeros, zeros
+        d, d1, d2 = self.base.profile(s + self.s_shift)
+        return d + self.d_shift, d1, d2
+
+
+def shift_road(road: Road, s_e: float, d_e: float) -> Road:
+    """`road` seen from road coordinates (s_e, d_e): arc length 0 and the ego offset are there."""
+    changes: dict = {"ego_offset": float(d_e)}
+    if road.is_curved:
+        end = road.curve_start + road.curve_length
+        if s_e < road.curve_start:
+            changes["curve_start"] = road.curve_start - s_e
+        elif s_e < end:
+            changes.update(curve_start=0.0, curve_length=end - s_e)
+        else:
+            changes.update(curve_start=math.inf, curve_length=0.0, curvature=0.0)
+    if road.cross_center is not None:
+        changes["cross_center"] = road.cross_center - s_e
+    if road.stop_line is not None:
+        changes["stop_line"] = road.stop_line - s_e
+    changes["crosswalks"] = tuple((a - s_e, b - s_e) for a, b in road.crosswalks)
+    return dataclasses.replace(road, **changes)
+
+
+def _rebase_agent(agent: Agent, t: float, origin: np.ndarray, heading: float) -> Agent:
+    """`agent` with arrays at absolute times t + TIMES, in the frame at `origin` rotated by `heading`."""
+    x, y, yaw = scripted_state(agent, t + TIMES)
+    c, s = math.cos(heading), math.sin(heading)
+    dx, dy = x - origin[0], y - origin[1]
+    return dataclasses.replace(agent, x=c * dx + s * dy, y=-s * dx + c * dy, yaw=yaw - heading)
+
+
+def expert_poses(view: WorldView, future_steps: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """The expert's plan from the ego's current state: poses [T, 3] in the ego frame, accel [T]."""
+    scene, ego = view.scene, view.ego
+    road, intent = scene.road, scene.intent
+    s_e, d_e = (float(v) for v in road.to_road(np.array(ego.x), np.array(ego.y)))
+    rx, ry, rh = (float(v) for v in road.pose_at(np.array(s_e)))
+    origin = np.array([ego.x, ego.y])
+    local_road = shift_road(road, s_e, d_e)
+    agents = [_rebase_agent(a, view.t, origin, rh) for a in view.agents]
+    lateral = _ShiftedLateral(intent.lateral, s_e, road.ego_offset - d_e)
+    stop_lines = tuple((s - s_e, release - view.t) for s, release in intent.stop_lines)
+    local_intent = dataclasses.replace(
+        intent, v0=float(ego.speed), a0=float(view.accel), history_accel=0.0, stop_lines=stop_lines, lateral=lateral
+    )
+    result = world_planner.plan(local_road, agents, local_intent, future_steps=future_steps, emergency=scene.emergency)
+    speeds = np.asarray(result.speeds, np.float64)
+    dist = np.cumsum((speeds[:-1] + speeds[1:]) * world_planner.DT / 2)
+    s_path = s_e + dist
+    if intent.lateral is not None:
+        d_rel, d1, _ = intent.lateral.profile(s_path)
+    else:
+        d_rel, d1 = np.zeros_like(s_path), np.zeros_like(s_path)
+    px, py, ph = road.point_at(s_path, road.ego_offset + d_rel)
+    local = ego.to_local(np.stack([px, py], axis=-1))
+    heading = np.angle(np.exp(1j * (ph + np.arctan(d1) - ego.heading)))
+    poses = np.concatenate([local, heading[:, None]], axis=-1)
+    return poses.astype(np.float32), np.asarray(result.future_actions[:, 0], np.float32)
+
+
+@dataclasses.dataclass
+class ExpertPolicy:
+    """The privileged expert planner (closed loop): reads `Observation.world`, a `WorldView`."""
+
+    future_steps: int = 64
+    name: str = "expert"
+    uses_images: bool = False
+    privileged: bool = True
+
+    def plan(self, observation: Observation) -> PolicyPlan:
+        view = observation.world
+        if not isinstance(view, WorldView):
+            raise ObservationError("the expert policy needs the world state (Observation.world = WorldView); it runs only in the synthetic closed loop")
+        poses, _ = expert_poses(view, self.future_steps)
+        return PolicyPlan(poses=poses[None], actions=None, reasoning_text=None)
