@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ml_collections
 
+from alpamayo_jax.config.data import data_config
 from alpamayo_jax.config.mesh import mesh_config
 from alpamayo_jax.config.train import train_config
 from alpamayo_jax.config.text import text_config
@@ -59,6 +60,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.action = action_config()
     c.tokens = tokens_config()
     c.flow = flow_config()
+    c.data = data_config()
     c.mesh = mesh_config()
     c.train = train_config()
     c.text = text_config(c.tokens)  # ids derive from c.tokens' bin counts (FieldReferences)

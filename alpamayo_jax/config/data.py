@@ -1,0 +1,30 @@
+"""The `data` section of the config: which dataset, image geometry, and the synthetic world's cache.
+
+With `dir = None` training and evaluation use the embedded synthetic world: the splits are generated
+once (deterministically from `seed`) into `cache_dir/<key>` and reused while the config that shapes
+them is unchanged. Set `dir` to read an existing dataset written by `alpamayo data synth`.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+
+def data_config() -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict()
+    c.world = "coc_world_v1"  # the synthetic world's name (data/world/)
+    c.dir = ml_collections.FieldReference(None, field_type=str)  # existing dataset; None = synthetic cache
+    c.cache_dir = "~/.cache/alpamayo_jax/synthetic"
+    c.seed = 0  # seed of the synthetic splits (train, val and test use seed, seed + 1, seed + 2)
+    c.num_train = 2000
+    c.num_val = 200
+    c.num_test = 200
+    c.shard_size = 1000  # samples per array_record shard
+    c.workers = 0  # processes generating the synthetic world; 0 = all cores
+    # Cameras (camera-major in a sample, frames oldest first at 0.1 s spacing ending at t0).
+    c.cameras = ("cross_left_120fov", "front_wide_120fov", "cross_right_120fov", "front_tele_30fov")
+    c.frames_per_camera = 2  # release: 4 (t0-0.3 .. t0)
+    c.image_height = 56  # release: 320
+    c.image_width = 112  # release: 576
+    c.image_multiple = 28  # image sides must be multiples of patch x merge (28 Qwen2.5-VL, 32 Qwen3-VL)
+    return c
