@@ -27,11 +27,15 @@ import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float, Int
 
 
-def quantize(x: Float[ArrayLike, "*shape"], value_range: Float[ArrayLike, "*#shape"], bins: int) -> Int[Array, "*shape"]:
+def quantize(
+    x: Float[ArrayLike, "*shape"], value_range: Float[ArrayLike, "*#shape"], bins: int
+) -> Int[Array, "*shape"]:
     """Index of the uniform bin over [-value_range, value_range] holding x; clipped to [0, bins)."""
     x = jnp.asarray(x)
     width = 2.0 * jnp.asarray(value_range, x.dtype) / bins
-    idx = jnp.floor((x + jnp.asarray(value_range, x.dtype)) / width)
+    # Offsetting after the division keeps the arithmetic near zero exact-ish in float32 (x / width is
+    # small there), instead of cancelling -range + ... as (x + range) / width would.
+    idx = jnp.floor(x / width + bins / 2.0)
     return jnp.clip(idx, 0, bins - 1).astype(jnp.int32)
 
 
@@ -39,10 +43,10 @@ def dequantize(
     idx: Int[ArrayLike, "*shape"], value_range: Float[ArrayLike, "*#shape"], bins: int, dtype=jnp.float32
 ) -> Float[Array, "*shape"]:
     """Centre of bin `idx` (indices outside [0, bins) are clipped, so a stray id cannot explode)."""
-    idx = jnp.clip(jnp.asarray(idx), 0, bins - 1).astype(dtype)
-    value_range = jnp.asarray(value_range, dtype)
-    width = 2.0 * value_range / bins
-    return -value_range + (idx + 0.5) * width
+    idx = jnp.clip(jnp.asarray(idx), 0, bins - 1)
+    width = 2.0 * jnp.asarray(value_range, dtype) / bins
+    # (idx + 0.5 - bins / 2) is exact in float32, so the only rounding is one product.
+    return (idx.astype(dtype) + (0.5 - bins / 2.0)) * width
 
 
 def _history_ranges(tokens_cfg: Any, dtype) -> Array:
