@@ -27,4 +27,10 @@ def data_config() -> ml_collections.ConfigDict:
     c.image_height = 56  # release: 320
     c.image_width = 112  # release: 576
     c.image_multiple = 28  # image sides must be multiples of patch x merge (28 Qwen2.5-VL, 32 Qwen3-VL)
+    # Batch pipeline (data/pipeline.py): token length every sample is padded to (release-like
+    # setups need ~4096: 16 images x 180 tokens + text), and grain's loader parallelism per host.
+    c.max_tokens = 512
+    c.pipeline_workers = 0  # grain worker processes; 0 = encode in the training process
+    c.pipeline_threads = 1  # reader threads per process
+    c.pipeline_prefetch = 2  # batches buffered per process
     return c

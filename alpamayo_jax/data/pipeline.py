@@ -31,7 +31,7 @@ import numpy as np
 from jaxtyping import Float
 
 from alpamayo_jax.data.world.decisions import decision_id
-from alpamayo_jax.text.prompt import PromptBuilder, prompt_text_segments
+from alpamayo_jax.text.prompt import PromptBuilder, image_tokens_per_image, prompt_text_segments
 from alpamayo_jax.text.tokenizer import TOKENIZER_FILE, TextTokenizer, load_or_train_tokenizer
 
 STATE_VERSION = 1
@@ -69,6 +69,12 @@ class ImageSpec:
     @property
     def num_images(self) -> int:
         return len(self.camera_names) * self.frames_per_camera
+
+    @classmethod
+    def from_config(cls, config: ml_collections.ConfigDict) -> ImageSpec:
+        """From `config.data` (cameras, frames_per_camera, image_height, image_width)."""
+        data = config.data
+        return cls(tuple(data.cameras), int(data.frames_per_camera), int(data.image_height), int(data.image_width))
 
 
 # -- one sample -> one example ------------------------------------------------------------------
@@ -360,6 +366,37 @@ def make_batch_iterator(
         "max_tokens": encoder.max_tokens,
     }
     return BatchIterator(dataset, fingerprint, worker_count=worker_count, read_threads=read_threads, prefetch=prefetch)
+
+
+def encoder_from_config(
+    config: ml_collections.ConfigDict, tokenizer: TextTokenizer, images: ImageSpec | None = None
+) -> SampleEncoder:
+    """The encoder of `config`: image tokens from `config.model.vision` (patch_size, merge_size),
+    length from `config.data.max_tokens`, cameras from `config.data` unless `images` is given."""
+    images = images or ImageSpec.from_config(config)
+    vision = config.model.vision
+    per_image = image_tokens_per_image(images.height, images.width, int(vision.patch_size), int(vision.merge_size))
+    tokenizer.check_model_vocab_size(config.model.llm.vocab, what="config.model.llm.vocab")
+    return SampleEncoder(config, tokenizer, images, max_tokens=int(config.data.max_tokens), tokens_per_image=per_image)
+
+
+def iterator_from_config(
+    config: ml_collections.ConfigDict,
+    source: SampleSource,
+    encoder: SampleEncoder,
+    *,
+    batch_size: int,
+    train: bool = True,
+    shard: grain.sharding.ShardOptions | None = None,
+) -> BatchIterator:
+    """Training (shuffled with `config.seed`, endless, full batches) or evaluation (in order, one
+    pass, last batch partial) batches of this host; loader parallelism from `config.data.pipeline_*`."""
+    data = config.data
+    return make_batch_iterator(
+        source, encoder, batch_size=batch_size, seed=int(config.seed), shard=shard, shuffle=train,
+        num_epochs=None if train else 1, drop_remainder=train, worker_count=int(data.pipeline_workers),
+        read_threads=int(data.pipeline_threads), prefetch=int(data.pipeline_prefetch),
+    )  # fmt: skip
 
 
 # -- dataset-level helpers -----------------------------------------------------------------------

@@ -14,12 +14,14 @@ from alpamayo_jax.data.pipeline import (
     SampleEncoder,
     action_stats,
     dataset_tokenizer,
+    encoder_from_config,
+    iterator_from_config,
     make_batch_iterator,
     shard_range,
 )
 from alpamayo_jax.data.schema import Sample
 from alpamayo_jax.data.world.decisions import DECISION_NAMES, UNKNOWN, decision_id
-from alpamayo_jax.text import image_tokens_per_image
+from alpamayo_jax.text import TokenizerError, image_tokens_per_image
 
 CAMERAS = ("cross_left_120fov", "front_wide_120fov")
 IMAGES = ImageSpec(camera_names=CAMERAS, frames_per_camera=2, height=32, width=64)
@@ -262,6 +264,41 @@ def test_no_reasoning_variant(config, tokenizer, encoder):
     np.testing.assert_array_equal(without["sample_index"], with_cot["sample_index"])
     assert (without["prefix_len"] == without["cot_start"] + 3).all()
     assert (without["valid"].sum(1) < with_cot["valid"].sum(1)).all()
+
+
+CONFIG_IMAGES = [
+    "--config.data.cameras=('cross_left_120fov','front_wide_120fov')", "--config.data.frames_per_camera=2",
+    "--config.data.image_height=32", "--config.data.image_width=64",
+]
+
+
+def test_from_config(repo_root, tmp_path):
+    config = load_config(repo_root / "configs/tiny.py", CONFIG_IMAGES + ["--config.data.max_tokens=600"])
+    assert ImageSpec.from_config(config) == IMAGES
+    tokenizer = dataset_tokenizer(config, FakeSource(10), tmp_path, CAMERAS)
+    encoder = encoder_from_config(config, tokenizer)
+    assert encoder.builder.tokens_per_image == (32 // 32) * (64 // 32)  # tiny: Qwen3-VL, 16 px x 2 merge
+    train = iterator_from_config(config, FakeSource(10), encoder, batch_size=3,
+                                 shard=grain.sharding.ShardOptions(0, 1))  # fmt: skip
+    batches = _take(train, 4)
+    assert batches[0]["tokens"].shape == (3, 600) and all(len(b["hard"]) == 3 for b in batches)
+    evaluation = iterator_from_config(config, FakeSource(10), encoder, batch_size=3, train=False,
+                                      shard=grain.sharding.ShardOptions(0, 1))  # fmt: skip
+    assert np.concatenate([b["sample_index"] for b in evaluation]).tolist() == list(range(10))
+
+
+def test_from_config_checks_the_model_vocabulary(repo_root, tmp_path):
+    config = load_config(repo_root / "configs/tiny.py", CONFIG_IMAGES)
+    tokenizer = dataset_tokenizer(config, FakeSource(4), tmp_path, CAMERAS)
+    # tiny links model.llm.vocab to text.vocab_size, so an override moves both: the layout refuses it.
+    overridden = load_config(repo_root / "configs/tiny.py", CONFIG_IMAGES + ["--config.model.llm.vocab=4096"])
+    with pytest.raises(ValueError, match=r"config.text.vocab_size is 4096 but the synthetic layout gives"):
+        dataset_tokenizer(overridden, FakeSource(4), tmp_path, CAMERAS)
+    config = config.copy_and_resolve_references()  # unlinked: a model built for another vocabulary
+    config.model.llm.vocab = 4096
+    with pytest.raises(TokenizerError, match=rf"config.model.llm.vocab is 4096 but the tokenizer .* has "
+                                             rf"vocab_size {config.text.vocab_size}"):
+        encoder_from_config(config, tokenizer)
 
 
 def test_action_stats_match_numpy():
