@@ -25,13 +25,14 @@ import numpy as np
 
 from alpamayo_jax.data.world import planner as world_planner
 from alpamayo_jax.data.world.decisions import DECISION_NAMES, is_hard
+from alpamayo_jax.data.world.render import render
 from alpamayo_jax.data.world.scene import Scene
 from alpamayo_jax.data.world.situations import BUILDERS
 from alpamayo_jax.eval import safety
 from alpamayo_jax.eval.controller import PlanTracker, VehicleState, step_unicycle
 from alpamayo_jax.eval.expert_policy import WorldView
 from alpamayo_jax.eval.metrics import aggregate
-from alpamayo_jax.eval.policies import DrivingPolicy, Observation, plan_all
+from alpamayo_jax.eval.policies import DrivingPolicy, InputSpec, Observation, plan_all
 from alpamayo_jax.eval.traffic import Traffic
 from alpamayo_jax.trajectory import comfort as comfort_lib
 
@@ -50,9 +51,6 @@ CLOSED_LOOP_METRICS = (
 
 # One compiled program instead of ~30 op-by-op compilations (seconds on a small CPU).
 _comfort_quantities = jax.jit(comfort_lib.comfort_quantities, static_argnums=1)
-
-# Renders the cameras of a world view for a policy that looks: (scene, agents, ego past) -> images.
-Renderer = Callable[[WorldView, np.ndarray, np.ndarray], np.ndarray]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,6 +137,23 @@ class Episode:
         xyz = np.concatenate([xy, np.zeros((steps, 1))], axis=-1)
         return xyz.astype(np.float32), heading.astype(np.float32)
 
+    def pose_at(self, t: float) -> tuple[float, float, float]:
+        """The ego pose (t0 frame) at time t: scripted before t0, driven after."""
+        if t < -1e-9:
+            k = int(np.argmin(np.abs(self.past_times - t)))
+            return tuple(float(v) for v in self.past_poses[k])
+        s = self.states[min(int(round(t / DT)), len(self.states) - 1)]
+        return (s.x, s.y, s.heading)
+
+    def cameras(self, view: "WorldView", inputs: InputSpec) -> np.ndarray:
+        """Freshly rendered camera frames at now, as the dataset lays them out (camera-major)."""
+        if round(inputs.frame_dt / DT) < 1 or abs(round(inputs.frame_dt / DT) * DT - inputs.frame_dt) > 1e-9:
+            raise ValueError(f"inputs.frame_dt: expected a multiple of the world step {DT} s, got {inputs.frame_dt}")
+        times = [round(view.t - (inputs.frames_per_camera - 1 - f) * inputs.frame_dt, 6) for f in range(inputs.frames_per_camera)]
+        scene = dataclasses.replace(self.scene, agents=view.agents)
+        images, _ = render(scene, [self.pose_at(t) for t in times], times, inputs.camera_names, *inputs.image_hw)
+        return images
+
     def view(self) -> WorldView:
         accel = self.accels[-1] if self.accels else float(self.scene.intent.a0)
         return WorldView(self.scene, self.traffic.agents_view(), self.traffic.t, self.states[-1], accel)
@@ -192,12 +207,16 @@ def run_episodes(
     scenarios: Sequence[tuple[str, Scene]],
     config: ClosedLoopConfig = ClosedLoopConfig(),
     *,
-    renderer: Renderer | None = None,
+    inputs: InputSpec | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> list[Episode]:
-    """Drive every scenario with `policy` (in lockstep, planning all due episodes in one batch)."""
-    if policy.uses_images and renderer is None:
-        raise ValueError(f"policy {policy.name!r} looks at cameras: run_episodes needs a renderer")
+    """Drive every scenario with `policy` (in lockstep, planning all due episodes in one batch).
+
+    `inputs` says which cameras to render, at which size and how many frames, for a policy that
+    looks (`policy.uses_images`); blind policies get no images and cost no rendering.
+    """
+    if policy.uses_images and (inputs is None or not inputs.camera_names):
+        raise ValueError(f"policy {policy.name!r} looks at cameras: run_episodes needs inputs with camera_names")
     episodes = [start_episode(sid, scene, config) for sid, scene in scenarios]
     for step in range(config.steps):
         active = [e for e in episodes if not e.done]
@@ -207,7 +226,7 @@ def run_episodes(
             for e in due:
                 history_xyz, history_heading = e.history(config.history_steps)
                 view = e.view()
-                images = renderer(view, e.past_times, e.past_poses) if policy.uses_images else None
+                images = e.cameras(view, inputs) if policy.uses_images else None
                 observations.append(
                     Observation(
                         history_xyz=history_xyz,
@@ -297,9 +316,9 @@ def closed_loop(
     seed: int = 0,
     config: ClosedLoopConfig = ClosedLoopConfig(),
     *,
-    renderer: Renderer | None = None,
+    inputs: InputSpec | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> tuple[dict[str, Any], list[Episode]]:
     """Drive the seeded scenario set with `policy`; returns (summary, episodes)."""
-    episodes = run_episodes(policy, scenario_set(num_scenarios, seed), config, renderer=renderer, progress=progress)
+    episodes = run_episodes(policy, scenario_set(num_scenarios, seed), config, inputs=inputs, progress=progress)
     return summarize(episodes, config), episodes

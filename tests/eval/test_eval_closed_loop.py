@@ -7,10 +7,11 @@ import pytest
 
 from alpamayo_jax.data.world import planner as world_planner
 from alpamayo_jax.data.world.decisions import DECISION_NAMES
+from alpamayo_jax.data.world.generate import WorldConfig, build_scene, generate_sample
 from alpamayo_jax.data.world.scene import road_vehicle
 from alpamayo_jax.eval import closed_loop as cl
 from alpamayo_jax.eval.expert_policy import ExpertPolicy, WorldView, expert_poses, shift_road
-from alpamayo_jax.eval.policies import ConstantVelocityPolicy, PolicyPlan, constant_turn_rate_poses
+from alpamayo_jax.eval.policies import ConstantVelocityPolicy, InputSpec, PolicyPlan, constant_turn_rate_poses
 
 FAST = cl.ClosedLoopConfig(duration_s=5.0)
 
@@ -127,10 +128,42 @@ def test_shift_road_keeps_the_geometry():
         assert s_loc[0] == pytest.approx(30.0, abs=1e-6) and d_loc[0] == pytest.approx(1.0, abs=1e-6)
 
 
-def test_image_policies_need_a_renderer():
+def test_image_policies_need_camera_inputs():
     policy = dataclasses.replace(ConstantVelocityPolicy(), uses_images=True)
-    with pytest.raises(ValueError, match="needs a renderer"):
+    with pytest.raises(ValueError, match="needs inputs with camera_names"):
         cl.run_episodes(policy, cl.scenario_set(1, 0), FAST)
+
+
+@dataclasses.dataclass
+class LookingPolicy(ConstantVelocityPolicy):
+    """Constant velocity that records the observations it was given."""
+
+    uses_images: bool = True
+    seen: list = dataclasses.field(default_factory=list)
+
+    def plan(self, observation):
+        self.seen.append(observation)
+        return super().plan(observation)
+
+
+def test_a_looking_policy_sees_the_dataset_view_first_then_fresh_frames():
+    config = WorldConfig(cameras=("front_wide_120fov", "cross_left_120fov"), frames_per_camera=2)
+    sample = generate_sample(config, seed=5, index=0, decision="follow_lead")
+    assert sample.meta["attempt"] == 0  # so the closed loop starts from the very same scene
+    scene = build_scene(5, 0, "follow_lead")
+    inputs = InputSpec(camera_names=config.cameras, frames_per_camera=2, image_hw=(config.image_height, config.image_width))
+    policy = LookingPolicy()
+    cl.run_episodes(policy, [("s", scene)], cl.ClosedLoopConfig(duration_s=1.0), inputs=inputs)
+    first = policy.seen[0]
+    # At t0 the closed loop observes exactly what the dataset sample holds.
+    np.testing.assert_array_equal(first.images, sample.images)
+    np.testing.assert_allclose(first.history_xyz, sample.history_xyz, atol=1e-5)
+    assert first.v0 == pytest.approx(float(sample.v0))
+    # Half a second later the world has moved on: new frames, a history that ends at the origin.
+    later = policy.seen[1]
+    assert later.images.shape == sample.images.shape and not np.array_equal(later.images, first.images)
+    np.testing.assert_allclose(later.history_xyz[-1], 0.0, atol=1e-6)
+    assert later.history_xyz[-6, 0] < -0.4 * first.v0  # 0.5 s ago it was behind
 
 
 def test_constant_turn_rate_poses_on_a_circle():
