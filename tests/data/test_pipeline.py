@@ -150,6 +150,15 @@ def test_unlabelled_decision_is_minus_one(encoder):
     assert ids[5] == -1 and (np.delete(ids, 5) >= 0).all()
 
 
+def test_array_record_shards_give_the_same_batches(encoder, tmp_path):
+    from alpamayo_jax.data.shards import ShardReader, write_split
+
+    source = FakeSource(10)
+    write_split(tmp_path, "train", (source[i] for i in range(10)), 10, seed=0, config={}, shard_size=4)
+    reader = ShardReader(tmp_path, "train")
+    _assert_same(_take(_iterator(encoder, source=reader), 4), _take(_iterator(encoder, source=source), 4))
+
+
 def test_same_seed_same_batches_other_seed_other_order(encoder):
     a = _take(_iterator(encoder, seed=3), 3)
     b = _take(_iterator(encoder, seed=3), 3)
@@ -328,14 +337,19 @@ def test_dataset_tokenizer_is_trained_once_and_kept(config, tmp_path):
 
 
 @pytest.mark.slow
-def test_worker_processes_give_the_same_batches_and_resume(encoder):
-    reference = _take(_iterator(encoder), 5)
-    with _iterator(encoder, worker_count=2) as it:
+def test_worker_processes_give_the_same_batches_and_resume(encoder, tmp_path):
+    from alpamayo_jax.data.shards import ShardReader, write_split
+
+    source = FakeSource(10)
+    reference = _take(_iterator(encoder, source=source), 5)
+    write_split(tmp_path, "train", (source[i] for i in range(10)), 10, seed=0, config={}, shard_size=4)
+    reader = ShardReader(tmp_path, "train")  # crosses into the workers pickled, without open files
+    with _iterator(encoder, source=reader, worker_count=2) as it:
         got = _take(it, 2)
         state = json.loads(json.dumps(it.get_state()))
         got += _take(it, 3)
     _assert_same(got, reference)
-    with _iterator(encoder, worker_count=2) as fresh:
+    with _iterator(encoder, source=reader, worker_count=2) as fresh:
         fresh.set_state(state)
         _assert_same(_take(fresh, 3), reference[2:])
     with pytest.raises(ValueError, match=r"saved with worker_count=2, this pipeline has worker_count=0"):
