@@ -3,28 +3,127 @@
 from __future__ import annotations
 
 import argparse
-
-from alpamayo_jax.commands.missing import MissingCapability
+import json
+import sys
+import time
 
 HELP = "Synthetic dataset: generate, summarise, render a sample."
-ACCEPTS_OVERRIDES = False
+ACCEPTS_OVERRIDES = True  # `data synth` takes --config.data.* overrides (image size, frames, cameras)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="data_verb", metavar="ACTION", required=True)
-    synth = sub.add_parser("synth", help="generate a synthetic dataset")
-    synth.add_argument("--out", required=True)
-    synth.add_argument("--num", type=int, required=True)
+    synth = sub.add_parser("synth", help="generate a synthetic dataset split")
+    synth.add_argument("--out", required=True, help="dataset directory (the split goes to OUT/SPLIT)")
+    synth.add_argument("--num", type=int, required=True, help="number of samples")
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--split", choices=["train", "val", "test"], default="train")
+    synth.add_argument("--config", default=None, help="a configs/*.py file for data.* (default: base config)")
+    synth.add_argument("--workers", type=int, default=None, help="processes (default: config.data.workers)")
     inspect = sub.add_parser("inspect", help="summarise a dataset")
     inspect.add_argument("dir")
-    inspect.add_argument("--json", action="store_true")
-    show = sub.add_parser("show", help="render one sample to PNG")
+    inspect.add_argument("--json", action="store_true", help="print the summary as JSON")
+    show = sub.add_parser("show", help="render one sample (cameras, bird's-eye view, CoC) to PNG")
     show.add_argument("dir")
     show.add_argument("--index", type=int, required=True)
     show.add_argument("--out", required=True)
+    show.add_argument("--split", default=None, help="split to read when DIR holds several (default: train)")
 
 
 def run(args: argparse.Namespace, overrides: list[str]) -> int:
-    raise MissingCapability("the synthetic driving world (data/world/)")
+    if overrides and args.data_verb != "synth":
+        print(f"alpamayo data {args.data_verb}: takes no --config.* overrides", file=sys.stderr)
+        return 2
+    from alpamayo_jax.data.shards import ShardError
+
+    try:
+        return {"synth": _synth, "inspect": _inspect, "show": _show}[args.data_verb](args, overrides)
+    except (ShardError, IndexError, ValueError) as err:
+        print(f"alpamayo data {args.data_verb}: {err}", file=sys.stderr)
+        return 1
+
+
+def _synth(args, overrides) -> int:
+    from tqdm import tqdm
+
+    from alpamayo_jax.config import base_config, load_config
+    from alpamayo_jax.config.loader import apply_override, parse_overrides
+    from alpamayo_jax.data.shards import write_split
+    from alpamayo_jax.data.world.generate import WorldConfig, default_workers, generate
+
+    if args.config:
+        config = load_config(args.config, overrides)
+    else:
+        config = base_config()
+        for key, text in parse_overrides(overrides):
+            apply_override(config, key, text)
+    if args.num < 1:
+        raise ValueError(f"--num: expected >= 1, got {args.num}")
+    world = WorldConfig.from_config(config)
+    workers = args.workers or int(config.data.workers) or default_workers()
+    start = time.time()
+    with tqdm(total=args.num, desc=f"synth {args.split}", unit="sample", file=sys.stderr,
+              disable=None) as bar:
+        manifest = write_split(args.out, args.split, generate(world, args.seed, range(args.num), workers=workers),
+                               args.num, seed=args.seed, config=world.to_dict(),
+                               shard_size=int(config.data.shard_size), on_sample=lambda _: bar.update(1))
+    seconds = time.time() - start
+    shape = "x".join(str(v) for v in manifest["image_shape"])
+    present = sum(1 for n in manifest["counts"].values() if n)
+    print(f"wrote {args.num} samples ({args.split}, seed {args.seed}) to {args.out}/{args.split} in "
+          f"{seconds:.1f} s ({args.num / max(seconds, 1e-9):.0f} samples/s, {workers} workers): "
+          f"{manifest['common']} common, {manifest['hard']} hard, {present} decisions, images {shape}")
+    return 0
+
+
+def _inspect(args, overrides) -> int:
+    from alpamayo_jax.data.shards import ShardReader, list_splits
+
+    splits = list_splits(args.dir)
+    if not splits:
+        raise ValueError(f"{args.dir}: no dataset splits found (expected DIR/<split>/manifest.json)")
+    summary = {}
+    for split in splits:
+        reader = ShardReader(args.dir, split) if split != _name(args.dir) else ShardReader(args.dir)
+        m = reader.manifest
+        summary[split] = {"num_samples": len(reader), "seed": m.get("seed"), "image_shape": m.get("image_shape"),
+                          "shards": len(m["shards"]), "counts": m["counts"], "common": m.get("common"),
+                          "hard": m.get("hard"), "config": m["config"]}
+    if args.json:
+        print(json.dumps(summary, indent=1))
+        return 0
+    for split, s in summary.items():
+        print(f"{split}: {s['num_samples']} samples in {s['shards']} shard(s), seed {s['seed']}, "
+              f"images {s['image_shape']}, {s['common']} common / {s['hard']} hard")
+        width = max(len(k) for k in s["counts"])
+        for name, count in s["counts"].items():
+            share = count / max(s["num_samples"], 1)
+            print(f"  {name:<{width}}  {count:6d}  {share:6.1%}")
+    return 0
+
+
+def _name(path) -> str:
+    import pathlib
+
+    return pathlib.Path(path).name
+
+
+def _show(args, overrides) -> int:
+    from alpamayo_jax.data.shards import MANIFEST, ShardReader, list_splits
+    from alpamayo_jax.data.world.figure import draw
+    import pathlib
+
+    root = pathlib.Path(args.dir)
+    if (root / MANIFEST).is_file():
+        reader = ShardReader(root)
+    else:
+        splits = list_splits(root)
+        split = args.split or ("train" if "train" in splits or not splits else splits[0])
+        reader = ShardReader(root, split)
+    sample = reader[args.index]
+    config = reader.manifest["config"]
+    cameras = list(config.get("cameras", [f"camera{i}" for i in range(sample.num_images)]))
+    frames = int(config.get("frames_per_camera", sample.num_images // max(len(cameras), 1)))
+    draw(sample, cameras, frames, args.out)
+    print(f"sample {args.index} of {reader.path} ({sample.decision}) -> {args.out}")
+    return 0

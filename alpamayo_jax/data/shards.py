@@ -46,7 +46,7 @@ class ShardError(ValueError):
 
 def encode(sample: Sample) -> bytes:
     """One sample as bytes (see the module docstring for the layout)."""
-    arrays = [np.ascontiguousarray(getattr(sample, name)) for name in ARRAY_FIELDS]
+    arrays = [np.asarray(getattr(sample, name)) for name in ARRAY_FIELDS]  # tobytes() is C order
     header = {
         "arrays": [[name, a.dtype.str, list(a.shape)] for name, a in zip(ARRAY_FIELDS, arrays)],
         "decision": sample.decision, "hard": bool(sample.hard), "coc": sample.coc,
