@@ -14,6 +14,14 @@ Batch fields (numpy, leading axis B; docs/interfaces.md): `images` uint8 [B, N_i
 int32 [B], `actions_norm` f32 [B, T, 2], `history_xyz` f32 [B, H, 3], `v0` f32 [B],
 `future_xyz` f32 [B, T, 3], `future_heading` f32 [B, T], `decision_id` int32 [B], `hard` bool [B],
 `sample_index` int32 [B] (the record's index in the source, to look up clip_id / CoC text).
+
+Typical use (one host of a training job):
+
+    reader = ShardReader(dataset_dir, "train")
+    tokenizer = dataset_tokenizer(config, reader, dataset_dir)
+    encoder = encoder_from_config(config, tokenizer)
+    batches = iterator_from_config(config, reader, encoder, batch_size=global_batch // processes)
+    state = batches.get_state()   # JSON; stored with the checkpoint, given back to set_state()
 """
 
 from __future__ import annotations
@@ -449,11 +457,15 @@ def dataset_tokenizer(
     config: ml_collections.ConfigDict,
     source: SampleSource,
     dataset_dir: str | os.PathLike,
-    camera_names: Sequence[str],
+    camera_names: Sequence[str] | None = None,
 ) -> TextTokenizer:
-    """The tokenizer of a dataset: synthetic mode trains it once on the dataset's text and keeps it
-    as `tokenizer.json` beside the shards (or at `config.text.tokenizer_path`); qwen mode loads
-    `config.text.tokenizer_path`."""
+    """The tokenizer of a dataset: synthetic mode trains it once on `source`'s text (the train split)
+    and keeps it as `tokenizer.json` in `dataset_dir` (the dataset root, beside the split
+    directories) or at `config.text.tokenizer_path`; qwen mode loads `config.text.tokenizer_path`.
+    Camera names default to `config.data.cameras`. Training should copy the result into its workdir
+    (`tokenizer.save`) so inference reads the very same file."""
+    if camera_names is None:
+        camera_names = tuple(config.data.cameras)
     path = config.text.tokenizer_path or os.path.join(os.fspath(dataset_dir), TOKENIZER_FILE)
     corpus: Callable[[], list[str]] = lambda: tokenizer_corpus(source, config, camera_names)  # noqa: E731
     return load_or_train_tokenizer(config, path, corpus)

@@ -284,15 +284,15 @@ CONFIG_IMAGES = [
 def test_from_config(repo_root, tmp_path):
     config = load_config(repo_root / "configs/tiny.py", CONFIG_IMAGES + ["--config.data.max_tokens=600"])
     assert ImageSpec.from_config(config) == IMAGES
-    tokenizer = dataset_tokenizer(config, FakeSource(10), tmp_path, CAMERAS)
+    tokenizer = dataset_tokenizer(config, FakeSource(10), tmp_path)  # cameras from config.data
     encoder = encoder_from_config(config, tokenizer)
     assert encoder.builder.tokens_per_image == (32 // 32) * (64 // 32)  # tiny: Qwen3-VL, 16 px x 2 merge
     train = iterator_from_config(config, FakeSource(10), encoder, batch_size=3,
                                  shard=grain.sharding.ShardOptions(0, 1))  # fmt: skip
     batches = _take(train, 4)
     assert batches[0]["tokens"].shape == (3, 600) and all(len(b["hard"]) == 3 for b in batches)
-    evaluation = iterator_from_config(config, FakeSource(10), encoder, batch_size=3, train=False,
-                                      shard=grain.sharding.ShardOptions(0, 1))  # fmt: skip
+    evaluation = iterator_from_config(config, FakeSource(10), encoder, batch_size=3, train=False)
+    assert evaluation.fingerprint["shard_count"] == 1  # default: this JAX process's shard (1 process)
     assert np.concatenate([b["sample_index"] for b in evaluation]).tolist() == list(range(10))
 
 
