@@ -23,6 +23,8 @@ from jaxtyping import Float, UInt8  # noqa: E402
 from matplotlib.patches import Polygon  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from alpamayo_jax.eval.safety import box_corners  # noqa: E402
+
 HISTORY_COLOR = "#555555"
 TRUTH_COLOR = "#2a9d3a"
 PLAN_COLOR = "#1f5fbf"
@@ -41,16 +43,11 @@ def _bev_axes(ax, extent_forward: float, extent_side: float, extent_back: float)
     ax.set_ylabel("x (m, forward +)")
 
 
-def box_corners(x: float, y: float, heading: float, length: float, width: float) -> np.ndarray:
-    """The 4 corners (counter-clockwise) of a length x width box centred at (x, y) with `heading`."""
-    c, s = np.cos(heading), np.sin(heading)
-    local = np.array([[length, width], [-length, width], [-length, -width], [length, -width]]) / 2.0
-    return np.stack([x + c * local[:, 0] - s * local[:, 1], y + s * local[:, 0] + c * local[:, 1]], axis=-1)
-
-
-def _draw_box(ax, x, y, heading, length, width, color, alpha=0.8) -> None:
-    corners = box_corners(x, y, heading, length, width)
-    ax.add_patch(Polygon(corners[:, ::-1], closed=True, facecolor=color, edgecolor="black", lw=0.6, alpha=alpha))
+def _draw_box(ax, x, y, heading, length, width, color, *, ego_view: bool = True, alpha: float = 0.8) -> None:
+    """A box on `ax`; in the ego bird's-eye view the horizontal axis is y, so corners swap axes."""
+    corners = box_corners(np.array([x, y, heading, length, width]))
+    points = corners[:, ::-1] if ego_view else corners
+    ax.add_patch(Polygon(points, closed=True, facecolor=color, edgecolor="black", lw=0.6, alpha=alpha))
 
 
 def sample_panel(
@@ -151,4 +148,100 @@ def save_gif(frames: Sequence[Image.Image], path: str | pathlib.Path, *, frame_m
     palette = frames[len(frames) // 2].quantize(colors=colors, method=Image.Quantize.MEDIANCUT)
     quantised = [f.quantize(palette=palette, dither=Image.Dither.NONE) for f in frames]
     quantised[0].save(path, save_all=True, append_images=quantised[1:], duration=frame_ms, loop=0, optimize=True)
+    return path
+
+
+# ------------------------------------------------------------------------------ closed-loop episodes
+
+KIND_COLORS = {"pedestrian": PEDESTRIAN_COLOR, "cyclist": PEDESTRIAN_COLOR, "cone": "#ff7f0e", "barrier": "#ff7f0e"}
+
+
+def _draw_road(ax, road, s_range: tuple[float, float]) -> None:
+    """Edges, lane lines and the centre line of `road` (world frame: x right, y up in the picture)."""
+    s = np.linspace(*s_range, 200)
+    rx, ry, _ = road.point_at(s, np.full_like(s, road.curb_right))
+    lx, ly, _ = road.point_at(s, np.full_like(s, road.left_edge))
+    ax.fill(np.concatenate([rx, lx[::-1]]), np.concatenate([ry, ly[::-1]]), color="#b4b4b4", zorder=0)
+    if road.cross_center is not None:
+        half = road.cross_width / 2
+        ax.fill([road.cross_center - half, road.cross_center + half] * 1 + [road.cross_center + half, road.cross_center - half],
+                [road.curb_right - 40, road.curb_right - 40, road.left_edge + 40, road.left_edge + 40], color="#b4b4b4", zorder=0)
+    lanes = [road.lane_center(k) + road.lane_width / 2 for k in range(road.lanes_same - 1)]
+    lanes += [road.center_line + (k + 1) * road.lane_width for k in range(road.lanes_opposite - 1)]
+    for d, style in (
+        [(road.curb_right, "k-"), (road.left_edge, "k-"), (road.right_edge, "k:"), (road.center_line, "y-")]
+        + [(d, "k--") for d in lanes]
+    ):
+        x, y, _ = road.point_at(s, np.full_like(s, d))
+        ax.plot(x, y, style, lw=0.8 if style != "y-" else 1.4, alpha=0.7)
+    if road.cross_center is not None:
+        for edge in (road.cross_center - road.cross_width / 2, road.cross_center + road.cross_width / 2):
+            ax.plot([edge, edge], [road.curb_right - 40, road.curb_right - 0.1], "k-", lw=0.8, alpha=0.7)
+            ax.plot([edge, edge], [road.left_edge + 0.1, road.left_edge + 40], "k-", lw=0.8, alpha=0.7)
+    if road.stop_line is not None:
+        x, y, _ = road.point_at(np.array([road.stop_line] * 2), np.array([road.curb_right, road.center_line]))
+        ax.plot(x, y, "-", color="white", lw=3.0)
+        ax.plot(x, y, "-", color="black", lw=0.6)
+
+
+def episode_frame(episode, step: int, *, title: str = "", window: tuple[float, float, float] = (20.0, 45.0, 11.0)) -> plt.Figure:
+    """Bird's-eye view of a closed-loop episode at `step`: road, agents, the ego, its path and plan."""
+    from alpamayo_jax.eval.closed_loop import EGO_FRONT, EGO_LENGTH, EGO_WIDTH
+
+    step = min(step, len(episode.states) - 1)
+    state = episode.states[step]
+    fig, ax = plt.subplots(figsize=(6.4, 3.0), dpi=72)
+    ax.set_facecolor("#9bb38a")  # verge
+    back, ahead, side = window
+    ax.set_xlim(state.x - back, state.x + ahead)
+    ax.set_ylim(state.y - side, state.y + side)
+    ax.set_aspect("equal")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    s0 = float(episode.scene.road.to_road(np.array(state.x), np.array(state.y))[0])
+    _draw_road(ax, episode.scene.road, (s0 - back - 10, s0 + ahead + 10))
+    kinds = episode.traffic.kinds()
+    for box, kind in zip(episode.agent_boxes[step], kinds):
+        _draw_box(ax, *box, KIND_COLORS.get(kind, AGENT_COLOR), ego_view=False)
+    path = np.array([[s.x, s.y] for s in episode.states[: step + 1]])
+    ax.plot(path[:, 0], path[:, 1], "-", color=HISTORY_COLOR, lw=1.5)
+    plan_step, poses, _ = max((p for p in episode.plans if p[0] <= step), key=lambda p: p[0], default=(0, None, None))
+    if poses is not None:
+        origin = episode.states[plan_step]
+        for k in range(poses.shape[0] - 1, -1, -1):
+            world = origin.to_world(poses[k, :, :2])
+            ax.plot(world[:, 0], world[:, 1], "-", color=PLAN_COLOR, lw=1.8 if k == 0 else 0.7, alpha=1.0 if k == 0 else 0.35)
+    offset = EGO_FRONT - EGO_LENGTH / 2
+    collided = episode.collided and step == len(episode.states) - 1
+    centre = (state.x + offset * np.cos(state.heading), state.y + offset * np.sin(state.heading))
+    _draw_box(ax, *centre, state.heading, EGO_LENGTH, EGO_WIDTH, EGO_COLOR, ego_view=False)
+    status = f"t={step * 0.1:.1f}s  v={state.speed:.1f} m/s" + ("  COLLISION" if collided else "")
+    ax.set_title(f"{title}  {status}".strip(), fontsize=8, color="red" if collided else "black")
+    fig.tight_layout()
+    return fig
+
+
+def save_episode_gif(episode, path: str | pathlib.Path, *, every: int = 2, title: str = "") -> pathlib.Path:
+    """The episode as an animated GIF, one frame every `every` steps (and the last one)."""
+    steps = list(range(0, len(episode.states), every))
+    if steps[-1] != len(episode.states) - 1:
+        steps.append(len(episode.states) - 1)
+    frames = [figure_to_image(episode_frame(episode, k, title=title)) for k in steps]
+    return save_gif(frames, path, frame_ms=100 * every)
+
+
+def save_episode_strip(episode, path: str | pathlib.Path, *, count: int = 4, title: str = "") -> pathlib.Path:
+    """`count` evenly spaced snapshots of the episode stacked into one PNG."""
+    last = len(episode.states) - 1
+    steps = sorted({int(round(k)) for k in np.linspace(0, last, count)})
+    images = [figure_to_image(episode_frame(episode, k, title=title)) for k in steps]
+    width = max(im.width for im in images)
+    strip = Image.new("RGB", (width, sum(im.height for im in images)), "white")
+    y = 0
+    for im in images:
+        strip.paste(im, (0, y))
+        y += im.height
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    strip.quantize(colors=64, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)
     return path
