@@ -34,10 +34,13 @@ def run(args: argparse.Namespace, overrides: list[str]) -> int:
     if overrides and args.data_verb != "synth":
         print(f"alpamayo data {args.data_verb}: takes no --config.* overrides", file=sys.stderr)
         return 2
+    from alpamayo_jax.config.loader import ConfigError
     from alpamayo_jax.data.shards import ShardError
 
     try:
         return {"synth": _synth, "inspect": _inspect, "show": _show}[args.data_verb](args, overrides)
+    except ConfigError:
+        raise  # the CLI reports it as a config error (exit code 2)
     except (ShardError, IndexError, ValueError) as err:
         print(f"alpamayo data {args.data_verb}: {err}", file=sys.stderr)
         return 1

@@ -24,6 +24,7 @@ from alpamayo_jax.data.world.road import Road
 from alpamayo_jax.data.world.scene import Look, Scene
 
 NEAR = 0.2
+MIN_SIZE_RANGE = 100.0
 WHITE = np.array([228.0, 228.0, 222.0])
 YELLOW = np.array([222.0, 182.0, 44.0])
 SIDEWALK = np.array([150.0, 148.0, 142.0])
@@ -216,7 +217,8 @@ def _paint(img: np.ndarray, idbuf: np.ndarray | None, rect: np.ndarray, dist: np
            colour: np.ndarray, min_px: np.ndarray, owner: np.ndarray, num_agents: int) -> None:
     """Fill the screen rectangles far to near (agents by depth, parts of an agent in listed order)."""
     height, width = img.shape[:2]
-    half = min_px / 2 * math.sqrt(width / 112)  # lit lamps and signs keep a minimum size (glow)
+    # lit lamps, signs and people keep a minimum size (glow) within MIN_SIZE_RANGE metres
+    half = np.where(dist < MIN_SIZE_RANGE, min_px / 2 * math.sqrt(width / 112), 0.0)
     with np.errstate(invalid="ignore"):
         cu, cv = (rect[:, 0] + rect[:, 1]) / 2, (rect[:, 2] + rect[:, 3]) / 2
         u0, u1 = np.minimum(rect[:, 0], cu - half), np.maximum(rect[:, 1], cu + half)
