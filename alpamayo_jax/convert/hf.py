@@ -308,3 +308,56 @@ def load_hf_backbone(src: str | pathlib.Path, cfg: ml_collections.ConfigDict | N
     for path, var in nnx.to_flat_state(abstract_state):
         var.set_value(jnp.asarray(buffers.pop(path), shapes[path].dtype))
     return cfg, nnx.merge(graphdef, abstract_state)
+
+
+# --- the converted directory -------------------------------------------------------------------------
+
+BACKBONE_FILE = "backbone.safetensors"
+CONFIG_FILE = "model_config.json"
+
+
+def save_backbone(out: str | pathlib.Path, cfg: ml_collections.ConfigDict, backbone) -> pathlib.Path:
+    """Write our model config (JSON) and the backbone weights (flat safetensors, '/'-joined paths)."""
+    from safetensors.numpy import save_file
+
+    out = pathlib.Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    flat = {"/".join(str(p) for p in path): np.asarray(var.get_value())
+            for path, var in nnx.to_flat_state(nnx.state(backbone, nnx.Param))}
+    tmp = out / (BACKBONE_FILE + ".tmp")
+    save_file(flat, str(tmp))
+    (out / CONFIG_FILE).write_text(cfg.to_json(indent=1))
+    tmp.replace(out / BACKBONE_FILE)  # the weights file appears only once complete
+    return out / BACKBONE_FILE
+
+
+def load_backbone(src: str | pathlib.Path):
+    """Read what `save_backbone` wrote: (model config, Backbone with the weights)."""
+    from safetensors.numpy import load_file
+
+    from alpamayo_jax.models.backbone import Backbone
+
+    src = pathlib.Path(src)
+    for name in (CONFIG_FILE, BACKBONE_FILE):
+        if not (src / name).exists():
+            raise ConversionError(f"{src / name} not found (write it with `alpamayo convert`)")
+    def tuples(x):  # JSON has no tuples; the config's sequences are tuples
+        if isinstance(x, dict):
+            return {k: tuples(v) for k, v in x.items()}
+        return tuple(tuples(v) for v in x) if isinstance(x, list) else x
+
+    cfg = ml_collections.ConfigDict(tuples(json.loads((src / CONFIG_FILE).read_text())))
+    tensors = load_file(str(src / BACKBONE_FILE))
+    abstract = nnx.eval_shape(lambda: Backbone(cfg, rngs=nnx.Rngs(0)))
+    graphdef, state = nnx.split(abstract)
+    for path, var in nnx.to_flat_state(state):
+        key = "/".join(str(p) for p in path)
+        if key not in tensors:
+            raise ConversionError(f"{src / BACKBONE_FILE} lacks {key}")
+        value = tensors.pop(key)
+        if value.shape != var.get_value().shape:
+            raise ConversionError(f"{key} has shape {value.shape}, expected {var.get_value().shape}")
+        var.set_value(jnp.asarray(value, var.get_value().dtype))
+    if tensors:
+        raise ConversionError(f"{src / BACKBONE_FILE} holds unexpected tensor(s) {sorted(tensors)[:5]}")
+    return cfg, nnx.merge(graphdef, state)

@@ -97,3 +97,23 @@ def test_converter_names_missing_extra_and_misshaped_tensors(converted, tmp_path
     _rewrite(src, tmp_path / "shape", lambda t: t.update({"lm_head.weight": np.ones((300, 63), np.float32)}))
     with pytest.raises(ConversionError, match=r"tensor 'lm_head\.weight' has shape \(300, 63\), expected \(300, 64\)"):
         load_hf_backbone(tmp_path / "shape")
+
+
+def test_convert_command_writes_a_loadable_backbone(converted, tmp_path, capsys):
+    import jax
+    from flax import nnx
+
+    from alpamayo_jax.cli import main
+    from alpamayo_jax.convert.hf import load_backbone
+
+    _, cfg, backbone, src = converted
+    assert main(["convert", "--from", "hf", "--src", str(src), "--out", str(tmp_path / "w"),
+                 "--family", "qwen2_5_vl"]) == 0
+    assert "backbone parameters" in capsys.readouterr().out
+    cfg2, loaded = load_backbone(tmp_path / "w")
+    assert cfg2.to_dict() == cfg.to_dict()
+    same = jax.tree.map(lambda a, b: bool((a == b).all()), nnx.state(loaded, nnx.Param), nnx.state(backbone, nnx.Param))
+    assert all(jax.tree.leaves(same))
+
+    assert main(["convert", "--src", str(src), "--out", str(tmp_path / "x"), "--family", "qwen3_vl"]) == 2
+    assert "--family qwen3_vl does not match config.json model_type 'qwen2_5_vl'" in capsys.readouterr().err
