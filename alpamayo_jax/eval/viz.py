@@ -23,6 +23,7 @@ from jaxtyping import Float, UInt8  # noqa: E402
 from matplotlib.patches import Polygon  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from alpamayo_jax.data.world.planner import EGO_FRONT, EGO_LENGTH, EGO_WIDTH  # noqa: E402
 from alpamayo_jax.eval.safety import box_corners  # noqa: E402
 
 HISTORY_COLOR = "#555555"
@@ -84,7 +85,8 @@ def sample_panel(
         reach.append(np.abs(planned_poses[..., :2]).max())
     forward = float(np.clip(max(reach) * 1.1 + 5.0, 15.0, 120.0))
     _bev_axes(bev, forward, max(10.0, forward * 0.4), max(5.0, -float(history_xyz[:, 0].min()) + 3.0))
-    _draw_box(bev, 0.0, 0.0, 0.0, 4.0, 2.0, EGO_COLOR)
+    # The ego's origin is its rear axle: the box reaches EGO_FRONT ahead of it.
+    _draw_box(bev, EGO_FRONT - EGO_LENGTH / 2, 0.0, 0.0, EGO_LENGTH, EGO_WIDTH, EGO_COLOR)
     bev.plot(history_xyz[:, 1], history_xyz[:, 0], ".-", color=HISTORY_COLOR, lw=1.5, ms=3, label="history")
     if future_xyz is not None:
         bev.plot(future_xyz[:, 1], future_xyz[:, 0], "-", color=TRUTH_COLOR, lw=2.5, label="ground truth")
@@ -104,10 +106,11 @@ def sample_panel(
 
     text_ax = fig.add_subplot(grid[1, max(1, ncols // 2) :])
     text_ax.axis("off")
+    width = 16 * max(1, ncols - max(1, ncols // 2))
     lines = []
     if truth_text:
-        lines += ["truth: " + truth_text, ""]
-    lines += ["reasoning:"] + (textwrap.wrap(reasoning_text, 48) if reasoning_text else ["(none: this policy does not reason)"])
+        lines += textwrap.wrap("truth: " + truth_text, width) + [""]
+    lines += ["reasoning:"] + (textwrap.wrap(reasoning_text, width) if reasoning_text else ["(none: this policy does not reason)"])
     text_ax.text(0.0, 1.0, "\n".join(lines), va="top", ha="left", fontsize=8, family="monospace", wrap=True)
     if title:
         fig.suptitle(title, fontsize=10)
@@ -186,8 +189,6 @@ def _draw_road(ax, road, s_range: tuple[float, float]) -> None:
 
 def episode_frame(episode, step: int, *, title: str = "", window: tuple[float, float, float] = (20.0, 45.0, 11.0)) -> plt.Figure:
     """Bird's-eye view of a closed-loop episode at `step`: road, agents, the ego, its path and plan."""
-    from alpamayo_jax.eval.closed_loop import EGO_FRONT, EGO_LENGTH, EGO_WIDTH
-
     step = min(step, len(episode.states) - 1)
     state = episode.states[step]
     fig, ax = plt.subplots(figsize=(6.4, 3.0), dpi=72)
@@ -221,7 +222,7 @@ def episode_frame(episode, step: int, *, title: str = "", window: tuple[float, f
     return fig
 
 
-def save_episode_gif(episode, path: str | pathlib.Path, *, every: int = 2, title: str = "") -> pathlib.Path:
+def save_episode_gif(episode, path: str | pathlib.Path, *, every: int = 3, title: str = "") -> pathlib.Path:
     """The episode as an animated GIF, one frame every `every` steps (and the last one)."""
     steps = list(range(0, len(episode.states), every))
     if steps[-1] != len(episode.states) - 1:

@@ -1,0 +1,160 @@
+"""The whole evaluation of one workdir: open loop on a split, closed loop in the world, pictures.
+
+`alpamayo eval` is a thin shell around `run_suite`; tests call it directly. The results dict has
+the stable keys of DESIGN.md: `open_loop` and `closed_loop`, each keyed by policy (`model`,
+`constant_velocity`, `expert`) then metric, with `common` / `hard` sub-dicts, plus `meta`.
+
+The expert has no open-loop row: the dataset's ground truth *is* the expert's plan, so its
+open-loop errors are zero by construction; in the closed loop it is the reference for scale.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from alpamayo_jax.eval import closed_loop as cl
+from alpamayo_jax.eval import metrics, viz
+from alpamayo_jax.eval.expert_policy import ExpertPolicy
+from alpamayo_jax.eval.policies import ConstantVelocityPolicy, DrivingPolicy, InputSpec
+from alpamayo_jax.eval.reasoning_checks import reasoning_scores
+
+POLICIES = ("model", "constant_velocity", "expert")
+
+
+@dataclasses.dataclass(frozen=True)
+class SuiteOptions:
+    split: str = "test"
+    policies: tuple[str, ...] = POLICIES
+    closed_loop: bool = False
+    max_samples: int | None = None
+    num_scenarios: int = 26  # two scenes per decision
+    scenario_seed: int = 0
+    duration_s: float = 6.0
+    pictures: int = 3  # sample panels and episode GIFs written to out_dir
+    batch_size: int = 8
+
+    def __post_init__(self):
+        unknown = [p for p in self.policies if p not in POLICIES]
+        if unknown or not self.policies:
+            raise ValueError(f"policies: expected a non-empty subset of {', '.join(POLICIES)}, got {list(self.policies)}")
+
+
+def open_split(config: Any, split: str):
+    """The samples of `split`: `config.data.dir` when set, else the config's synthetic cache."""
+    from alpamayo_jax.data.shards import ShardReader
+
+    if config.data.dir:
+        return ShardReader(config.data.dir, split)
+    from alpamayo_jax.data.world.cache import synthetic_split
+
+    return ShardReader(synthetic_split(config, split))
+
+
+def _input_spec(config: Any) -> InputSpec:
+    data, action = config.data, config.action
+    return InputSpec(
+        camera_names=tuple(data.cameras),
+        frames_per_camera=int(data.frames_per_camera),
+        image_hw=(int(data.image_height), int(data.image_width)),
+        history_steps=int(action.history_steps),
+        dt=float(action.dt),
+        future_steps=int(action.future_steps),
+    )
+
+
+def build_policies(names: Sequence[str], workdir: str | pathlib.Path, config: Any) -> dict[str, tuple[DrivingPolicy, InputSpec]]:
+    out: dict[str, tuple[DrivingPolicy, InputSpec]] = {}
+    spec = _input_spec(config)
+    for name in names:
+        if name == "model":
+            from alpamayo_jax.eval.model_policy import load_model_policy
+
+            policy = load_model_policy(str(workdir))
+            out[name] = (policy, policy.spec)
+        elif name == "constant_velocity":
+            out[name] = (ConstantVelocityPolicy(future_steps=spec.future_steps, dt=spec.dt), spec)
+        else:
+            out[name] = (ExpertPolicy(future_steps=spec.future_steps), spec)
+    return out
+
+
+def _bar(total: int, desc: str):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, file=sys.stderr, disable=None, leave=False)
+
+
+def run_suite(
+    workdir: str | pathlib.Path,
+    config: Any,
+    options: SuiteOptions = SuiteOptions(),
+    *,
+    out_dir: str | pathlib.Path | None = None,
+) -> dict[str, Any]:
+    """Evaluate the requested policies; pictures go to `out_dir` (default `<workdir>/eval`)."""
+    out_dir = pathlib.Path(out_dir) if out_dir is not None else pathlib.Path(workdir) / "eval"
+    policies = build_policies(options.policies, workdir, config)
+    results: dict[str, Any] = {"open_loop": {}, "closed_loop": {}}
+
+    reader = open_split(config, options.split)
+    count = len(reader) if options.max_samples is None else min(len(reader), options.max_samples)
+    dt = float(config.action.dt)
+    for name, (policy, _) in policies.items():
+        if policy.privileged:
+            continue
+        pictured = [0]
+
+        def pictures(batch, plans, name=name, pictured=pictured):
+            for sample, plan in zip(batch, plans):
+                if pictured[0] >= options.pictures:
+                    return
+                fig = viz.sample_panel(
+                    sample.images, sample.history_xyz, plan.poses, sample.future_xyz, plan.reasoning_text,
+                    frames_per_camera=int(config.data.frames_per_camera),
+                    title=f"{name}: {sample.clip_id} ({'hard' if sample.hard else 'common'})",
+                    truth_text=f"{sample.decision}: {sample.coc}",
+                )
+                viz.save_figure(fig, out_dir / f"open_loop_{name}_{pictured[0]}.png")
+                pictured[0] += 1
+
+        with _bar(count, f"open loop {name}") as bar:
+            results["open_loop"][name] = metrics.open_loop(
+                policy,
+                (reader[i] for i in range(count)),
+                dt=dt,
+                batch_size=options.batch_size,
+                reasoning_scorer=lambda s, p: reasoning_scores(s, p, dt),
+                on_plans=pictures if options.pictures else None,
+                progress=bar.update,
+            )
+
+    if options.closed_loop:
+        loop_config = cl.ClosedLoopConfig(
+            duration_s=options.duration_s,
+            history_steps=int(config.action.history_steps),
+            future_steps=int(config.action.future_steps),
+        )
+        scenarios = cl.scenario_set(options.num_scenarios, options.scenario_seed)
+        for name, (policy, spec) in policies.items():
+            with _bar(loop_config.steps, f"closed loop {name}") as bar:
+                episodes = cl.run_episodes(policy, scenarios, loop_config, inputs=spec, progress=bar.update)
+            results["closed_loop"][name] = cl.summarize(episodes, loop_config)
+            for k, episode in enumerate(episodes[: options.pictures]):
+                viz.save_episode_gif(episode, out_dir / f"closed_loop_{name}_{k}.gif", title=f"{name} {episode.scenario_id}")
+
+    results["meta"] = {
+        "workdir": str(workdir),
+        "split": options.split,
+        "num_samples": count,
+        "closed_loop": {
+            "num_scenarios": options.num_scenarios if options.closed_loop else 0,
+            "scenario_seed": options.scenario_seed,
+            "duration_s": options.duration_s,
+        },
+        "pictures": str(out_dir),
+    }
+    return results
