@@ -191,7 +191,7 @@ def episode_frame(episode, step: int, *, title: str = "", window: tuple[float, f
     """Bird's-eye view of a closed-loop episode at `step`: road, agents, the ego, its path and plan."""
     step = min(step, len(episode.states) - 1)
     state = episode.states[step]
-    fig, ax = plt.subplots(figsize=(6.4, 3.0), dpi=72)
+    fig, ax = plt.subplots(figsize=(6.4, 2.5), dpi=72)
     ax.set_facecolor("#9bb38a")  # verge
     back, ahead, side = window
     ax.set_xlim(state.x - back, state.x + ahead)
