@@ -29,6 +29,10 @@ def _scene_layer(ax, sample: Sample) -> None:
     for k in range(1, road.lanes_same):
         x, y, _ = road.point_at(s, np.full_like(s, road.right_edge + k * road.lane_width))
         ax.plot(y, x, color="0.6", lw=0.8, ls="--")
+    if road.cross_center is not None:  # the cross road's edges, left and right of the main road
+        for x in (road.cross_center - road.cross_width / 2, road.cross_center + road.cross_width / 2):
+            for y0, y1 in ((road.curb_right - 40, road.curb_right), (road.left_edge, road.left_edge + 40)):
+                ax.plot([y0, y1], [x, x], "k-", lw=1)
     if road.stop_line is not None:
         x, y, _ = road.point_at(np.full(2, road.stop_line), np.array([road.right_edge, road.center_line]))
         ax.plot(y, x, "k-", lw=2)
@@ -57,7 +61,10 @@ def draw(sample: Sample, cameras: list[str], frames: int, out_path: str, dpi: in
     import matplotlib.pyplot as plt
 
     n_cam = len(cameras)
-    fig = plt.figure(figsize=(2.3 * n_cam + 2.8, 1.3 * frames + 1.3), dpi=dpi)
+    height, width = sample.images.shape[1:3]
+    col = max(2.3, 1.15 * width / dpi)  # inches per camera: at least native resolution
+    row = col * height / width + 0.25
+    fig = plt.figure(figsize=(col * (n_cam + 1.1), row * frames + 1.3), dpi=dpi)
     grid = fig.add_gridspec(frames + 1, n_cam + 1, height_ratios=[1] * frames + [0.9],
                             width_ratios=[1] * n_cam + [1.1])
     for c, name in enumerate(cameras):
