@@ -261,7 +261,7 @@ def comfort_violated(episodes: Sequence[Episode]) -> np.ndarray:
     continued at constant velocity to the common length, and only its driven steps are judged.
     """
     length = max(len(e.states) - 1 for e in episodes)
-    paths = np.zeros((len(episodes), max(length, 2), 3), np.float32)
+    paths = np.zeros((len(episodes), max(length, 8), 3), np.float32)  # the stencils need a few steps
     valid = np.zeros(paths.shape[:2], bool)
     for n, e in enumerate(episodes):
         driven = np.array([[s.x, s.y, s.heading] for s in e.states[1:]], np.float32).reshape(-1, 3)

@@ -171,3 +171,9 @@ def test_constant_turn_rate_poses_on_a_circle():
     centre = np.array([0.0, 20.0])
     np.testing.assert_allclose(np.hypot(*(poses[:, :2] - centre).T), 20.0, atol=1e-4)
     assert poses[-1, 2] == pytest.approx(0.5 * 6.4)
+
+
+def test_summary_of_very_short_episodes():
+    config = cl.ClosedLoopConfig(duration_s=0.2)  # fewer steps than the comfort stencils span
+    summary = cl.summarize(cl.run_episodes(ConstantVelocityPolicy(), cl.scenario_set(2, 0), config), config)
+    assert summary["comfort_violation_rate"] == 0.0 and summary["num_scenes"] == 2
