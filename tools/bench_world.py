@@ -1,0 +1,41 @@
+"""Generation speed of the synthetic world (samples per second per core), for the README figure.
+
+    .venv/bin/python tools/bench_world.py [--num 300] [--height 56 --width 112 --frames 2]
+
+Measures CPU time of one process (not wall time), so the figure is per core and stays meaningful on a
+busy machine; parallel generation scales with the number of worker processes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--num", type=int, default=300)
+    parser.add_argument("--height", type=int, default=56)
+    parser.add_argument("--width", type=int, default=112)
+    parser.add_argument("--frames", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+
+    from alpamayo_jax.data.world.generate import WorldConfig, generate_sample
+
+    multiple = 32 if args.height % 28 or args.width % 28 else 28
+    config = WorldConfig(image_height=args.height, image_width=args.width, frames_per_camera=args.frames,
+                         image_multiple=multiple)
+    generate_sample(config, args.seed, 0)  # warm caches (camera rays)
+    cpu, wall = time.process_time(), time.perf_counter()
+    for i in range(args.num):
+        generate_sample(config, args.seed, i)
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    print(json.dumps({"samples": args.num, "image": [args.height, args.width], "frames_per_camera": args.frames,
+                      "cameras": len(config.cameras), "ms_per_sample_cpu": round(1000 * cpu / args.num, 2),
+                      "samples_per_s_per_core": round(args.num / cpu, 1), "wall_s": round(wall, 2)}))
+
+
+if __name__ == "__main__":
+    main()
