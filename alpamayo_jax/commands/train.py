@@ -1,10 +1,19 @@
-"""`alpamayo train`: Supervised fine-tuning (stage 1 reasoning + trajectory tokens, stage 2 flow-matching expert)."""
+"""`alpamayo train`: Supervised fine-tuning (stage 1 reasoning + trajectory tokens, stage 2 flow-matching expert).
+
+    alpamayo train --config configs/tiny.py --workdir runs/tiny [--config.train.stage=stage2 ...]
+
+Running it again on the same workdir resumes from the latest checkpoint (same later losses as an
+uninterrupted run). Multi-host: start one process per host with --coordinator/--num-processes/
+--process-id (or ALPAMAYO_COORDINATOR / ALPAMAYO_NUM_PROCESSES / ALPAMAYO_PROCESS_ID).
+Exit codes: 0 done, 1 stopped on a non-finite loss (the last good checkpoint is kept), 2 bad
+config or data directory.
+"""
 
 from __future__ import annotations
 
 import argparse
-
-from alpamayo_jax.commands.missing import MissingCapability
+import sys
+import time
 
 HELP = "Supervised fine-tuning (stage 1 reasoning + trajectory tokens, stage 2 flow-matching expert)."
 ACCEPTS_OVERRIDES = True
@@ -13,7 +22,55 @@ ACCEPTS_OVERRIDES = True
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", required=True, help="a configs/*.py file")
     parser.add_argument("--workdir", required=True, help="checkpoints, metrics and logs go here")
+    parser.add_argument("--coordinator", default=None, help="HOST:PORT of process 0 (multi-host)")
+    parser.add_argument("--num-processes", type=int, default=None, help="processes in the job")
+    parser.add_argument("--process-id", type=int, default=None, help="this process's index")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
 
 
 def run(args: argparse.Namespace, overrides: list[str]) -> int:
-    raise MissingCapability("the SFT training system (training/: train step, loop, checkpoints)")
+    from alpamayo_jax.config import load_config
+    from alpamayo_jax.parallel.distributed import DistributedError, initialize, resolve_spec
+
+    try:
+        spec = resolve_spec(args.coordinator, args.num_processes, args.process_id)
+    except DistributedError as err:
+        print(f"alpamayo train: {err}", file=sys.stderr)
+        return 2
+    config = load_config(args.config, overrides)  # ConfigError -> exit 2 in cli.py
+    initialize(spec)
+    if config.mesh.distributed and not spec.multi_process:
+        from alpamayo_jax.parallel.mesh import initialize_distributed
+
+        initialize_distributed(config.mesh)
+
+    from alpamayo_jax.training.loop import TrainConfigError
+    from alpamayo_jax.training.nan_guard import NonFiniteError
+    from alpamayo_jax.training.optim import OptimConfigError
+    from alpamayo_jax.training.sft import DataDirError, train_sft
+    from alpamayo_jax.training.stages import StageError
+
+    start = time.perf_counter()
+    try:
+        result = train_sft(config, args.workdir, progress=not args.no_progress)
+    except (DataDirError, TrainConfigError, StageError, OptimConfigError) as err:
+        print(f"alpamayo train: {err}", file=sys.stderr)
+        return 2
+    except NonFiniteError as err:
+        print(f"alpamayo train: {err}", file=sys.stderr)
+        return 1
+    minutes = (time.perf_counter() - start) / 60
+    last = max(result.losses) if result.losses else None
+    lines = [
+        f"alpamayo train: {config.train.stage} of {config.get('name', '?')} reached step "
+        f"{result.final_step} in {minutes:.1f} min"
+        + (f" (resumed from step {result.resumed_from})" if result.resumed_from else ""),
+    ]
+    if last is not None:
+        lines.append(f"  train loss at step {last}: {result.losses[last]:.4f}")
+    if result.eval:
+        lines.append("  val: " + ", ".join(f"{k} {v:.4f}" for k, v in result.eval.items()))
+    lines.append(f"  checkpoints {result.checkpoints} in {args.workdir}/checkpoints; metrics in "
+                 f"{args.workdir}/metrics.jsonl")
+    print("\n".join(lines))
+    return 0

@@ -41,7 +41,7 @@ def train_config() -> ml_collections.ConfigDict:
     c.clip_norm = 1.0  # global gradient norm; 0 disables clipping
     c.lr_multipliers = ml_collections.ConfigDict({"vision": 0.1})
     c.frozen = ()  # extra patterns frozen in every stage
-    c.expert_patterns = ("expert",)  # what stage 2 trains; everything else is frozen there
+    c.expert_patterns = ("^expert/",)  # what stage 2 trains; everything else is frozen there
     c.ce_weight = 1.0
     c.flow_weight = 1.0
     # The expert's view of the prefix KV cache is stop-gradient (always true in stage 2, where the

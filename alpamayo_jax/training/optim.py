@@ -42,25 +42,29 @@ def matches_any(path: str, patterns: Iterable[str]) -> bool:
 
 
 def learning_rate_schedule(cfg: ml_collections.ConfigDict) -> optax.Schedule:
-    """Linear warmup from 0 to `lr` over `warmup_steps`, then cosine to `final_lr_ratio * lr`."""
+    """Linear warmup to `lr` over `warmup_steps`, then cosine to `final_lr_ratio * lr` at `steps`.
+
+    Update s (0-based) of the warmup uses `lr * (s + 1) / warmup_steps`, so the first update
+    already moves the weights (a warmup from exactly 0 wastes a step). A warmup longer than the
+    run (a short test run of a long config) is cut to the run.
+    """
     if cfg.schedule not in SCHEDULES:
         raise OptimConfigError(f"train.schedule must be one of {SCHEDULES}, got {cfg.schedule!r}")
     if cfg.lr <= 0:
         raise OptimConfigError(f"train.lr must be > 0, got {cfg.lr}")
-    if not 0 <= cfg.warmup_steps <= cfg.steps:
-        raise OptimConfigError(
-            f"train.warmup_steps must lie in [0, train.steps={cfg.steps}], got {cfg.warmup_steps}"
-        )
-    warmup = optax.linear_schedule(0.0, cfg.lr, max(cfg.warmup_steps, 1))
+    if cfg.warmup_steps < 0:
+        raise OptimConfigError(f"train.warmup_steps must be >= 0, got {cfg.warmup_steps}")
+    warmup_steps = min(int(cfg.warmup_steps), int(cfg.steps))
     if cfg.schedule == "constant":
         after = optax.constant_schedule(cfg.lr)
     else:
         after = optax.cosine_decay_schedule(
-            cfg.lr, max(cfg.steps - cfg.warmup_steps, 1), alpha=cfg.final_lr_ratio
+            cfg.lr, max(cfg.steps - warmup_steps, 1), alpha=cfg.final_lr_ratio
         )
-    if cfg.warmup_steps == 0:
+    if warmup_steps == 0:
         return after
-    return optax.join_schedules([warmup, after], [cfg.warmup_steps])
+    warmup = optax.linear_schedule(cfg.lr / warmup_steps, cfg.lr, warmup_steps - 1)
+    return optax.join_schedules([warmup, after], [warmup_steps])
 
 
 def multiplier_tree(params: Any, multipliers: Mapping[str, float]) -> Any:

@@ -22,9 +22,9 @@ import optax
 from flax import nnx, struct, traverse_util
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from alpamayo_jax.config.train import STAGES
 from alpamayo_jax.parallel.sharding import Rules, state_shardings
-from alpamayo_jax.training.optim import matches_any, path_str
+from alpamayo_jax.training.optim import path_str
+from alpamayo_jax.training.stages import StageError, is_trainable
 
 ModelFactory = Callable[[nnx.Rngs], nnx.Module]
 PureDict = dict
@@ -38,23 +38,6 @@ class TrainState:
     params: PureDict  # trainable leaves
     frozen: PureDict  # every other model variable
     opt_state: optax.OptState
-
-
-class StageError(ValueError):
-    """A stage / freezing setup that leaves nothing to train, or an unknown stage."""
-
-
-def is_trainable(path: str, variable: nnx.Variable, train_cfg: ml_collections.ConfigDict) -> bool:
-    """Whether a model variable is optimised in this stage (see `config/train.py`)."""
-    if train_cfg.stage not in STAGES:
-        raise StageError(f"train.stage must be one of {STAGES}, got {train_cfg.stage!r}")
-    if not isinstance(variable, nnx.Param):
-        return False
-    if matches_any(path, train_cfg.frozen):
-        return False
-    if train_cfg.stage == "stage2":
-        return matches_any(path, train_cfg.expert_patterns)
-    return True
 
 
 @dataclasses.dataclass(frozen=True)

@@ -10,9 +10,9 @@ from jax.sharding import PartitionSpec as P
 from alpamayo_jax.config import base_config
 from alpamayo_jax.parallel.mesh import make_mesh
 from alpamayo_jax.training.optim import learning_rate_schedule, make_optimizer
+from alpamayo_jax.training.stages import StageError, loss_weights
 from alpamayo_jax.training.state import (
     ModelLayout,
-    StageError,
     abstract_train_state,
     init_train_state,
     train_state_shardings,
@@ -98,8 +98,8 @@ def test_stage2_freezes_everything_but_the_expert():
 
 def test_a_stage_that_trains_nothing_is_an_error():
     cfg = base_config().train
-    cfg.stage, cfg.expert_patterns = "stage2", ("no_such_module",)
-    with pytest.raises(StageError, match=r"train.stage='stage2' .* leaves no parameter to train"):
+    cfg.stage, cfg.expert_patterns = "stage2", ("^no_such_module/",)
+    with pytest.raises(StageError, match=r"train.stage=.stage2. .* leaves no parameter to train"):
         ModelLayout.from_factory(toy_model, cfg)
 
 
@@ -170,3 +170,20 @@ def test_the_count_pass_of_accumulation_costs_no_forward():
         return jax.jit(fn).lower(state, batch, rng).compile().as_text().count(" tanh(")
 
     assert tanh_ops(2) == tanh_ops(1) == 1
+
+
+@pytest.mark.parametrize(
+    ("stage", "expected"),
+    [("stage1", {"ce": 1.0}), ("stage2", {"flow": 2.0}), ("joint", {"ce": 1.0, "flow": 2.0})],
+)
+def test_each_stage_optimises_its_own_loss_terms(stage, expected):
+    cfg = base_config().train
+    cfg.stage, cfg.flow_weight = stage, 2.0
+    assert loss_weights(cfg) == expected
+
+
+def test_a_zero_weight_for_the_stage_loss_is_an_error():
+    cfg = base_config().train
+    cfg.stage, cfg.flow_weight = "stage2", 0.0
+    with pytest.raises(StageError, match=r"train.flow_weight must be > 0 in train.stage='stage2', got 0.0"):
+        loss_weights(cfg)

@@ -1,0 +1,164 @@
+"""SFT of the policy: the dataset, the normalisation stats and the `TrainTask` for `loop.train`.
+
+The loop is model-agnostic; this file binds it to the Alpamayo policy and its data:
+
+1. the dataset: `config.data.dir` if set (it must exist), else the config's synthetic world,
+   generated once into the cache (process 0 generates, the others wait at a barrier);
+2. action normalisation stats: from the checkpoint being resumed or initialised from (so stage 2
+   normalises exactly like stage 1), else measured on the train split; written into
+   `config.action.mean/std` before the run's config is saved, and into every checkpoint's meta;
+3. the tokenizer of the dataset, copied into the workdir so planning reads the very same file;
+4. the task: `PolicyModel` from the config, the (sum, count) SFT loss of `models/losses.py`, the
+   stage's loss weights, this host's shard of the grain pipeline, and the fixed val subset.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pathlib
+
+import grain
+import jax
+import ml_collections
+from jax.experimental import multihost_utils
+
+from alpamayo_jax.training.checkpoint import CheckpointError, read_meta
+from alpamayo_jax.training.feed import HostShard
+from alpamayo_jax.training.loop import TrainResult, TrainTask, train
+from alpamayo_jax.training.stages import loss_weights
+
+TOKENIZER_COPY = "tokenizer.json"
+STATS_SAMPLES = 1000  # evenly spaced train samples the action stats are measured on
+
+
+class DataDirError(FileNotFoundError):
+    """`config.data.dir` names no dataset; the message says what was expected."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetPaths:
+    root: pathlib.Path  # holds `train/`, `val/` (and the synthetic tokenizer.json)
+    synthetic: bool
+
+
+def resolve_dataset(config: ml_collections.ConfigDict) -> DatasetPaths:
+    """The dataset a run reads: `config.data.dir`, or the cached synthetic world (made once)."""
+    from alpamayo_jax.data.shards import MANIFEST
+
+    if config.data.dir:
+        root = pathlib.Path(os.path.expanduser(config.data.dir))
+        if not root.is_dir():
+            raise DataDirError(
+                f"config.data.dir {str(root)!r} does not exist; expected a dataset written by "
+                "`alpamayo data synth --out DIR` (or leave config.data.dir unset to use the "
+                "synthetic world)"
+            )
+        missing = [s for s in ("train", "val") if not (root / s / MANIFEST).is_file()]
+        if missing:
+            raise DataDirError(
+                f"config.data.dir {str(root)!r} has no {' and no '.join(missing)} split; expected "
+                f"{root}/<split>/{MANIFEST} written by `alpamayo data synth --split <split>`"
+            )
+        return DatasetPaths(root, synthetic=False)
+
+    from alpamayo_jax.data.world.cache import cache_dir, synthetic_split
+
+    if jax.process_index() == 0:
+        print(f"synthetic world: {cache_dir(config)} (generated on first use)", flush=True)
+        for split in ("train", "val"):
+            synthetic_split(config, split)
+    if jax.process_count() > 1:
+        multihost_utils.sync_global_devices("synthetic dataset ready")
+    return DatasetPaths(cache_dir(config), synthetic=True)
+
+
+def _stats_from_checkpoints(config: ml_collections.ConfigDict, workdir: pathlib.Path):
+    """Normalisation stats of the run being resumed, else of `train.init_from`, else None."""
+    for source in (workdir, config.train.init_from):
+        if not source:
+            continue
+        try:
+            meta = read_meta(source)
+        except CheckpointError:
+            if pathlib.Path(source) == workdir:
+                continue
+            raise
+        if "action_mean" in meta:
+            return tuple(meta["action_mean"]), tuple(meta["action_std"])
+    return None
+
+
+def prepare(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> tuple[TrainTask, DatasetPaths]:
+    """Set the config's action stats and build the SFT task (data, model, loss, meta)."""
+    from alpamayo_jax.data.pipeline import (
+        action_stats,
+        dataset_tokenizer,
+        encoder_from_config,
+        iterator_from_config,
+    )
+    from alpamayo_jax.data.shards import ShardReader
+    from alpamayo_jax.models.losses import make_sft_loss_fn
+    from alpamayo_jax.models.policy_model import build_policy
+
+    workdir = pathlib.Path(workdir)
+    paths = resolve_dataset(config)
+    train_source = ShardReader(paths.root, "train")
+    val_source = ShardReader(paths.root, "val")
+
+    stats = _stats_from_checkpoints(config, workdir)
+    if stats is None:
+        mean, std = action_stats(train_source, max_samples=STATS_SAMPLES)
+        stats = tuple(float(x) for x in mean), tuple(float(x) for x in std)
+    config.action.mean, config.action.std = stats
+
+    tokenizer = dataset_tokenizer(config, train_source, paths.root)
+    if jax.process_index() == 0:
+        workdir.mkdir(parents=True, exist_ok=True)
+        tokenizer.save(workdir / TOKENIZER_COPY)
+    encoder = encoder_from_config(config, tokenizer)
+
+    def process_shard(shard: HostShard) -> grain.sharding.ShardOptions:
+        return grain.sharding.ShardOptions(
+            shard_index=shard.process_index, shard_count=shard.process_count, drop_remainder=True
+        )
+
+    def make_train_iter(shard: HostShard):
+        return iterator_from_config(
+            config, train_source, encoder, batch_size=shard.size, shard=process_shard(shard)
+        )
+
+    def make_eval_batches(shard: HostShard):
+        batches = iterator_from_config(
+            config, val_source, encoder, batch_size=shard.size, train=False,
+            shard=process_shard(shard),
+        )  # fmt: skip
+        out = []
+        for batch in batches:
+            if len(out) == config.train.eval_batches or len(batch["tokens"]) != shard.size:
+                break
+            out.append(batch)
+        return out
+
+    task = TrainTask(
+        model_factory=lambda rngs: build_policy(config, rngs),
+        loss_fn=make_sft_loss_fn(config),
+        loss_weights=loss_weights(config.train),
+        make_train_iter=make_train_iter,
+        make_eval_batches=make_eval_batches,
+        meta={
+            "action_mean": list(stats[0]),
+            "action_std": list(stats[1]),
+            "dataset": str(paths.root),
+            "tokenizer_file": TOKENIZER_COPY,
+        },
+    )
+    return task, paths
+
+
+def train_sft(
+    config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *, progress: bool = True
+) -> TrainResult:
+    """`alpamayo train`: SFT of the policy as `config.train.stage` says, in `workdir`."""
+    task, _ = prepare(config, workdir)
+    return train(config, workdir, task, progress=progress)
