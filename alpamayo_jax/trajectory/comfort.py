@@ -33,7 +33,7 @@ QUANTITIES = ("lon_accel", "lat_accel", "jerk", "lon_jerk", "yaw_rate", "yaw_acc
 
 @dataclasses.dataclass(frozen=True)
 class ComfortBounds:
-    """Release comfort bounds (SPEC.md section 6); symmetric ones are given as the absolute limit."""
+    """Release comfort bounds (SPEC.md section 6); symmetric ones are given as their |limit|."""
 
     lon_accel: tuple[float, float] = (-4.05, 2.40)  # m/s^2, braking / accelerating
     lat_accel: float = 4.89  # |.| m/s^2
@@ -57,7 +57,7 @@ _STENCIL = 5  # points per finite-difference stencil: exact for polynomials up t
 
 @functools.lru_cache(maxsize=64)
 def _difference_matrix(samples: int, order: int) -> np.ndarray:
-    """[n, n] matrix D with (D @ f)_i = the `order`-th derivative at sample i, in units of dt^-order.
+    """[n, n] matrix D with (D @ f)_i = the `order`-th derivative at sample i, in units of dt^-k.
 
     Each row uses 5 neighbouring samples, centred in the interior and shifted inwards at the ends,
     with weights solved from the Taylor conditions sum_m w_m s_m^p / p! = [p == order]. Computing
@@ -88,7 +88,8 @@ def _derivative(f: Array, dt: float, order: int) -> Array:
     matrix = _difference_matrix(f.shape[-1], order) / dt**order
     on_increments = np.cumsum(matrix[:, ::-1], axis=1)[:, ::-1][:, 1:]  # [i, m] = sum_{j>m} D[i, j]
     increments = jnp.diff(f, axis=-1)
-    return jnp.matmul(increments, jnp.asarray(on_increments.T, f.dtype), precision=jax.lax.Precision.HIGHEST)
+    weights = jnp.asarray(on_increments.T, f.dtype)
+    return jnp.matmul(increments, weights, precision=jax.lax.Precision.HIGHEST)
 
 
 def comfort_quantities(
@@ -107,12 +108,13 @@ def comfort_quantities(
         poses = poses.astype(jnp.float32)
     if poses.ndim < 2 or poses.shape[-1] != 3 or poses.shape[-2] < _STENCIL - 1:
         raise ValueError(
-            f"poses: expected shape [..., T, 3] (x, y, heading) with T >= {_STENCIL - 1}, got {poses.shape}"
+            f"poses: expected shape [..., T, 3] (x, y, heading) with T >= {_STENCIL - 1}, "
+            f"got {poses.shape}"
         )
     path = jnp.concatenate([jnp.zeros_like(poses[..., :1, :]), poses], axis=-2)  # t0 origin first
     x, y, heading = path[..., 0], path[..., 1], path[..., 2]
     turn = jnp.remainder(jnp.diff(heading, axis=-1) + jnp.pi, 2.0 * jnp.pi) - jnp.pi
-    heading = jnp.concatenate([heading[..., :1], heading[..., :1] + jnp.cumsum(turn, axis=-1)], axis=-1)
+    heading = jnp.concatenate([heading[..., :1], jnp.cumsum(turn, axis=-1)], axis=-1)
 
     ax, ay = _derivative(x, dt, 2), _derivative(y, dt, 2)
     jx, jy = _derivative(x, dt, 3), _derivative(y, dt, 3)
@@ -136,7 +138,9 @@ def comfort_violations(
     """Per quantity: True where any step leaves its bound (one bad step is enough to feel it)."""
     missing = [k for k in QUANTITIES if k not in quantities]
     if missing:
-        raise ValueError(f"quantities: expected keys {QUANTITIES} from comfort_quantities, missing {missing}")
+        raise ValueError(
+            f"quantities: expected keys {QUANTITIES} from comfort_quantities, missing {missing}"
+        )
     out = {}
     for name in QUANTITIES:
         low, high = bounds.interval(name)

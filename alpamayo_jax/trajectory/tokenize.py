@@ -11,7 +11,8 @@ back within half a bin width (range / bins).
 History layout (pose-major, oldest first): tokens [3 i + c] hold axis c (x, y, z) of delta i, the
 displacement into history pose i from the pose before it. Delta 0 needs the pose before the oldest
 one, which we do not have: it is extrapolated at constant velocity, so delta 0 equals delta 1 (this
-keeps 16 x 3 = 48 tokens, one triple per pose, as in the release, at the cost of one redundant triple).
+keeps 16 x 3 = 48 tokens, one triple per pose, as in the release, at the cost of one redundant
+triple).
 Decoding anchors the last history pose (t0) at the origin and walks back through deltas 15 .. 1.
 
 Future layout: tokens [2 k], [2 k + 1] hold the normalised (accel, curvature) of step k, i.e. the
@@ -33,14 +34,17 @@ def quantize(
     """Index of the uniform bin over [-value_range, value_range] holding x; clipped to [0, bins)."""
     x = jnp.asarray(x)
     width = 2.0 * jnp.asarray(value_range, x.dtype) / bins
-    # Offsetting after the division keeps the arithmetic near zero exact-ish in float32 (x / width is
-    # small there), instead of cancelling -range + ... as (x + range) / width would.
+    # Offsetting after the division keeps values near zero exact-ish in float32 (x / width is small
+    # there), instead of cancelling -range + ... as (x + range) / width would.
     idx = jnp.floor(x / width + bins / 2.0)
     return jnp.clip(idx, 0, bins - 1).astype(jnp.int32)
 
 
 def dequantize(
-    idx: Int[ArrayLike, "*shape"], value_range: Float[ArrayLike, "*#shape"], bins: int, dtype=jnp.float32
+    idx: Int[ArrayLike, "*shape"],
+    value_range: Float[ArrayLike, "*#shape"],
+    bins: int,
+    dtype=jnp.float32,
 ) -> Float[Array, "*shape"]:
     """Centre of bin `idx` (indices outside [0, bins) are clipped, so a stray id cannot explode)."""
     idx = jnp.clip(jnp.asarray(idx), 0, bins - 1)
@@ -88,10 +92,12 @@ def encode_history(
 def decode_history(
     tokens: Int[ArrayLike, "*batch h3"], tokens_cfg: Any, dtype=jnp.float32
 ) -> Float[Array, "*batch h 3"]:
-    """History poses [..., H, 3] from the 3H indices of `encode_history`; the last pose is the origin."""
+    """History poses [..., H, 3] from the 3H indices of `encode_history`; the last is the origin."""
     tokens = jnp.asarray(tokens)
     if tokens.ndim < 1 or tokens.shape[-1] % 3 != 0 or tokens.shape[-1] < 6:
-        raise ValueError(f"history tokens: expected a last axis of 3 x H (H >= 2) indices, got {tokens.shape}")
+        raise ValueError(
+            f"history tokens: expected a last axis of 3 x H (H >= 2) indices, got {tokens.shape}"
+        )
     deltas = dequantize(
         tokens.reshape(*tokens.shape[:-1], -1, 3), _history_ranges(tokens_cfg, dtype),
         int(tokens_cfg.history_bins), dtype,
@@ -108,7 +114,8 @@ def encode_future(
     norm_actions = jnp.asarray(norm_actions)
     if norm_actions.ndim < 2 or norm_actions.shape[-1] != 2:
         raise ValueError(
-            f"norm_actions: expected shape [..., T, 2] (normalised accel, curvature), got {norm_actions.shape}"
+            "norm_actions: expected shape [..., T, 2] (normalised accel, curvature), "
+            f"got {norm_actions.shape}"
         )
     idx = quantize(norm_actions, float(tokens_cfg.future_range), int(tokens_cfg.future_bins))
     return idx.reshape(*idx.shape[:-2], -1)
@@ -120,6 +127,8 @@ def decode_future(
     """Normalised actions [..., T, 2] from the 2T interleaved indices of `encode_future`."""
     tokens = jnp.asarray(tokens)
     if tokens.ndim < 1 or tokens.shape[-1] % 2 != 0:
-        raise ValueError(f"future tokens: expected a last axis of 2 x T indices, got {tokens.shape}")
+        raise ValueError(
+            f"future tokens: expected a last axis of 2 x T indices, got {tokens.shape}"
+        )
     values = dequantize(tokens, float(tokens_cfg.future_range), int(tokens_cfg.future_bins), dtype)
     return values.reshape(*tokens.shape[:-1], -1, 2)

@@ -1,8 +1,8 @@
 """Unicycle action space: (acceleration, curvature) per step <-> (x, y, heading) poses.
 
-The policy predicts controls rather than waypoints (SPEC.md section 4) because controls are smooth,
-physically bounded and low-variance, which makes them easier targets for both the discrete tokens and
-the flow-matching expert; the unicycle model turns them back into a drivable path.
+The policy predicts controls rather than waypoints (SPEC.md section 4) because controls are
+smooth, physically bounded and low-variance, which makes them easier targets for both the discrete
+tokens and the flow-matching expert; the unicycle model turns them back into a drivable path.
 
 Conventions (docs/interfaces.md): poses are in the t0 ego frame, the ego starts at the origin with
 heading 0 and speed `v0`; future poses are at t = dt, 2 dt, ..., T dt. Action k acts on the interval
@@ -27,13 +27,17 @@ def _float_array(name: str, x: ArrayLike, last: int | None, meaning: str) -> Arr
     if not jnp.issubdtype(x.dtype, jnp.floating):
         x = x.astype(jnp.float32)
     if last is not None and (x.ndim == 0 or x.shape[-1] != last):
-        raise ValueError(f"{name}: expected a last axis of size {last} ({meaning}), got shape {x.shape}")
+        raise ValueError(
+            f"{name}: expected a last axis of size {last} ({meaning}), got shape {x.shape}"
+        )
     return x
 
 
 def _check_steps(name: str, x: Array) -> int:
     if x.ndim < 2 or x.shape[-2] < 1:
-        raise ValueError(f"{name}: expected shape [..., T, {x.shape[-1]}] with T >= 1, got {x.shape}")
+        raise ValueError(
+            f"{name}: expected shape [..., T, {x.shape[-1]}] with T >= 1, got {x.shape}"
+        )
     return x.shape[-2]
 
 
@@ -89,8 +93,8 @@ def _second_difference(steps: int) -> tuple[np.ndarray, np.ndarray]:
     """Second-difference operator over (known start, T unknowns), split into its two parts.
 
     Row i is w_i - 2 w_{i+1} + w_{i+2} over w = (w_0, w_1 .. w_T) with w_0 known (the t0 value).
-    Returns (D_u [T-1, T] acting on the unknowns, d_0 [T-1] the column of the known start). Built with
-    numpy from the static step count, so it is a constant of the compiled program.
+    Returns (D_u [T-1, T] acting on the unknowns, d_0 [T-1] the column of the known start). Built
+    with numpy from the static step count, so it is a constant of the compiled program.
     """
     d = np.zeros((max(steps - 1, 0), steps + 1))
     for i in range(steps - 1):
@@ -110,7 +114,8 @@ def _smooth_heading(theta_obs: Array, ridge: float | Array) -> Array:
     if isinstance(ridge, (int, float)):  # the usual case: a constant filter, inverted once in numpy
         filt = jnp.asarray(np.linalg.inv(np.eye(steps) + ridge * (d_u.T @ d_u)), theta_obs.dtype)
     else:  # a traced ridge (e.g. swept under vmap) still works, inverted in the program
-        filt = jnp.linalg.inv(jnp.eye(steps, dtype=theta_obs.dtype) + ridge * jnp.asarray(d_u.T @ d_u, theta_obs.dtype))
+        penalty = jnp.asarray(d_u.T @ d_u, theta_obs.dtype)
+        filt = jnp.linalg.inv(jnp.eye(steps, dtype=theta_obs.dtype) + ridge * penalty)
     # The system is symmetric, so theta = theta_obs @ inv(system) applies it along the last axis.
     return theta_obs @ filt
 
@@ -120,12 +125,13 @@ def _fit_speeds(
 ) -> Array:
     """Speeds v_1..v_T whose trapezoid integration along `theta` best matches the xy path.
 
-    With headings fixed, the trapezoid step (x, y)_{k+1} - (x, y)_k = dt/2 (v_k u_k + v_{k+1} u_{k+1}),
-    u_k = (cos theta_k, sin theta_k), is linear in the speeds, so least squares is exact for paths the
-    unicycle produced. Residuals are in m/s (the step divided by dt) so the ridge has the same meaning
-    as for the heading. The normal matrix is tridiagonal (cos of consecutive heading changes over 4)
-    plus the ridge on second differences, which damps the alternating speed pattern that the data
-    term alone cannot see (v_k + v_{k+1} constant). Its size is fixed (T x T), so it stays jit-able.
+    With headings fixed, the trapezoid step
+    (x, y)_{k+1} - (x, y)_k = dt/2 (v_k u_k + v_{k+1} u_{k+1}), u_k = (cos theta_k, sin theta_k),
+    is linear in the speeds, so least squares is exact for paths the unicycle produced. Residuals
+    are in m/s (the step divided by dt) so the ridge has the same meaning as for the heading. The
+    normal matrix is tridiagonal (cos of consecutive heading changes over 4) plus the ridge on
+    second differences, which damps the alternating speed pattern that the data term alone cannot
+    see (v_k + v_{k+1} constant). Its size is fixed (T x T), so it stays jit-able.
     """
     steps = theta.shape[-1]
     origin = jnp.zeros_like(xy[..., :1, :])
@@ -145,9 +151,8 @@ def _fit_speeds(
     off_full = jnp.concatenate([off, jnp.zeros_like(off[..., :1])], axis=-1)  # [..., T]
     tri = off_full[..., :, None] * eye_up  # row j holds the (j, j+1) coupling
     d_u, d_0 = _second_difference(steps)
-    system = (
-        jnp.diag(diag) + tri + jnp.swapaxes(tri, -1, -2) + ridge * jnp.asarray(d_u.T @ d_u, theta.dtype)
-    )
+    penalty = ridge * jnp.asarray(d_u.T @ d_u, theta.dtype)
+    system = jnp.diag(diag) + tri + jnp.swapaxes(tri, -1, -2) + penalty
     rhs = rhs - ridge * v0[..., None] * jnp.asarray(d_u.T @ d_0, theta.dtype)
     return jnp.linalg.solve(system, rhs[..., None])[..., 0]
 
@@ -166,9 +171,9 @@ def poses_to_actions(
 
     Recorded poses are noisy and not exactly unicycle-consistent, so the actions are fitted, not
     differenced (SPEC.md section 4): (1) the heading is unwrapped and smoothed by ridge-regularised
-    least squares on its second differences; (2) speeds are fitted by least squares so that trapezoid
-    integration along those headings reproduces the xy path, with the same ridge on the speeds'
-    second differences (= changes of acceleration, so this smooths speed and acceleration);
+    least squares on its second differences; (2) speeds are fitted by least squares so that
+    trapezoid integration along those headings reproduces the xy path, with the same ridge on the
+    speeds' second differences (= changes of acceleration, so this smooths speed and acceleration);
     (3) a_k = (v_{k+1} - v_k) / dt and kappa_k = heading change / arc length, with the arc length
     s_k = v_k dt + a_k dt^2 / 2 of the forward model. The t0 pose (origin, heading 0) and `v0` are
     the known start of every fit. The ridge is fixed (not tuned per sample) so the whole map is a
@@ -179,10 +184,11 @@ def poses_to_actions(
     walking speed). Bounds, when given, clip |accel| and |curvature| (SPEC.md: 9.8 m/s^2, 0.2 1/m).
 
     Accuracy at the default ridge 1e-4 on clean unicycle paths (float32, speeds 0.5-30 m/s, accel
-    waves up to 3 m/s^2 at 0.8 Hz): accel within ~0.04 m/s^2 (worst at the last steps, where a single
-    displacement constrains the final speed and the ridge's bias shows), curvature within ~2e-5 1/m,
-    and re-integrated poses within 1 mm over 6.4 s. Position noise is amplified by 1/dt^2 into accel
-    (1 cm of jitter is ~10 m/s^2 at this ridge); for noisy logs raise `config.action.ridge`.
+    waves up to 3 m/s^2 at 0.8 Hz): accel within ~0.04 m/s^2 (worst at the last steps, where a
+    single displacement constrains the final speed and the ridge's bias shows), curvature within
+    ~2e-5 1/m, and re-integrated poses within 1 mm over 6.4 s. Position noise is amplified by
+    1/dt^2 into accel (1 cm of jitter is ~10 m/s^2 at this ridge); for noisy logs raise
+    `config.action.ridge`.
     """
     poses = _float_array("poses", poses, 3, "x m, y m, heading rad")
     _check_steps("poses", poses)
@@ -216,7 +222,9 @@ def clip_actions(
 
 
 def normalize_actions(
-    actions: Float[ArrayLike, "*batch t 2"], mean: Sequence[float] | ArrayLike, std: Sequence[float] | ArrayLike
+    actions: Float[ArrayLike, "*batch t 2"],
+    mean: Sequence[float] | ArrayLike,
+    std: Sequence[float] | ArrayLike,
 ) -> Float[Array, "*batch t 2"]:
     """(actions - mean) / std per channel: what the tokens and the flow expert see.
 
@@ -230,7 +238,9 @@ def normalize_actions(
 
 
 def denormalize_actions(
-    norm_actions: Float[ArrayLike, "*batch t 2"], mean: Sequence[float] | ArrayLike, std: Sequence[float] | ArrayLike
+    norm_actions: Float[ArrayLike, "*batch t 2"],
+    mean: Sequence[float] | ArrayLike,
+    std: Sequence[float] | ArrayLike,
 ) -> Float[Array, "*batch t 2"]:
     """Inverse of `normalize_actions`: back to (m/s^2, 1/m) before `rollout`."""
     norm_actions = _float_array("norm_actions", norm_actions, 2, "normalised accel, curvature")
@@ -242,7 +252,7 @@ def _stats(mean, std, dtype) -> tuple[Array, Array]:
     mean = jnp.asarray(mean, dtype)
     std = jnp.asarray(std, dtype)
     if mean.shape != (2,):
-        raise ValueError(f"action mean: expected 2 values (accel, curvature), got shape {mean.shape}")
+        raise ValueError(f"action mean: expected 2 values (accel, curvature), got {mean.shape}")
     if std.shape != (2,):
-        raise ValueError(f"action std: expected 2 values (accel, curvature), got shape {std.shape}")
+        raise ValueError(f"action std: expected 2 values (accel, curvature), got {std.shape}")
     return mean, std

@@ -16,7 +16,8 @@ def _two_sample_case():
     j = np.arange(T, dtype=np.float32)
     gt = np.stack([(j + 1), np.zeros(T), np.zeros(T)], axis=-1).astype(np.float32)
     s0 = gt + np.float32([0.0, 3.0, 0.0])
-    s1 = gt + np.stack([3 * (j + 1) / 64, 4 * (j + 1) / 64, np.zeros(T)], axis=-1).astype(np.float32)
+    drift = np.stack([3 * (j + 1) / 64, 4 * (j + 1) / 64, np.zeros(T)], axis=-1)
+    s1 = (gt + drift).astype(np.float32)
     return np.stack([s0, s1]), gt
 
 
@@ -34,7 +35,9 @@ def test_displacement_metrics_hand_computed():
     assert out["minFDE"] == pytest.approx(5.0, rel=1e-6)
     assert out["ADE"] == pytest.approx(3.0, rel=1e-6)  # the first sample
     assert out["FDE"] == pytest.approx(3.0, rel=1e-6)
-    assert set(out) == {"minADE", "minADE_0.5s", "minADE_1s", "minADE_3s", "minADE_5s", "minFDE", "ADE", "FDE"}
+    assert set(out) == {
+        "minADE", "minADE_0.5s", "minADE_1s", "minADE_3s", "minADE_5s", "minFDE", "ADE", "FDE"
+    }
 
 
 def test_metrics_are_per_scene_over_leading_axes_and_jit_vmap_agree():
@@ -55,8 +58,10 @@ def test_metrics_are_per_scene_over_leading_axes_and_jit_vmap_agree():
 
 
 def test_horizon_index_convention_and_errors():
-    assert [metrics.horizon_index(s, DT, T) for s in (0.1, 0.5, 1.0, 3.0, 5.0, 6.4)] == [0, 4, 9, 29, 49, 63]
-    with pytest.raises(ValueError, match=r"horizon 6.5 s: expected a multiple of dt=0.1 within the 64-step"):
+    seconds = (0.1, 0.5, 1.0, 3.0, 5.0, 6.4)
+    assert [metrics.horizon_index(s, DT, T) for s in seconds] == [0, 4, 9, 29, 49, 63]
+    msg = r"horizon 6.5 s: expected a multiple of dt=0.1 within the 64-step horizon"
+    with pytest.raises(ValueError, match=msg):
         metrics.horizon_index(6.5, DT, T)
     with pytest.raises(ValueError, match=r"horizon 0.25 s: expected a multiple of dt=0.1"):
         metrics.horizon_index(0.25, DT, T)
@@ -65,7 +70,7 @@ def test_horizon_index_convention_and_errors():
 def test_box_corners_hand_computed():
     corners = np.asarray(metrics.box_corners(np.float32([1.0, 2.0, np.pi / 2]), (4.0, 2.0, 2.0)))
     assert corners.shape == (8, 3)
-    # Front-left-top corner (+2, +1, +1) turned by 90 degrees is (-1, +2), shifted by (1, 2): (0, 4).
+    # Front-left-top corner (+2, +1, +1) turned by 90 degrees is (-1, +2), plus (1, 2): (0, 4).
     np.testing.assert_allclose(corners[0], [0.0, 4.0, 1.0], atol=1e-6)
     # Rear-right-bottom (-2, -1, -1) -> (1, -2) + (1, 2) = (2, 0).
     np.testing.assert_allclose(corners[6], [2.0, 0.0, -1.0], atol=1e-6)
@@ -84,7 +89,8 @@ def test_corner_distance_hand_computed():
     # Min over samples of the time-averaged value; half the steps shifted 2 m averages to 1 m.
     half = gt.copy()
     half[: T // 2, 0] += 2.0
-    assert float(_corner_distance(np.stack([flipped, half, turned]), gt)) == pytest.approx(1.0, rel=1e-5)
+    best = float(_corner_distance(np.stack([flipped, half, turned]), gt))
+    assert best == pytest.approx(1.0, rel=1e-5)
     # The box is a parameter: a 2 x 2 footprint flipped moves each corner 2 x sqrt(2).
     assert float(_corner_distance(flipped[None], gt, (2.0, 2.0, 1.0))) == pytest.approx(
         2.0 * np.sqrt(2.0), rel=1e-5

@@ -25,19 +25,18 @@ def _histories(rng, n):
     """Realistic 1.6 s histories ending at the origin: speeds up to 35 m/s, gentle turns, slopes."""
     speed = rng.uniform(0.0, 35.0, (n, 1))
     yaw = np.cumsum(rng.normal(0.0, 0.03, (n, H - 1)), axis=1)
-    step = np.stack(
-        [speed * 0.1 * np.cos(yaw), speed * 0.1 * np.sin(yaw), rng.normal(0.0, 0.05, (n, H - 1))], axis=-1
-    )
+    rise = rng.normal(0.0, 0.05, (n, H - 1))
+    step = np.stack([speed * 0.1 * np.cos(yaw), speed * 0.1 * np.sin(yaw), rise], axis=-1)
     xyz = np.concatenate([np.zeros((n, 1, 3)), np.cumsum(step, axis=1)], axis=1)
     return (xyz - xyz[:, -1:]).astype(np.float32)
 
 
 def test_quantize_hand_values():
     # 1000 bins over [-4, 4]: width 8 mm; bin i covers [-4 + 8i mm, -4 + 8(i+1) mm).
-    np.testing.assert_array_equal(tokenize.quantize(np.float32([1.003, -0.499, -4.0, 3.999]), 4.0, 1000),
-                                  [625, 437, 0, 999])
-    np.testing.assert_allclose(tokenize.dequantize([625, 437, 0, 999], 4.0, 1000), [1.004, -0.5, -3.996, 3.996],
-                               atol=1e-6)
+    idx = tokenize.quantize(np.float32([1.003, -0.499, -4.0, 3.999]), 4.0, 1000)
+    np.testing.assert_array_equal(idx, [625, 437, 0, 999])
+    centres = tokenize.dequantize([625, 437, 0, 999], 4.0, 1000)
+    np.testing.assert_allclose(centres, [1.004, -0.5, -3.996, 3.996], atol=1e-6)
 
 
 def test_history_round_trip_within_half_a_bin():
@@ -99,8 +98,8 @@ def test_future_round_trip_interleaving_and_clipping():
     wild[0] = (7.0, -9.0)
     out = np.asarray(_encode_future(wild[None])[0])
     assert out[0] == 999 and out[1] == 0
-    np.testing.assert_allclose(_decode_future(out[None])[0][0], [3.0 - FUTURE_HALF_BIN, -3.0 + FUTURE_HALF_BIN],
-                               atol=1e-6)
+    edges = [3.0 - FUTURE_HALF_BIN, -3.0 + FUTURE_HALF_BIN]
+    np.testing.assert_allclose(_decode_future(out[None])[0][0], edges, atol=1e-6)
 
 
 def test_bins_and_ranges_come_from_the_config():
@@ -116,7 +115,8 @@ def test_jit_and_vmap_match_eager():
     eager = np.asarray(tokenize.encode_history(xyz, CFG))
     np.testing.assert_array_equal(_encode_history(xyz), eager)
     np.testing.assert_array_equal(jax.jit(jax.vmap(_encode_history))(xyz), eager)
-    np.testing.assert_allclose(jax.vmap(_decode_history)(eager), tokenize.decode_history(eager, CFG), atol=1e-6)
+    decoded = tokenize.decode_history(eager, CFG)
+    np.testing.assert_allclose(jax.vmap(_decode_history)(eager), decoded, atol=1e-6)
 
 
 def test_bad_shapes_name_the_field():

@@ -19,7 +19,9 @@ TIMES = DT * np.arange(1, T + 1)  # future pose times
 _to_poses = jax.jit(unicycle.actions_to_poses, static_argnums=2)
 _rollout = jax.jit(unicycle.rollout, static_argnums=2)
 _fit = jax.jit(
-    unicycle.poses_to_actions, static_argnums=(2, 3), static_argnames=("accel_bound", "curvature_bound")
+    unicycle.poses_to_actions,
+    static_argnums=(2, 3),
+    static_argnames=("accel_bound", "curvature_bound"),
 )
 
 
@@ -165,7 +167,9 @@ def test_a_larger_ridge_smooths_noisy_poses():
     noisy = poses + rng.normal(0.0, [0.01, 0.01, 0.002], size=poses.shape).astype(np.float32)
     rough = _fit(noisy, 10.0, DT, RIDGE)
     smooth = _fit(noisy, 10.0, DT, 1.0)
-    rms = lambda a: float(np.sqrt(np.mean((np.asarray(a)[:, 0] - actions[:, 0]) ** 2)))  # noqa: E731
+    def rms(fitted):
+        return float(np.sqrt(np.mean((np.asarray(fitted)[:, 0] - actions[:, 0]) ** 2)))
+
     assert rms(smooth) < 0.5 * rms(rough)
 
 
@@ -173,12 +177,15 @@ def test_normalize_and_denormalize_are_inverse():
     actions = jnp.asarray([[1.0, 0.02], [-2.0, -0.1]])
     norm = unicycle.normalize_actions(actions, (0.5, 0.0), (2.0, 0.05))
     np.testing.assert_allclose(norm, [[0.25, 0.4], [-1.25, -2.0]], rtol=1e-6)
-    np.testing.assert_allclose(unicycle.denormalize_actions(norm, (0.5, 0.0), (2.0, 0.05)), actions, rtol=1e-6)
+    back = unicycle.denormalize_actions(norm, (0.5, 0.0), (2.0, 0.05))
+    np.testing.assert_allclose(back, actions, rtol=1e-6)
 
 
 def test_batched_jit_and_vmap_match_eager():
     rng = np.random.default_rng(1)
-    params = rng.uniform([2, 2, 0, 0.1, 0, -0.05, 0, 0.1, 0], [20, 20, 2, 0.5, 6, 0.05, 0.05, 0.3, 6], (6, 9))
+    low = [2, 2, 0, 0.1, 0, -0.05, 0, 0.1, 0]
+    high = [20, 20, 2, 0.5, 6, 0.05, 0.05, 0.3, 6]
+    params = rng.uniform(low, high, (6, 9))
     batch = np.stack([_smooth_actions(*p) for p in params]).reshape(2, 3, T, 2)
     v0 = params[:, 0].reshape(2, 3).astype(np.float32)
     eager = unicycle.actions_to_poses(batch, v0, DT)
@@ -197,7 +204,8 @@ def test_batched_jit_and_vmap_match_eager():
 def test_bad_shapes_name_the_field():
     with pytest.raises(ValueError, match=r"actions: expected a last axis of size 2 \(accel m/s\^2"):
         unicycle.actions_to_poses(jnp.zeros((T, 3)), 1.0, DT)
-    with pytest.raises(ValueError, match=r"poses: expected a last axis of size 3 \(x m, y m, heading rad\)"):
+    msg = r"poses: expected a last axis of size 3 \(x m, y m, heading rad\)"
+    with pytest.raises(ValueError, match=msg):
         unicycle.poses_to_actions(jnp.zeros((T, 2)), 1.0, DT, RIDGE)
     with pytest.raises(ValueError, match=r"action std: expected 2 values"):
         unicycle.normalize_actions(jnp.zeros((T, 2)), (0.0, 0.0), (1.0,))
