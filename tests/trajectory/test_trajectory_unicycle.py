@@ -148,6 +148,25 @@ def test_wrapped_headings_give_the_same_actions_as_continuous_ones():
     np.testing.assert_allclose(got[:, 1], kappa, atol=1e-4)
 
 
+def test_parked_and_stopping_cars_give_finite_actions():
+    # Parked: no motion, v0 = 0. Curvature is undefined at standstill and comes out as 0, not NaN.
+    parked = _fit(jnp.zeros((T, 3)), 0.0, DT, RIDGE)
+    np.testing.assert_array_equal(parked, 0.0)
+    # Braking at 2.5 m/s^2 from 5 m/s while turning: stopped after 2 s, then standing.
+    actions = np.zeros((T, 2), np.float32)
+    actions[:20, 0], actions[:, 1] = -2.5, 0.05
+    poses = _to_poses(actions, 5.0, DT)
+    fitted = np.asarray(_fit(poses, 5.0, DT, RIDGE))
+    assert np.isfinite(fitted).all()
+    # The accel step at the stop is not smooth, so the ridge rings by a few cm/s^2 around it.
+    np.testing.assert_allclose(fitted[:20, 0], -2.5, atol=0.1)
+    np.testing.assert_allclose(fitted[20:, 0], 0.0, atol=0.1)
+    np.testing.assert_allclose(fitted[:19, 1], 0.05, atol=1e-3)
+    np.testing.assert_allclose(fitted[21:, 1], 0.0, atol=1e-6)  # standing: no turn
+    replayed = np.asarray(_to_poses(fitted, 5.0, DT))
+    np.testing.assert_allclose(replayed, poses, atol=1e-3)
+
+
 def test_bounds_clip_accel_and_curvature():
     actions = jnp.tile(jnp.asarray([[3.0, 0.15]], jnp.float32), (T, 1))
     poses = _to_poses(actions, 2.0, DT)
