@@ -11,8 +11,7 @@ back within half a bin width (range / bins).
 History layout (pose-major, oldest first): tokens [3 i + c] hold axis c (x, y, z) of delta i, the
 displacement into history pose i from the pose before it. Delta 0 needs the pose before the oldest
 one, which we do not have: it is extrapolated at constant velocity, so delta 0 equals delta 1 (this
-keeps 16 x 3 = 48 tokens, one triple per pose, as in the release, at the cost of one redundant
-triple).
+keeps the SPEC's 16 x 3 = 48 tokens, one triple per pose, at the cost of one redundant triple).
 Decoding anchors the last history pose (t0) at the origin and walks back through deltas 15 .. 1.
 
 Future layout: tokens [2 k], [2 k + 1] hold the normalised (accel, curvature) of step k, i.e. the
@@ -33,6 +32,8 @@ def quantize(
 ) -> Int[Array, "*shape"]:
     """Index of the uniform bin over [-value_range, value_range] holding x; clipped to [0, bins)."""
     x = jnp.asarray(x)
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        x = x.astype(jnp.float32)
     width = 2.0 * jnp.asarray(value_range, x.dtype) / bins
     # Offsetting after the division keeps values near zero exact-ish in float32 (x / width is small
     # there), instead of cancelling -range + ... as (x + range) / width would.
