@@ -166,7 +166,8 @@ def _manager_for_reading(workdir: str | pathlib.Path) -> tuple[ocp.CheckpointMan
     directory = pathlib.Path(workdir).absolute() / CHECKPOINT_DIR
     if not directory.is_dir():
         raise CheckpointError(f"no checkpoints in {directory} (train first, or check --workdir)")
-    options = ocp.CheckpointManagerOptions(read_only=True, create=False)
+    # Not `read_only=True`: that only adds absl warnings; this manager simply never saves.
+    options = ocp.CheckpointManagerOptions(create=False, enable_async_checkpointing=False)
     manager = ocp.CheckpointManager(directory, options=options, item_names=("model", "meta"))
     return manager, directory
 

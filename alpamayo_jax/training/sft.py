@@ -25,7 +25,7 @@ from jax.experimental import multihost_utils
 
 from alpamayo_jax.training.checkpoint import CheckpointError, read_meta
 from alpamayo_jax.training.feed import HostShard
-from alpamayo_jax.training.loop import TrainResult, TrainTask, train
+from alpamayo_jax.training.loop import TrainResult, TrainTask, train, validate_train_config
 from alpamayo_jax.training.stages import loss_weights
 
 TOKENIZER_COPY = "tokenizer.json"
@@ -102,6 +102,8 @@ def prepare(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> t
     from alpamayo_jax.models.policy_model import build_policy
 
     workdir = pathlib.Path(workdir)
+    validate_train_config(config.train)  # fail on a bad value before generating any data
+    weights = loss_weights(config.train)
     paths = resolve_dataset(config)
     train_source = ShardReader(paths.root, "train")
     val_source = ShardReader(paths.root, "val")
@@ -143,7 +145,7 @@ def prepare(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> t
     task = TrainTask(
         model_factory=lambda rngs: build_policy(config, rngs),
         loss_fn=make_sft_loss_fn(config),
-        loss_weights=loss_weights(config.train),
+        loss_weights=weights,
         make_train_iter=make_train_iter,
         make_eval_batches=make_eval_batches,
         meta={
