@@ -200,11 +200,6 @@ def memory_summary(compiled: jax.stages.Compiled) -> str:
     return f"memory per device: {', '.join(parts)}; peak ~{_fmt_bytes(peak)}"
 
 
-def batch_shardings_for(abstract_batch: Batch, mesh: Mesh, rules: Rules) -> Any:
-    """Leading (batch) dimension over the `batch` rule; shared by train and eval steps."""
-    return batch_shardings(abstract_batch, mesh, rules)
-
-
 def compile_train_step(
     step_fn: StepFn,
     abstract_state: TrainState,
@@ -221,7 +216,7 @@ def compile_train_step(
     out-of-memory configuration is visible before any data is read.
     """
     replicated = NamedSharding(mesh, PartitionSpec())
-    data_shardings = batch_shardings_for(abstract_batch, mesh, rules)
+    data_shardings = batch_shardings(abstract_batch, mesh, rules)
     jitted = jax.jit(
         step_fn,
         in_shardings=(state_shardings, data_shardings, replicated),

@@ -187,3 +187,15 @@ def test_a_zero_weight_for_the_stage_loss_is_an_error():
     cfg.stage, cfg.flow_weight = "stage2", 0.0
     with pytest.raises(StageError, match=r"train.flow_weight must be > 0 in train.stage='stage2', got 0.0"):
         loss_weights(cfg)
+
+
+def test_schedule_warms_up_from_the_first_step_then_decays_to_the_floor():
+    cfg = base_config().train
+    cfg.steps, cfg.warmup_steps, cfg.lr, cfg.final_lr_ratio = 10, 4, 1.0, 0.1
+    lr = learning_rate_schedule(cfg)
+    np.testing.assert_allclose([float(lr(s)) for s in range(5)], [0.25, 0.5, 0.75, 1.0, 1.0], rtol=1e-6)
+    values = [float(lr(s)) for s in range(4, 11)]
+    assert all(a > b for a, b in zip(values, values[1:]))
+    assert values[-1] == pytest.approx(0.1)
+    cfg.warmup_steps = 50  # longer than the run: cut to the run instead of never reaching lr
+    assert float(learning_rate_schedule(cfg)(9)) == pytest.approx(1.0)
