@@ -68,7 +68,7 @@ class ActionExpert(nnx.Module):
         param_dtype=jnp.float32,
         remat_policy: str = "none",
     ):
-        self.llm_cfg = llm_cfg
+        self.llm_cfg = ml_collections.FrozenConfigDict(llm_cfg)  # hashable: it sits in the graphdef
         self.remat_policy = remat_policy
         layer_cfg = expert_layer_config(llm_cfg, expert_cfg)
         self.num_layers = llm_cfg.layers

@@ -1,0 +1,111 @@
+"""The SFT objective of the policy: next-token cross-entropy and the expert's flow-matching loss.
+
+Every loss returns a `(sum, count)` pair, never a mean: the training step adds sums and counts over
+micro-batches and devices and divides once, so gradient accumulation gives exactly the full-batch
+mean (a mean of per-micro-batch means would weight short sequences more). Terms are named `ce` and
+`flow`, the names of their weights in the `train` config (`train.ce_weight`, `train.flow_weight`).
+
+One forward of the VLM over the whole chat serves both terms: the causal mask guarantees that the
+K/V of the prefix positions (< prefix_len) never see the discrete future tokens that follow them,
+so the expert reads the training forward's K/V directly instead of running a separate prefill.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+from jaxtyping import Array, Float, Int, PRNGKeyArray
+
+from alpamayo_jax.models.expert import prefix_key_mask
+from alpamayo_jax.models.policy_model import PolicyModel
+from alpamayo_jax.trajectory.flow import interpolate, sample_time, target_velocity
+
+SumCount = tuple[Float[Array, ""], Float[Array, ""]]
+Batch = Mapping[str, jax.Array]
+
+
+def token_cross_entropy(
+    logits: Float[Array, "b l v"], tokens: Int[Array, "b l"], loss_mask: Float[Array, "b l"]
+) -> SumCount:
+    """Sum over positions i with loss_mask[i] of -log p(tokens[i+1] | tokens[:i+1]), and the count.
+
+    The last position has no next token, so its mask entry is ignored.
+    """
+    logits = logits[:, :-1].astype(jnp.float32)
+    targets = tokens[:, 1:]
+    mask = loss_mask[:, :-1].astype(jnp.float32)
+    log_z = jax.nn.logsumexp(logits, axis=-1)
+    picked = jnp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]
+    return jnp.sum((log_z - picked) * mask), jnp.sum(mask)
+
+
+def flow_matching_loss(
+    predicted: Float[Array, "b t a"], target: Float[Array, "b t a"]
+) -> SumCount:
+    """Squared error summed over every element, and the number of elements (MSE = sum / count)."""
+    err = jnp.square(predicted.astype(jnp.float32) - target.astype(jnp.float32))
+    return jnp.sum(err), jnp.asarray(err.size, jnp.float32)
+
+
+def sft_loss_terms(
+    model: PolicyModel,
+    batch: Batch,
+    rng: PRNGKeyArray,
+    *,
+    flow_cfg: ml_collections.ConfigDict,
+    stop_gradient_prefix: bool,
+) -> dict[str, SumCount]:
+    """{'ce': (sum, count), 'flow': (sum, count)} of one batch (fields as in docs/interfaces.md).
+
+    Flow matching: t from `trajectory.flow.sample_time`, eps ~ N(0, I), x_t = t x + (1 - t) eps,
+    target x - eps, where x are the normalised actions. With `stop_gradient_prefix` the expert's
+    view of the prefix K/V is constant (SFT stage 2: the VLM does not learn from the flow loss).
+    """
+    tokens, valid = batch["tokens"], batch["valid"].astype(bool)
+    hidden, (k, v), positions, _ = model.forward(tokens, valid, batch.get("images"))
+    ce = token_cross_entropy(model.logits(hidden), tokens, batch["loss_mask"])
+
+    actions = batch["actions_norm"].astype(jnp.float32)
+    b = actions.shape[0]
+    prefix_len = batch["prefix_len"].astype(jnp.int32)
+    t_rng, eps_rng = jax.random.split(rng)
+    t = sample_time(t_rng, (b,), flow_cfg)
+    eps = jax.random.normal(eps_rng, actions.shape, jnp.float32)
+    x_t = interpolate(actions, eps, t)
+    if stop_gradient_prefix:
+        k, v = jax.lax.stop_gradient(k), jax.lax.stop_gradient(v)
+    # The first action token's position follows the prefix's last token (<|traj_future_start|>).
+    last = jnp.take_along_axis(positions[0], jnp.maximum(prefix_len - 1, 0)[:, None], axis=1)[:, 0]
+    velocity = model.expert(x_t, t, k, v, prefix_key_mask(valid, prefix_len), last + 1)
+    flow = flow_matching_loss(velocity, target_velocity(actions, eps))
+    return {"ce": ce, "flow": flow}
+
+
+def make_sft_loss_fn(
+    config: ml_collections.ConfigDict,
+) -> Callable[[PolicyModel, Batch, PRNGKeyArray], dict[str, SumCount]]:
+    """`loss_fn(model, batch, rng)` for `training/step.py`, with the flow and stage settings bound.
+
+    Stage 2 always stops the gradient into the prefix (the VLM is frozen there anyway; the stop
+    saves the backward pass through it).
+    """
+    stop = bool(config.train.stop_gradient_prefix) or config.train.stage == "stage2"
+    flow_cfg = config.flow
+
+    def loss_fn(model, batch, rng):
+        return sft_loss_terms(model, batch, rng, flow_cfg=flow_cfg, stop_gradient_prefix=stop)
+
+    return loss_fn
+
+
+def weighted_loss(terms: Mapping[str, SumCount], weights: Mapping[str, float]) -> Float[Array, ""]:
+    """sum_k w_k * sum_k / count_k: the objective of one whole batch (tests, benchmarks)."""
+    total = jnp.zeros((), jnp.float32)
+    for name, w in weights.items():
+        if w:
+            s, c = terms[name]
+            total = total + w * s / jnp.maximum(c, 1.0)
+    return total
