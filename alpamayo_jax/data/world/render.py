@@ -41,10 +41,14 @@ VERGE, SIDE, ASPHALT, PAINT, CENTRE = range(5)  # ground classes
 
 
 def _ground_classes(road: Road, wx: np.ndarray, wy: np.ndarray) -> np.ndarray:
-    """Class of each ground point (verge, sidewalk, asphalt, white paint, yellow centre line)."""
+    """Class of each ground point (verge, sidewalk, asphalt, white paint, yellow centre line).
+
+    Paint is tested only on the points of the main carriageway (a fraction of the image), and the
+    periodic tests (dashes, zebra stripes) only where a line can be, because this runs for every
+    ground pixel of every camera and frame: it is the renderer's hot loop.
+    """
     s, d = road.to_road(wx, wy)
     curb, left = road.curb_right, road.left_edge
-    cls = np.zeros(wx.shape, dtype=np.int8)
     side = (d >= curb - road.sidewalk) & (d <= left + road.sidewalk)
     on_main = (d >= curb) & (d <= left)
     cross = None
@@ -52,25 +56,29 @@ def _ground_classes(road: Road, wx: np.ndarray, wy: np.ndarray) -> np.ndarray:
         dx = np.abs(wx - road.cross_center)
         side |= dx < road.cross_width / 2 + road.sidewalk
         cross = dx < road.cross_width / 2
-    cls[side] = SIDE
     paved = on_main if cross is None else on_main | cross
-    cls[paved] = ASPHALT
-    marks = on_main if cross is None else on_main & ~cross
+    cls = np.where(paved, np.int8(ASPHALT), side.astype(np.int8))  # SIDE == 1
+    marks = np.flatnonzero(on_main if cross is None else on_main & ~cross)
+    sm, dm = s[marks], d[marks]
+    line = (np.abs(dm - (road.right_edge + 0.15)) < 0.12) | (np.abs(dm - (left - 0.15)) < 0.12)
     w = road.lane_width
-    dashed = np.mod(s, 12.0) < 4.0
-    line = (np.abs(d - (road.right_edge + 0.15)) < 0.12) | (np.abs(d - (left - 0.15)) < 0.12)
     dividers = [road.right_edge + k * w for k in range(1, road.lanes_same)]
     dividers += [road.center_line + k * w for k in range(1, road.lanes_opposite)]
     if dividers:
-        near = np.min(np.abs(d[..., None] - np.array(dividers)), axis=-1) < 0.12
-        line |= near & dashed
+        near = np.abs(dm - dividers[0]) < 0.12
+        for divider in dividers[1:]:
+            near |= np.abs(dm - divider) < 0.12
+        at = np.flatnonzero(near)
+        line[at[np.mod(sm[at], 12.0) < 4.0]] = True  # dashed
     if road.stop_line is not None:
-        line |= (s > road.stop_line - 0.5) & (s <= road.stop_line) & (d >= road.right_edge) & (d <= road.center_line)
+        line |= ((sm > road.stop_line - 0.5) & (sm <= road.stop_line) & (dm >= road.right_edge)
+                 & (dm <= road.center_line))
     for s0, s1 in road.crosswalks:
-        line |= (s >= s0) & (s <= s1) & (np.mod(d, 1.1) < 0.55)
-    cls[line & marks] = PAINT
+        at = np.flatnonzero((sm >= s0) & (sm <= s1))
+        line[at[np.mod(dm[at], 1.1) < 0.55]] = True
+    cls[marks[line]] = PAINT
     if road.lanes_opposite > 0:
-        cls[marks & (np.abs(d - road.center_line) < 0.22)] = CENTRE
+        cls[marks[np.abs(dm - road.center_line) < 0.22]] = CENTRE
     return cls
 
 
@@ -177,57 +185,126 @@ class SceneParts:
         return boxes, colour, min_px
 
 
-def _corners(boxes: np.ndarray) -> np.ndarray:
-    """World corners [n, 8, 3] of boxes [n, 7] (cx, cy, z0, L, W, H, yaw)."""
+def _corners(boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """World corners x, y, z [n, 8] of boxes [n, 7] (cx, cy, z0, L, W, H, yaw)."""
     cx, cy, z0, L, W, H, yaw = boxes.T
     c, s = np.cos(yaw)[:, None], np.sin(yaw)[:, None]
     lx = _UNIT[None, :, 0] * L[:, None]
     ly = _UNIT[None, :, 1] * W[:, None]
-    return np.stack([cx[:, None] + c * lx - s * ly, cy[:, None] + s * lx + c * ly,
-                     z0[:, None] + _UNIT[None, :, 2] * H[:, None]], axis=-1)
+    return cx[:, None] + c * lx - s * ly, cy[:, None] + s * lx + c * ly, z0[:, None] + _UNIT[None, :, 2] * H[:, None]
 
 
-def _project(corners: np.ndarray, axes: np.ndarray, cam_pos: np.ndarray, focal: np.ndarray,
-             width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
+def _project(corners: tuple[np.ndarray, np.ndarray, np.ndarray], axes: np.ndarray, cam_pos: np.ndarray,
+             focal: np.ndarray, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
     """Screen rectangles [C, n, 4] (u0, u1, v0, v1, floats) and mean depth [C, n] (-1: behind) of box
-    corners [n, 8, 3] in C cameras (axes [C, 3, 3], positions [C, 3], focal lengths [C]). Boxes that
-    cross the near plane are clipped at it, so a car beside the ego still covers the right pixels."""
-    cam = np.einsum("nkj,cij->cnki", corners, axes) - np.einsum("cj,cij->ci", cam_pos, axes)[:, None, None]
-    a, bb = cam[:, :, _EDGES[:, 0]], cam[:, :, _EDGES[:, 1]]
-    da, db = a[..., 0], bb[..., 0]
+    corners (x, y, z [n, 8]) in C cameras (axes [C, 3, 3], positions [C, 3], focal lengths [C]). Boxes
+    that cross the near plane are clipped at it, so a car beside the ego still covers the right pixels.
+
+    Coordinates are kept as separate [C, n, 8] arrays (not [..., 3]) so every numpy loop is long; the
+    dot products are summed as y + (x + z), the order numpy's einsum used before, so images stay
+    bit-identical to earlier datasets.
+    """
+    x, y, z = corners
+    ax = axes[:, :, :, None, None]
+    off = np.einsum("cj,cij->ci", cam_pos, axes)[:, :, None, None]
+    cam = [y * ax[:, i, 1] + (x * ax[:, i, 0] + z * ax[:, i, 2]) - off[:, i] for i in range(3)]
+    e0, e1 = _EDGES[:, 0], _EDGES[:, 1]
+    da, db = cam[0][:, :, e0], cam[0][:, :, e1]
     cross = (da - NEAR) * (db - NEAR) < 0
     tt = np.where(cross, (NEAR - da) / np.where(cross, db - da, 1.0), 0.0)
-    pts = np.concatenate([cam, a + tt[..., None] * (bb - a)], axis=2)
-    ok = np.concatenate([cam[..., 0] >= NEAR, cross], axis=2)
-    depth = np.maximum(pts[..., 0], NEAR)
+    pts = []
+    for k in cam:  # corners, then the points where edges cross the near plane
+        a = k[:, :, e0]
+        pts.append(np.concatenate([k, a + tt * (k[:, :, e1] - a)], axis=2))
+    ok = np.concatenate([cam[0] >= NEAR, cross], axis=2)
+    depth = np.maximum(pts[0], NEAR)
     f = focal[:, None, None]
-    u = width / 2 - f * pts[..., 1] / depth
-    v = height / 2 - f * pts[..., 2] / depth
+    u = width / 2 - f * pts[1] / depth
+    v = height / 2 - f * pts[2] / depth
     inf = np.inf
     rect = np.stack([np.where(ok, u, inf).min(2), np.where(ok, u, -inf).max(2),
                      np.where(ok, v, inf).min(2), np.where(ok, v, -inf).max(2)], axis=-1)
     count = ok.sum(2)
-    dist = np.where(count > 0, np.where(ok, pts[..., 0], 0.0).sum(2) / np.maximum(count, 1), -1.0)
+    dist = np.where(count > 0, np.where(ok, pts[0], 0.0).sum(2) / np.maximum(count, 1), -1.0)
     return rect, dist
 
 
 # ------------------------------------------------------------------------------------ frames
 
-def _paint(img: np.ndarray, idbuf: np.ndarray | None, rect: np.ndarray, dist: np.ndarray,
-           colour: np.ndarray, min_px: np.ndarray, owner: np.ndarray, num_agents: int) -> None:
-    """Fill the screen rectangles far to near (agents by depth, parts of an agent in listed order)."""
-    height, width = img.shape[:2]
+def _to_u8(values: np.ndarray) -> np.ndarray:
+    """Pixel values as an image stores them: rounded to float32, clipped to 0..255, truncated."""
+    return np.clip(np.asarray(values, dtype=np.float32), 0, 255).astype(np.uint8)
+
+
+class _Rays:
+    """Ground rays of a tuple of cameras at one resolution, concatenated so that a single road
+    lookup classifies the ground of every camera (built once per cameras and resolution)."""
+
+    def __init__(self, cameras: tuple[str, ...], height: int, width: int):
+        rays = [ground_rays(c, height, width) for c in cameras]
+        self.gx = np.concatenate([r.gx for r in rays])
+        self.gy = np.concatenate([r.gy for r in rays])
+        # channel-major blending ([3, n] arrays) keeps numpy's inner loops long
+        self.fog = np.concatenate([r.fog[:, 0] for r in rays])  # [n] float32
+        self.keep = 1 - self.fog  # weight of the ground colour (float32, as the blend uses it)
+        self.first_rows = [r.first // width for r in rays]
+        self.starts = np.cumsum([0] + [r.gx.shape[0] for r in rays]).tolist()
+        self.sky_rows = [r.sky_rows for r in rays]
+        self.frames = [get_camera(c) for c in cameras]
+        self.axes = [get_camera(c).axes() for c in cameras]
+        self.focal = np.array([c.focal(width) for c in self.frames])
+
+
+@functools.lru_cache(maxsize=16)
+def _rays(cameras: tuple[str, ...], height: int, width: int) -> _Rays:
+    return _Rays(cameras, height, width)
+
+
+class _Shade:
+    """What a scene's look makes of the rays: palette, sky rows and the haze share of the ground
+    (the same for every frame of a sample, so computed once)."""
+
+    def __init__(self, look: Look, rays: _Rays):
+        b = look.brightness
+        top, hor = np.array(look.sky_top) * b, np.array(look.sky_horizon) * b
+        self.palette = np.ascontiguousarray(_palette(look).T)  # [3, classes]
+        self.haze = (hor[:, None] * rays.fog).astype(np.float32)  # [3, n]
+        self.sky = [_to_u8(hor[None] + (top - hor)[None] * rows[:, None]) for rows in rays.sky_rows]
+
+
+def _background(road: Road, rays: _Rays, shade: _Shade, ego_pose: tuple[float, float, float],
+                out: np.ndarray) -> None:
+    """Sky and shaded ground of all cameras into `out` [C, H, W, 3] uint8, one road lookup for all."""
+    ex, ey, eh = ego_pose
+    ce, se = math.cos(eh), math.sin(eh)
+    gx, gy = rays.gx, rays.gy
+    cls = _ground_classes(road, ex + ce * gx - se * gy, ey + se * gx + ce * gy)
+    ground = np.take(shade.palette, cls, axis=1)
+    ground *= rays.keep
+    ground += shade.haze
+    ground = _to_u8(ground)  # [3, n]
+    width = out.shape[2]
+    for c, first in enumerate(rays.first_rows):
+        out[c, :first] = shade.sky[c][:first, None]
+        out[c, first:].transpose(2, 0, 1)[...] = ground[:, rays.starts[c]:rays.starts[c + 1]].reshape(3, -1, width)
+
+
+def _rectangles(rect: np.ndarray, dist: np.ndarray, min_px: np.ndarray, owner: np.ndarray,
+                num_agents: int, width: int, height: int) -> tuple[list, list, list]:
+    """Pixel rectangles to fill, in painting order: cameras [k], parts [k] and (u0, u1, v0, v1) [k]
+    from screen rectangles [C, n, 4] and depths [C, n]; within a camera agents go far to near
+    (by their farthest drawn part) and the parts of an agent in listed order."""
     # lit lamps, signs and people keep a minimum size (glow) within MIN_SIZE_RANGE metres
     half = np.where(dist < MIN_SIZE_RANGE, min_px / 2 * math.sqrt(width / 112), 0.0)
     with np.errstate(invalid="ignore"):
-        cu, cv = (rect[:, 0] + rect[:, 1]) / 2, (rect[:, 2] + rect[:, 3]) / 2
-        u0, u1 = np.minimum(rect[:, 0], cu - half), np.maximum(rect[:, 1], cu + half)
-        v0, v1 = np.minimum(rect[:, 2], cv - half), np.maximum(rect[:, 3], cv + half)
+        cu, cv = (rect[..., 0] + rect[..., 1]) / 2, (rect[..., 2] + rect[..., 3]) / 2
+        u0, u1 = np.minimum(rect[..., 0], cu - half), np.maximum(rect[..., 1], cu + half)
+        v0, v1 = np.minimum(rect[..., 2], cv - half), np.maximum(rect[..., 3], cv + half)
         ok = (dist > 0) & (u1 >= 0) & (v1 >= 0) & (u0 <= width) & (v0 <= height)
-    idx = np.nonzero(ok)[0]
+    cam, idx = np.nonzero(ok)
     if not len(idx):
-        return
-    u0, u1, v0, v1 = u0[idx], u1[idx], v0[idx], v1[idx]
+        return [], [], []
+    u0, u1, v0, v1 = u0[cam, idx], u1[cam, idx], v0[cam, idx], v1[cam, idx]
     iu0, iu1 = np.floor(u0 + 0.5), np.floor(u1 + 0.5)
     iv0, iv1 = np.floor(v0 + 0.5), np.floor(v1 + 0.5)
     # anything covering at least a quarter of a pixel gets one pixel
@@ -236,56 +313,51 @@ def _paint(img: np.ndarray, idbuf: np.ndarray | None, rect: np.ndarray, dist: np
     iu0, iv0 = np.maximum(iu0, 0), np.maximum(iv0, 0)
     iu1, iv1 = np.minimum(iu1, width), np.minimum(iv1, height)
     keep = (iu1 > iu0) & (iv1 > iv0)
-    idx = idx[keep]
-    agent_dist = np.full(num_agents, -1.0)
-    np.maximum.at(agent_dist, owner[idx], dist[idx])
-    order = np.lexsort((idx, -agent_dist[owner[idx]]))
-    rects = np.stack([iu0[keep], iu1[keep], iv0[keep], iv1[keep]], axis=1).astype(np.int64)[order].tolist()
-    parts = idx[order].tolist()
-    cols = colour[idx[order]]
-    for j, (a0, a1, b0, b1), col in zip(parts, rects, cols):
-        img[b0:b1, a0:a1] = col
-        if idbuf is not None:
-            idbuf[b0:b1, a0:a1] = owner[j]
+    cam, idx = cam[keep], idx[keep]
+    agent_dist = np.full((rect.shape[0], num_agents), -1.0)
+    np.maximum.at(agent_dist, (cam, owner[idx]), dist[cam, idx])
+    order = np.lexsort((idx, -agent_dist[cam, owner[idx]], cam))
+    rects = np.stack([iu0[keep], iu1[keep], iv0[keep], iv1[keep]], axis=1).astype(np.int64)[order]
+    return cam[order].tolist(), idx[order].tolist(), rects.tolist()
 
 
-def _background(scene: Scene, cameras: tuple[str, ...], height: int, width: int,
-                ego_pose: tuple[float, float, float]) -> np.ndarray:
-    """Sky and shaded ground of all `cameras` [C, H, W, 3] (float32), one road lookup for all."""
-    look, b = scene.look, scene.look.brightness
-    ex, ey, eh = ego_pose
-    ce, se = math.cos(eh), math.sin(eh)
-    rays = [ground_rays(c, height, width) for c in cameras]
-    gx = np.concatenate([r.gx for r in rays])
-    gy = np.concatenate([r.gy for r in rays])
-    colours = _palette(look)[_ground_classes(scene.road, ex + ce * gx - se * gy, ey + se * gx + ce * gy)]
-    top, hor = np.array(look.sky_top) * b, np.array(look.sky_horizon) * b
-    out = np.empty((len(cameras), height, width, 3), dtype=np.float32)
-    start = 0
-    for c, r in enumerate(rays):
-        n = r.gx.shape[0]
-        out[c] = (hor[None] + (top - hor)[None] * r.sky_rows[:, None])[:, None, :]
-        flat = out[c].reshape(-1, 3)
-        fog = r.fog
-        flat[r.first:] = colours[start:start + n] * (1 - fog) + (hor * fog).astype(np.float32)
-        start += n
-    return out
+def _draw(scene: Scene, rays: _Rays, shade: _Shade, parts: SceneParts, ego_pose, t: float,
+          out: np.ndarray, want_ids: bool) -> set[int] | None:
+    """One frame of every camera into `out` [C, H, W, 3] uint8; with `want_ids`, the agents that
+    cover at least one pixel in any camera."""
+    num_cams, height, width = out.shape[:3]
+    _background(scene.road, rays, shade, ego_pose, out)
+    idbuf = np.full((num_cams, height, width), -1, dtype=np.int32) if want_ids else None
+    if parts.n:
+        boxes, colour, min_px = parts.at(t)
+        axes, pos = _camera_frames(rays, ego_pose)
+        rect, dist = _project(_corners(boxes), axes, pos, rays.focal, width, height)
+        cams, idx, rects = _rectangles(rect, dist, min_px, parts.owner, parts.num_agents, width, height)
+        cols = list(_to_u8(colour))
+        views = list(out)
+        if idbuf is None:
+            for c, j, (a0, a1, b0, b1) in zip(cams, idx, rects):
+                views[c][b0:b1, a0:a1] = cols[j]
+        else:
+            owner = parts.owner.tolist()
+            ids = list(idbuf)
+            for c, j, (a0, a1, b0, b1) in zip(cams, idx, rects):
+                views[c][b0:b1, a0:a1] = cols[j]
+                ids[c][b0:b1, a0:a1] = owner[j]
+    if idbuf is None:
+        return None
+    seen = np.bincount(idbuf.ravel() + 1, minlength=parts.num_agents + 1).astype(bool)
+    return set(np.nonzero(seen[1:])[0].tolist())
 
 
-def _camera_frames(cameras: tuple[str, ...], ego_pose, width: int):
-    """Camera axes [C, 3, 3], positions [C, 3] in the t0 frame and focal lengths [C]."""
+def _camera_frames(rays: _Rays, ego_pose) -> tuple[np.ndarray, np.ndarray]:
+    """Camera axes [C, 3, 3] and positions [C, 3] in the t0 frame."""
     ex, ey, eh = ego_pose
     ce, se = math.cos(eh), math.sin(eh)
     rot = np.array([[ce, -se, 0.0], [se, ce, 0.0], [0.0, 0.0, 1.0]])
-    cams = [get_camera(c) for c in cameras]
-    axes = np.stack([_axes(c) @ rot.T for c in cameras])
-    pos = np.array([[ex + ce * c.x - se * c.y, ey + se * c.x + ce * c.y, c.z] for c in cams])
-    return axes, pos, np.array([c.focal(width) for c in cams])
-
-
-@functools.lru_cache(maxsize=16)
-def _axes(camera: str) -> np.ndarray:
-    return get_camera(camera).axes()
+    axes = np.stack([a @ rot.T for a in rays.axes])
+    pos = np.array([[ex + ce * c.x - se * c.y, ey + se * c.x + ce * c.y, c.z] for c in rays.frames])
+    return axes, pos
 
 
 def render_frame(scene: Scene, cameras: tuple[str, ...], height: int, width: int,
@@ -293,36 +365,27 @@ def render_frame(scene: Scene, cameras: tuple[str, ...], height: int, width: int
                  parts: SceneParts | None = None) -> tuple[np.ndarray, set[int] | None]:
     """uint8 [C, height, width, 3] images of `cameras` with the ego at `ego_pose` (t0 frame) at time
     t, and (with `want_ids`) the agents covering at least one pixel in any of them."""
-    cameras = tuple(cameras)
-    imgs = _background(scene, cameras, height, width, ego_pose)
+    rays = _rays(tuple(cameras), height, width)
+    out = np.empty((len(rays.frames), height, width, 3), dtype=np.uint8)
     parts = parts if parts is not None else SceneParts(scene)
-    seen = np.zeros(parts.num_agents + 1, dtype=bool)
-    if parts.n:
-        boxes, colour, min_px = parts.at(t)
-        axes, pos, focal = _camera_frames(cameras, ego_pose, width)
-        rects, dists = _project(_corners(boxes), axes, pos, focal, width, height)
-        for c in range(len(cameras)):
-            idbuf = np.full((height, width), -1, dtype=np.int32) if want_ids else None
-            _paint(imgs[c], idbuf, rects[c], dists[c], colour, min_px, parts.owner, parts.num_agents)
-            if want_ids:
-                seen |= np.bincount(idbuf.ravel() + 1, minlength=parts.num_agents + 1).astype(bool)
-    ids = set(np.nonzero(seen[1:])[0].tolist()) if want_ids else None
-    return np.clip(imgs, 0, 255).astype(np.uint8), ids
+    ids = _draw(scene, rays, _Shade(scene.look, rays), parts, ego_pose, t, out, want_ids)
+    return out, ids
 
 
 def render(scene: Scene, ego_poses: list[tuple[float, float, float]], times: list[float],
            cameras: tuple[str, ...], height: int, width: int) -> tuple[np.ndarray, set[int]]:
     """All frames, camera-major ([cam0 f0..fF-1, cam1 ...], oldest first), and the agents in view
     in any camera at the last frame (t0)."""
+    rays = _rays(tuple(cameras), height, width)
+    shade = _Shade(scene.look, rays)
     frames = len(times)
-    images = np.empty((len(cameras), frames, height, width, 3), dtype=np.uint8)
+    images = np.empty((len(rays.frames), frames, height, width, 3), dtype=np.uint8)
     visible: set[int] = set()
     parts = SceneParts(scene)
     for f, (pose, t) in enumerate(zip(ego_poses, times)):
-        imgs, ids = render_frame(scene, cameras, height, width, pose, t, want_ids=f == frames - 1, parts=parts)
-        images[:, f] = imgs
+        ids = _draw(scene, rays, shade, parts, pose, t, images[:, f], want_ids=f == frames - 1)
         visible |= ids or set()
-    return images.reshape(len(cameras) * frames, height, width, 3), visible
+    return images.reshape(len(rays.frames) * frames, height, width, 3), visible
 
 
 def frame_poses(past_times: np.ndarray, past_poses: np.ndarray, times: list[float]) -> list[tuple]:
