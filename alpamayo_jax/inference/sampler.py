@@ -139,6 +139,9 @@ def decode_loop(
     per sequence and feeds it through `decode_step`, so every generated token (the stop token
     included) has its K/V in the returned cache.
 
+    `rng` is one key (sequence b then uses `fold_in(rng, b)`) or one key per sequence ([B] keys,
+    used as given: callers that need a sample to depend only on its own scene's seed pass these).
+
     `forced_suffix`: token ids forced, in order, over the last `len(forced_suffix)` steps for the
     sequences that have not stopped by then (e.g. `(<|cot_end|>, <|traj_future_start|>)` so every
     sequence ends with a prefix the action expert can read). It must end with `stop_token_id`.
@@ -154,7 +157,7 @@ def decode_loop(
             f"forced_suffix must end with the stop token {stop_token_id} and be at most "
             f"max_new_tokens={max_new_tokens} long, got {suffix}"
         )
-    keys = sequence_keys(rng, batch)
+    keys = rng if rng.shape == (batch,) else sequence_keys(rng, batch)
     suffix_arr = jnp.asarray(suffix or (stop_token_id,), jnp.int32)
     suffix_start = max_new_tokens - len(suffix)
 

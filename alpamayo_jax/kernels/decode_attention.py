@@ -76,7 +76,12 @@ def _kernel(len_ref, q_ref, k_ref, v_ref, o_ref, m_ref, l_ref, *, scale, block_k
 
 
 def default_num_splits(batch: int, kv_heads: int, seq_len: int, block_k: int) -> int:
-    """Enough splits of the cache that batch x kv_heads x splits programs fill the GPU."""
+    """Enough splits of the cache that batch x kv_heads x splits programs fill the GPU.
+
+    A symbolic batch (shape-polymorphic export) counts as 1: the artifact must fill the GPU at
+    batch 1, the latency-critical case."""
+    if not isinstance(batch, int):
+        batch = 1
     wanted = max(1, math.ceil(_TARGET_PROGRAMS / max(batch * kv_heads, 1)))
     return max(1, min(wanted, pl.cdiv(seq_len, block_k)))
 

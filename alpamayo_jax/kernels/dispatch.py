@@ -5,7 +5,9 @@
   choice is made per target platform at *lowering* time, not from the machine that traces: a
   CPU-only machine exporting for `('cpu', 'cuda')` gets the kernel in the CUDA program and the
   reference in the CPU one. Shapes the kernel cannot tile (head_dim not a power of two >= 16, as in
-  toy configs) use the reference on every platform: `kernel_supports` says which.
+  toy configs) use the reference on every platform: `kernel_supports` says which. So does a
+  symbolic batch (shape-polymorphic export): Triton grids must be static, so a CUDA artifact that
+  should hold the kernel is exported at a fixed batch size.
 - `'pallas_interpret'`: the kernel body run by the Pallas interpreter on any backend (tests only:
   proves the kernel's indexing and online softmax on CPU; slow).
 
@@ -111,7 +113,7 @@ def decode_attention(
         )
     if impl == "pallas":
         check_shapes(q, k, v, lengths)
-        if not kernel_supports(q.shape[-1]):
+        if not kernel_supports(q.shape[-1]) or not isinstance(q.shape[0], int):
             return decode_attention_reference(q, k, v, lengths, scale=scale)
         scale = q.shape[-1] ** -0.5 if scale is None else float(scale)
         return _decode_attention_p.bind(

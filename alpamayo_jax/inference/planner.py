@@ -1,0 +1,245 @@
+"""The planning function: camera frames + ego history -> reasoning tokens, actions and poses.
+
+One pure function of (model, raw arrays) so the same code runs in-process under `jax.jit` and is
+exported whole to StableHLO (export/stablehlo.py): the prompt is assembled inside the program
+(its text is constant for a camera setup; only the 48 history tokens change), then
+
+    prefill (ViT + LLM over the prompt)                       once per scene
+    -> broadcast the cache to K samples                       (samples share the prefill)
+    -> reasoning decode until <|traj_future_start|>           (optional: the no-reasoning fast
+                                                               path ends the prompt with
+                                                               <|cot_end|><|traj_future_start|>)
+    -> trajectory: 10 Euler steps of the expert over the read-only prefix cache   ('flow')
+                   or 128 decoded future-bin tokens                               ('tokens')
+    -> denormalise, unicycle integration to poses.
+
+Randomness: scene b's key is `key(seed[b])`; its sample k uses `fold_in(that, k)`, so a plan depends
+only on its own scene and seed, not on the batch around it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from jaxtyping import Array, Float, Int, UInt8
+
+from alpamayo_jax.inference.sampler import SamplingParams, decode_loop, repeat_batch
+from alpamayo_jax.models.policy_model import PolicyCache, PolicyModel
+from alpamayo_jax.trajectory.tokenize import decode_future, encode_history
+from alpamayo_jax.trajectory.unicycle import actions_to_poses, clip_actions, denormalize_actions
+
+TRAJECTORY_HEADS = ("flow", "tokens")
+_NOISE_STREAM = 0x7FFFFFFF  # fold_in tag of the flow noise (decode steps use 0, 1, 2, ...)
+_TOKENS_STREAM = 0x7FFFFFFE  # fold_in tag of the discrete-trajectory decode
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class PlannerSpec:
+    """Everything static about planning: prompt template, token ids, sizes, sampling choices."""
+
+    prompt_before: np.ndarray  # ids up to and including <|traj_history_start|>
+    prompt_after: np.ndarray  # ids from <|traj_history_end|> to <|cot_start|>
+    history_token_offset: int
+    future_token_offset: int
+    future_bins: int
+    cot_end_id: int
+    traj_future_start_id: int
+    pad_id: int
+    text_allowed: np.ndarray  # bool [vocab]: ids the reasoning may produce
+    tokens_cfg: dict
+    action_mean: tuple[float, float]
+    action_std: tuple[float, float]
+    accel_bound: float
+    curvature_bound: float
+    dt: float
+    future_steps: int
+    history_steps: int
+    num_images: int
+    image_size: tuple[int, int]
+    samples: int = 1
+    reasoning: bool = True
+    max_reasoning_tokens: int = 64
+    trajectory: str = "flow"
+    flow_steps: int = 10
+    sampling: SamplingParams = SamplingParams()
+
+    def __post_init__(self):
+        if self.trajectory not in TRAJECTORY_HEADS:
+            raise ValueError(f"trajectory must be one of {TRAJECTORY_HEADS}, got {self.trajectory!r}")
+        if self.samples < 1:
+            raise ValueError(f"samples must be >= 1, got {self.samples}")
+        if self.reasoning and self.max_reasoning_tokens < 2:
+            raise ValueError(
+                f"max_reasoning_tokens must be >= 2 (room for <|cot_end|><|traj_future_start|>), "
+                f"got {self.max_reasoning_tokens}"
+            )
+
+    def replace(self, **changes: Any) -> PlannerSpec:
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def prompt_length(self) -> int:
+        n = len(self.prompt_before) + 3 * self.history_steps + len(self.prompt_after)
+        return n if self.reasoning else n + 2
+
+    @property
+    def cache_length(self) -> int:
+        """Prompt, reasoning, and (discrete head) one re-fed stop token plus 2T future tokens."""
+        extra = self.max_reasoning_tokens if self.reasoning else 0
+        if self.trajectory == "tokens":
+            extra += 2 * self.future_steps
+        return self.prompt_length + extra
+
+    @classmethod
+    def from_config(
+        cls,
+        config: ml_collections.ConfigDict,
+        tokenizer: Any,
+        *,
+        camera_names: tuple[str, ...],
+        frames_per_camera: int,
+        image_size: tuple[int, int],
+        **options: Any,
+    ) -> PlannerSpec:
+        """The spec of a config + tokenizer + camera setup; `options` set the sampling choices."""
+        from alpamayo_jax.text.prompt import PromptBuilder, image_tokens_per_image
+
+        vision = config.model.vision
+        h_steps, t_steps = int(config.action.history_steps), int(config.action.future_steps)
+        builder = PromptBuilder(
+            tokenizer,
+            camera_names=camera_names,
+            frames_per_camera=frames_per_camera,
+            tokens_per_image=image_tokens_per_image(*image_size, vision.patch_size, vision.merge_size),
+            history_tokens=3 * h_steps,
+            future_tokens=2 * t_steps,
+            system_prompt=config.text.system_prompt,
+            instruction=config.text.instruction,
+            camera_name_text=config.text.camera_name_text,
+        )
+        layout = tokenizer.layout
+        template = builder.prompt(np.zeros(3 * h_steps, np.int32))
+        split = int(np.flatnonzero(template == layout.traj_history_start_id)[0]) + 1
+        allowed = np.asarray(tokenizer.text_decode_mask(), bool)
+        vocab = int(config.model.llm.vocab)
+        if allowed.shape[0] < vocab:  # embedding rows beyond the tokenizer: never sampled
+            allowed = np.concatenate([allowed, np.zeros(vocab - allowed.shape[0], bool)])
+        return cls(
+            prompt_before=template[:split].astype(np.int32),
+            prompt_after=template[split + 3 * h_steps :].astype(np.int32),
+            history_token_offset=int(layout.history_token_offset),
+            future_token_offset=int(layout.future_token_offset),
+            future_bins=int(config.tokens.future_bins),
+            cot_end_id=int(layout.cot_end_id),
+            traj_future_start_id=int(layout.traj_future_start_id),
+            pad_id=int(layout.pad_id),
+            text_allowed=allowed[:vocab],
+            tokens_cfg=dict(config.tokens.to_dict()),
+            action_mean=tuple(float(x) for x in config.action.mean),
+            action_std=tuple(float(x) for x in config.action.std),
+            accel_bound=float(config.action.accel_bound),
+            curvature_bound=float(config.action.curvature_bound),
+            dt=float(config.action.dt),
+            future_steps=t_steps,
+            history_steps=h_steps,
+            num_images=len(camera_names) * int(frames_per_camera),
+            image_size=(int(image_size[0]), int(image_size[1])),
+            **options,
+        )
+
+
+def build_prompt(spec: PlannerSpec, history_xyz: Float[Array, "b h 3"]) -> Int[Array, "b p"]:
+    """The prompt of every scene: constant template around its 3H history tokens."""
+    b = history_xyz.shape[0]
+    bins = encode_history(history_xyz, types.SimpleNamespace(**spec.tokens_cfg))
+    parts = [
+        jnp.broadcast_to(jnp.asarray(spec.prompt_before), (b, len(spec.prompt_before))),
+        (bins + spec.history_token_offset).astype(jnp.int32),
+        jnp.broadcast_to(jnp.asarray(spec.prompt_after), (b, len(spec.prompt_after))),
+    ]
+    if not spec.reasoning:
+        parts.append(jnp.broadcast_to(jnp.array([spec.cot_end_id, spec.traj_future_start_id], jnp.int32), (b, 2)))
+    return jnp.concatenate(parts, axis=1)
+
+
+def sample_keys(seed: Int[Array, " b"], samples: int) -> jax.Array:
+    """Key of row (scene b, sample k) = fold_in(key(seed[b]), k), scene-major like `repeat_batch`."""
+    scene = jax.vmap(jax.random.key)(seed.astype(jnp.uint32))
+    rows = jax.vmap(lambda k: jax.vmap(lambda i: jax.random.fold_in(k, i))(jnp.arange(samples)))(scene)
+    return rows.reshape(-1)
+
+
+def _future_mask(spec: PlannerSpec, vocab: int) -> jax.Array:
+    ids = jnp.arange(vocab)
+    lo = spec.future_token_offset
+    return (ids < lo) | (ids >= lo + spec.future_bins)  # banned: everything but future bins
+
+
+def plan_scenes(
+    model: PolicyModel,
+    spec: PlannerSpec,
+    images: UInt8[Array, "b n h w 3"],
+    history_xyz: Float[Array, "b hist 3"],
+    v0: Float[Array, " b"],
+    seed: Int[Array, " b"],
+) -> dict[str, jax.Array]:
+    """Plan every scene of a batch: poses [B, K, T, 3], actions [B, K, T, 2] (raw units),
+    reasoning_tokens [B, K, R] (pad after the stop token) and reasoning_length [B, K]."""
+    b, k = images.shape[0], spec.samples
+    prompt = build_prompt(spec, history_xyz)
+    valid = jnp.ones(prompt.shape, bool)
+    logits, cache = model.prefill(prompt, images, valid, cache_len=spec.cache_length)
+    logits, cache = repeat_batch((logits, cache), k, batch_axis=(0, PolicyCache.batch_axes()))
+    keys = sample_keys(seed, k)
+    start = jnp.full((b * k,), prompt.shape[1], jnp.int32)
+
+    if spec.reasoning:
+        result = decode_loop(
+            model.decode_step, cache, logits, start, keys,
+            max_new_tokens=spec.max_reasoning_tokens,
+            stop_token_id=spec.traj_future_start_id,
+            pad_id=spec.pad_id,
+            params=spec.sampling,
+            banned=~jnp.asarray(spec.text_allowed),
+            forced_suffix=(spec.cot_end_id, spec.traj_future_start_id),
+        )  # fmt: skip
+        cache, prefix_len = result.cache, result.next_pos
+        reasoning, reasoning_len = result.tokens, result.num_tokens
+    else:
+        prefix_len = start
+        reasoning = jnp.zeros((b * k, 0), jnp.int32)
+        reasoning_len = jnp.zeros((b * k,), jnp.int32)
+
+    t = spec.future_steps
+    if spec.trajectory == "flow":
+        noise_keys = jax.vmap(lambda key: jax.random.fold_in(key, _NOISE_STREAM))(keys)
+        noise = jax.vmap(lambda key: jax.random.normal(key, (t, 2)))(noise_keys)
+        norm_actions = model.sample_actions(cache, prefix_len, noise, spec.flow_steps)
+    else:
+        # Logits after <|traj_future_start|>: re-feed it into its own slot (same K/V rewritten).
+        stop = jnp.full((b * k,), spec.traj_future_start_id, jnp.int32)
+        logits, cache = model.decode_step(cache, stop, prefix_len - 1)
+        token_keys = jax.vmap(lambda key: jax.random.fold_in(key, _TOKENS_STREAM))(keys)
+        result = decode_loop(
+            model.decode_step, cache, logits, prefix_len, token_keys,
+            max_new_tokens=2 * t, stop_token_id=-1, pad_id=spec.pad_id, params=spec.sampling,
+            banned=_future_mask(spec, logits.shape[-1]),
+        )  # fmt: skip
+        bins = jnp.clip(result.tokens - spec.future_token_offset, 0, spec.future_bins - 1)
+        norm_actions = decode_future(bins, types.SimpleNamespace(**spec.tokens_cfg))
+
+    actions = denormalize_actions(norm_actions.astype(jnp.float32), spec.action_mean, spec.action_std)
+    actions = clip_actions(actions, spec.accel_bound, spec.curvature_bound)
+    poses = actions_to_poses(actions, jnp.repeat(v0.astype(jnp.float32), k), spec.dt)
+    return {
+        "poses": poses.reshape(b, k, t, 3),
+        "actions": actions.reshape(b, k, t, 2),
+        "reasoning_tokens": reasoning.reshape(b, k, -1),
+        "reasoning_length": reasoning_len.reshape(b, k),
+    }
