@@ -33,7 +33,7 @@ import numpy as np
 from flax import nnx
 from jaxtyping import Array, Float, UInt8
 
-from alpamayo_jax.nn.attention import Attention, dot_product_attention, segment_mask
+from alpamayo_jax.nn.attention import Attention, segment_mask
 from alpamayo_jax.nn.layers import GeluMLP, LayerNorm, RMSNorm, SwiGLU, make_param, remat
 from alpamayo_jax.nn.rope import vision_rope_angles
 

@@ -100,32 +100,38 @@ def relative_error(ours, ref) -> float:
 
 def our_logits_from_patches(backbone, ids: np.ndarray, pixel_values, grid_thw) -> np.ndarray:
     """Our logits from HF-style flattened patches (images of different grids), jitted."""
-    import jax
     import jax.numpy as jnp
-    from flax import nnx
 
     grids = tuple(tuple(int(a) for a in row) for row in grid_thw.tolist())
-
-    @nnx.jit(static_argnums=(3,))
-    def forward(bb, tokens, patches, grids):
-        valid = jnp.ones(tokens.shape, bool)
-        x, pos, _, deep = bb.embed_hf(tokens, valid, patches, grids)
-        hidden, _ = bb.llm(x, pos, valid, deepstack=deep)
-        return bb.llm.logits(hidden)
-
-    del jax
-    return np.asarray(forward(backbone, jnp.asarray(ids, jnp.int32), jnp.asarray(pixel_values.numpy()), grids))
+    return np.asarray(_forward_patches(backbone, jnp.asarray(ids, jnp.int32), jnp.asarray(pixel_values.numpy()), grids))
 
 
 def our_logits_from_images(backbone, ids: np.ndarray, images: np.ndarray) -> np.ndarray:
     """Our logits from raw uint8 frames [1, N_img, H, W, 3] (normalise + patchify inside jit)."""
     import jax.numpy as jnp
+
+    return np.asarray(_forward_images(backbone, jnp.asarray(ids, jnp.int32), jnp.asarray(images)))
+
+
+def _jitted():
+    """Module-level jitted forwards, so repeated calls with equal shapes reuse one compile."""
+    import jax.numpy as jnp
     from flax import nnx
 
-    @nnx.jit
-    def forward(bb, tokens, images):
+    @nnx.jit(static_argnums=(3,))
+    def patches(bb, tokens, pixel_values, grids):
         valid = jnp.ones(tokens.shape, bool)
-        hidden, _, _ = bb(tokens, valid, images)
+        x, pos, _, deep = bb.embed_hf(tokens, valid, pixel_values, grids)
+        hidden, _ = bb.llm(x, pos, valid, deepstack=deep)
         return bb.llm.logits(hidden)
 
-    return np.asarray(forward(backbone, jnp.asarray(ids, jnp.int32), jnp.asarray(images)))
+    @nnx.jit
+    def images(bb, tokens, frames):
+        valid = jnp.ones(tokens.shape, bool)
+        hidden, _, _ = bb(tokens, valid, frames)
+        return bb.llm.logits(hidden)
+
+    return patches, images
+
+
+_forward_patches, _forward_images = _jitted()

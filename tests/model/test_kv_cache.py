@@ -2,10 +2,11 @@
 
 Two right-padded prompts of different lengths are prefilled together; each then decodes the same
 continuation one token at a time (and in a 2-token chunk) at its own cache offset and M-RoPE
-position. The logits must equal those of one full forward over prompt + continuation.
+position. The logits must equal those of one full forward over prompt + continuation. The Qwen3-VL
+case carries images (DeepStack, image M-RoPE positions before the decoded text); the Qwen2.5-VL case
+is text-only (its ViT is covered by the parity tests) to keep the test fast.
 """
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -32,11 +33,10 @@ def _config(family):
 
 def _randomise_norms(model):
     """Ones/zeros defaults would hide a norm skipped on the cached path."""
-    key = jax.random.key(7)
+    rng = np.random.default_rng(7)  # numpy: no per-shape XLA compiles
     for path, var in nnx.to_flat_state(nnx.state(model, nnx.Param)):
         if path[-1] in ("scale", "bias", "bq", "bk", "bv", "bo"):
-            key, sub = jax.random.split(key)
-            var[...] = var[...] + 0.3 * jax.random.normal(sub, var.shape)
+            var[...] = jnp.asarray(np.asarray(var[...]) + 0.3 * rng.normal(size=var.shape), jnp.float32)
 
 
 def _batch(cfg, seed=0):
@@ -51,6 +51,11 @@ def _batch(cfg, seed=0):
         seq += list(rng.integers(10, 3000, p - len(seq))) + list(rng.integers(10, 3000, N_NEW))
         tokens[b, : len(seq)] = seq
     return jnp.asarray(images), jnp.asarray(tokens), np.asarray(prompt_lens)
+
+
+def _without_images(tokens):
+    """Replace the image runs by text so the prompt needs no ViT."""
+    return jnp.where((tokens == IMG) | (tokens == VS) | (tokens == VE), 11, tokens)
 
 
 @nnx.jit
@@ -78,6 +83,8 @@ def test_cached_decode_equals_full_forward(family):
     bb = Backbone(cfg, rngs=nnx.Rngs(0))
     _randomise_norms(bb)
     images, tokens, lens = _batch(cfg)
+    if family == "qwen2_5_vl":
+        images, tokens = None, _without_images(tokens)
     b_idx = np.arange(2)
     full_valid = jnp.arange(tokens.shape[1])[None] < jnp.asarray(lens + N_NEW)[:, None]
     ref = np.asarray(_full(bb, tokens, full_valid, images))
