@@ -13,6 +13,7 @@ reasoning text is written only about objects that are in view.
 
 from __future__ import annotations
 
+import bisect
 import functools
 import math
 
@@ -170,39 +171,49 @@ class SceneParts:
 
     def at(self, t: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Boxes [n, 7] (cx, cy, z0, L, W, H, yaw), colours [n, 3] and min sizes [n] at time t."""
-        i = time_index(t)
-        yaw = self.ayaw[self.owner, i]
-        cx = self.ax[self.owner, i] + np.cos(yaw) * self.forward
-        cy = self.ay[self.owner, i] + np.sin(yaw) * self.forward
-        boxes = np.column_stack([cx, cy, self.dims, yaw])
-        colour, min_px = self.colour, self.min_px
-        lamps = self.lamp >= 0
-        if lamps.any():
-            colour, min_px = colour.copy(), min_px.copy()
-            lit = self.light[self.owner[lamps], i] == self.lamp[lamps]
-            colour[lamps] = np.where(lit[:, None], self.lamp_on[self.lamp[lamps]], self.lamp_off[self.lamp[lamps]])
-            min_px[lamps] = np.where(lit, 2.0, 0.0)
+        boxes, colour, min_px = self.at_times([t])
+        return boxes[0], colour[0], min_px[0]
+
+    def at_times(self, times: list[float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """`at` for F times at once: boxes [F, n, 7], colours [F, n, 3], min sizes [F, n]."""
+        i = np.array([time_index(t) for t in times])[:, None]
+        owner = self.owner[None]
+        yaw = self.ayaw[owner, i]
+        cx = self.ax[owner, i] + np.cos(yaw) * self.forward
+        cy = self.ay[owner, i] + np.sin(yaw) * self.forward
+        frames = len(times)
+        boxes = np.empty((frames, self.n, 7))
+        boxes[..., 0], boxes[..., 1], boxes[..., 2:6], boxes[..., 6] = cx, cy, self.dims, yaw
+        colour = np.repeat(self.colour[None], frames, 0)
+        min_px = np.repeat(self.min_px[None], frames, 0)
+        lamps = np.flatnonzero(self.lamp >= 0)
+        if len(lamps):
+            lamp = self.lamp[lamps]
+            lit = self.light[self.owner[lamps][None], i] == lamp
+            colour[:, lamps] = np.where(lit[..., None], self.lamp_on[lamp], self.lamp_off[lamp])
+            min_px[:, lamps] = np.where(lit, 2.0, 0.0)
         return boxes, colour, min_px
 
 
 def _corners(boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """World corners x, y, z [n, 8] of boxes [n, 7] (cx, cy, z0, L, W, H, yaw)."""
-    cx, cy, z0, L, W, H, yaw = boxes.T
-    c, s = np.cos(yaw)[:, None], np.sin(yaw)[:, None]
-    lx = _UNIT[None, :, 0] * L[:, None]
-    ly = _UNIT[None, :, 1] * W[:, None]
-    return cx[:, None] + c * lx - s * ly, cy[:, None] + s * lx + c * ly, z0[:, None] + _UNIT[None, :, 2] * H[:, None]
+    """World corners x, y, z [..., 8] of boxes [..., 7] (cx, cy, z0, L, W, H, yaw)."""
+    cx, cy, z0, L, W, H, yaw = (boxes[..., k, None] for k in range(7))
+    c, s = np.cos(yaw), np.sin(yaw)
+    lx = _UNIT[:, 0] * L
+    ly = _UNIT[:, 1] * W
+    return cx + c * lx - s * ly, cy + s * lx + c * ly, z0 + _UNIT[:, 2] * H
 
 
 def _project(corners: tuple[np.ndarray, np.ndarray, np.ndarray], axes: np.ndarray, cam_pos: np.ndarray,
              focal: np.ndarray, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
-    """Screen rectangles [C, n, 4] (u0, u1, v0, v1, floats) and mean depth [C, n] (-1: behind) of box
-    corners (x, y, z [n, 8]) in C cameras (axes [C, 3, 3], positions [C, 3], focal lengths [C]). Boxes
-    that cross the near plane are clipped at it, so a car beside the ego still covers the right pixels.
+    """Screen rectangles [V, n, 4] (u0, u1, v0, v1, floats) and mean depth [V, n] (-1: behind) of box
+    corners (x, y, z [V or 1, n, 8]) in V views (camera axes [V, 3, 3], positions [V, 3], focal
+    lengths [V]). Boxes that cross the near plane are clipped at it, so a car beside the ego still
+    covers the right pixels.
 
-    Coordinates are kept as separate [C, n, 8] arrays (not [..., 3]) so every numpy loop is long; the
-    dot products are summed as y + (x + z), the order numpy's einsum used before, so images stay
-    bit-identical to earlier datasets.
+    Coordinates are kept as separate arrays (not [..., 3]) so every numpy loop is long, and all
+    cameras and frames of a sample go through at once. The dot products are summed as y + (x + z),
+    the order numpy's einsum used before, so images stay bit-identical to earlier datasets.
     """
     x, y, z = corners
     ax = axes[:, :, :, None, None]
@@ -233,7 +244,8 @@ def _project(corners: tuple[np.ndarray, np.ndarray, np.ndarray], axes: np.ndarra
 
 def _to_u8(values: np.ndarray) -> np.ndarray:
     """Pixel values as an image stores them: rounded to float32, clipped to 0..255, truncated."""
-    return np.clip(np.asarray(values, dtype=np.float32), 0, 255).astype(np.uint8)
+    values = np.array(values, dtype=np.float32)
+    return np.clip(values, 0, 255, out=values).astype(np.uint8)
 
 
 class _Rays:
@@ -244,12 +256,13 @@ class _Rays:
         rays = [ground_rays(c, height, width) for c in cameras]
         self.gx = np.concatenate([r.gx for r in rays])
         self.gy = np.concatenate([r.gy for r in rays])
-        # channel-major blending ([3, n] arrays) keeps numpy's inner loops long
-        self.fog = np.concatenate([r.fog[:, 0] for r in rays])  # [n] float32
-        self.keep = 1 - self.fog  # weight of the ground colour (float32, as the blend uses it)
+        self.fog = np.concatenate([r.fog[:, 0] for r in rays]).astype(np.float64)  # [n], exact
+        # per channel ([n * 3], pixel-major like the image) so the blend runs as flat, long loops
+        self.keep = np.repeat(1 - self.fog.astype(np.float32), 3)  # float32, as the blend uses it
+        self.width = width
         self.first_rows = [r.first // width for r in rays]
         self.starts = np.cumsum([0] + [r.gx.shape[0] for r in rays]).tolist()
-        self.sky_rows = [r.sky_rows for r in rays]
+        self.sky_rows = np.stack([r.sky_rows for r in rays])  # [C, H]
         self.frames = [get_camera(c) for c in cameras]
         self.axes = [get_camera(c).axes() for c in cameras]
         self.focal = np.array([c.focal(width) for c in self.frames])
@@ -267,9 +280,13 @@ class _Shade:
     def __init__(self, look: Look, rays: _Rays):
         b = look.brightness
         top, hor = np.array(look.sky_top) * b, np.array(look.sky_horizon) * b
-        self.palette = np.ascontiguousarray(_palette(look).T)  # [3, classes]
-        self.haze = (hor[:, None] * rays.fog).astype(np.float32)  # [3, n]
-        self.sky = [_to_u8(hor[None] + (top - hor)[None] * rows[:, None]) for rows in rays.sky_rows]
+        self.palette = _palette(look)  # [classes, 3]
+        haze = np.empty((len(rays.fog), 3), dtype=np.float32)
+        for c in range(3):  # hor * fog in float64, stored as float32
+            np.multiply(rays.fog, hor[c], out=haze[:, c], casting="same_kind")
+        self.haze = haze.reshape(-1)
+        sky = _to_u8(hor + (top - hor) * rays.sky_rows[..., None])  # [C, H, 3]
+        self.sky = [np.repeat(sky[c, :first, None], rays.width, 1) for c, first in enumerate(rays.first_rows)]
 
 
 def _background(road: Road, rays: _Rays, shade: _Shade, ego_pose: tuple[float, float, float],
@@ -279,21 +296,21 @@ def _background(road: Road, rays: _Rays, shade: _Shade, ego_pose: tuple[float, f
     ce, se = math.cos(eh), math.sin(eh)
     gx, gy = rays.gx, rays.gy
     cls = _ground_classes(road, ex + ce * gx - se * gy, ey + se * gx + ce * gy)
-    ground = np.take(shade.palette, cls, axis=1)
+    ground = np.take(shade.palette, cls, axis=0).reshape(-1)
     ground *= rays.keep
     ground += shade.haze
-    ground = _to_u8(ground)  # [3, n]
+    ground = np.clip(ground, 0, 255, out=ground).astype(np.uint8).reshape(-1, 3)
     width = out.shape[2]
     for c, first in enumerate(rays.first_rows):
-        out[c, :first] = shade.sky[c][:first, None]
-        out[c, first:].transpose(2, 0, 1)[...] = ground[:, rays.starts[c]:rays.starts[c + 1]].reshape(3, -1, width)
+        out[c, :first] = shade.sky[c]
+        out[c, first:] = ground[rays.starts[c]:rays.starts[c + 1]].reshape(-1, width, 3)
 
 
 def _rectangles(rect: np.ndarray, dist: np.ndarray, min_px: np.ndarray, owner: np.ndarray,
                 num_agents: int, width: int, height: int) -> tuple[list, list, list]:
-    """Pixel rectangles to fill, in painting order: cameras [k], parts [k] and (u0, u1, v0, v1) [k]
-    from screen rectangles [C, n, 4] and depths [C, n]; within a camera agents go far to near
-    (by their farthest drawn part) and the parts of an agent in listed order."""
+    """Pixel rectangles to fill, in painting order: views [k], parts [k] and (u0, u1, v0, v1) [k]
+    from screen rectangles [V, n, 4], depths [V, n] and minimum sizes [V, n]; within a view agents
+    go far to near (by their farthest drawn part) and the parts of an agent in listed order."""
     # lit lamps, signs and people keep a minimum size (glow) within MIN_SIZE_RANGE metres
     half = np.where(dist < MIN_SIZE_RANGE, min_px / 2 * math.sqrt(width / 112), 0.0)
     with np.errstate(invalid="ignore"):
@@ -301,10 +318,10 @@ def _rectangles(rect: np.ndarray, dist: np.ndarray, min_px: np.ndarray, owner: n
         u0, u1 = np.minimum(rect[..., 0], cu - half), np.maximum(rect[..., 1], cu + half)
         v0, v1 = np.minimum(rect[..., 2], cv - half), np.maximum(rect[..., 3], cv + half)
         ok = (dist > 0) & (u1 >= 0) & (v1 >= 0) & (u0 <= width) & (v0 <= height)
-    cam, idx = np.nonzero(ok)
+    view, idx = np.nonzero(ok)
     if not len(idx):
         return [], [], []
-    u0, u1, v0, v1 = u0[cam, idx], u1[cam, idx], v0[cam, idx], v1[cam, idx]
+    u0, u1, v0, v1 = u0[view, idx], u1[view, idx], v0[view, idx], v1[view, idx]
     iu0, iu1 = np.floor(u0 + 0.5), np.floor(u1 + 0.5)
     iv0, iv1 = np.floor(v0 + 0.5), np.floor(v1 + 0.5)
     # anything covering at least a quarter of a pixel gets one pixel
@@ -313,41 +330,12 @@ def _rectangles(rect: np.ndarray, dist: np.ndarray, min_px: np.ndarray, owner: n
     iu0, iv0 = np.maximum(iu0, 0), np.maximum(iv0, 0)
     iu1, iv1 = np.minimum(iu1, width), np.minimum(iv1, height)
     keep = (iu1 > iu0) & (iv1 > iv0)
-    cam, idx = cam[keep], idx[keep]
+    view, idx = view[keep], idx[keep]
     agent_dist = np.full((rect.shape[0], num_agents), -1.0)
-    np.maximum.at(agent_dist, (cam, owner[idx]), dist[cam, idx])
-    order = np.lexsort((idx, -agent_dist[cam, owner[idx]], cam))
+    np.maximum.at(agent_dist, (view, owner[idx]), dist[view, idx])
+    order = np.lexsort((idx, -agent_dist[view, owner[idx]], view))
     rects = np.stack([iu0[keep], iu1[keep], iv0[keep], iv1[keep]], axis=1).astype(np.int64)[order]
-    return cam[order].tolist(), idx[order].tolist(), rects.tolist()
-
-
-def _draw(scene: Scene, rays: _Rays, shade: _Shade, parts: SceneParts, ego_pose, t: float,
-          out: np.ndarray, want_ids: bool) -> set[int] | None:
-    """One frame of every camera into `out` [C, H, W, 3] uint8; with `want_ids`, the agents that
-    cover at least one pixel in any camera."""
-    num_cams, height, width = out.shape[:3]
-    _background(scene.road, rays, shade, ego_pose, out)
-    idbuf = np.full((num_cams, height, width), -1, dtype=np.int32) if want_ids else None
-    if parts.n:
-        boxes, colour, min_px = parts.at(t)
-        axes, pos = _camera_frames(rays, ego_pose)
-        rect, dist = _project(_corners(boxes), axes, pos, rays.focal, width, height)
-        cams, idx, rects = _rectangles(rect, dist, min_px, parts.owner, parts.num_agents, width, height)
-        cols = list(_to_u8(colour))
-        views = list(out)
-        if idbuf is None:
-            for c, j, (a0, a1, b0, b1) in zip(cams, idx, rects):
-                views[c][b0:b1, a0:a1] = cols[j]
-        else:
-            owner = parts.owner.tolist()
-            ids = list(idbuf)
-            for c, j, (a0, a1, b0, b1) in zip(cams, idx, rects):
-                views[c][b0:b1, a0:a1] = cols[j]
-                ids[c][b0:b1, a0:a1] = owner[j]
-    if idbuf is None:
-        return None
-    seen = np.bincount(idbuf.ravel() + 1, minlength=parts.num_agents + 1).astype(bool)
-    return set(np.nonzero(seen[1:])[0].tolist())
+    return view[order].tolist(), idx[order].tolist(), rects.tolist()
 
 
 def _camera_frames(rays: _Rays, ego_pose) -> tuple[np.ndarray, np.ndarray]:
@@ -360,16 +348,64 @@ def _camera_frames(rays: _Rays, ego_pose) -> tuple[np.ndarray, np.ndarray]:
     return axes, pos
 
 
+def _objects(parts: SceneParts, rays: _Rays, ego_poses: list, times: list[float], images: np.ndarray,
+             want_ids: bool) -> set[int] | None:
+    """Paint every agent into `images` [C, F, H, W, 3] (all cameras and frames in one projection);
+    with `want_ids`, return the agents covering at least one pixel of some camera at the last frame."""
+    num_cams, frames, height, width = images.shape[:4]
+    idbuf = np.full((num_cams, height, width), -1, dtype=np.int32) if want_ids else None
+    if parts.n:
+        boxes, colour, min_px = parts.at_times(times)
+        posed = [_camera_frames(rays, pose) for pose in ego_poses]
+        axes = np.concatenate([a for a, _ in posed])  # views: frame-major, camera-minor
+        pos = np.concatenate([p for _, p in posed])
+        x, y, z = (k[:, None].reshape(frames, 1, parts.n, 8) for k in _corners(boxes))
+        ax = axes.reshape(frames, num_cams, 3, 3)
+        rect, dist = _project_views((x, y, z), ax, pos, rays.focal, width, height)
+        views, idx, rects = _rectangles(rect, dist, np.repeat(min_px, num_cams, 0), parts.owner,
+                                        parts.num_agents, width, height)
+        cols = [list(c) for c in _to_u8(colour)]
+        targets = [(images[c, f], cols[f]) for f in range(frames) for c in range(num_cams)]
+        split = bisect.bisect_left(views, (frames - 1) * num_cams) if want_ids else len(views)
+        for v, j, (a0, a1, b0, b1) in zip(views[:split], idx[:split], rects[:split]):
+            img, col = targets[v]
+            img[b0:b1, a0:a1] = col[j]
+        if want_ids:
+            owner = parts.owner.tolist()
+            first = (frames - 1) * num_cams
+            for v, j, (a0, a1, b0, b1) in zip(views[split:], idx[split:], rects[split:]):
+                img, col = targets[v]
+                img[b0:b1, a0:a1] = col[j]
+                idbuf[v - first, b0:b1, a0:a1] = owner[j]
+    if idbuf is None:
+        return None
+    seen = np.bincount(idbuf.ravel() + 1, minlength=parts.num_agents + 1).astype(bool)
+    return set(np.nonzero(seen[1:])[0].tolist())
+
+
+def _project_views(corners, axes: np.ndarray, pos: np.ndarray, focal: np.ndarray, width: int,
+                   height: int) -> tuple[np.ndarray, np.ndarray]:
+    """`_project` for corners [F, 1, n, 8] seen by cameras [F, C] (axes [F, C, 3, 3], positions
+    [F * C, 3]): rectangles [F * C, n, 4] and depths [F * C, n]."""
+    frames, num_cams = axes.shape[:2]
+    x, y, z = corners
+    n = x.shape[2]
+    flat = axes.reshape(-1, 3, 3)
+    cam_x = [np.broadcast_to(k, (frames, num_cams, n, 8)).reshape(-1, n, 8) for k in (x, y, z)]
+    return _project(tuple(cam_x), flat, pos, np.tile(focal, frames), width, height)
+
+
 def render_frame(scene: Scene, cameras: tuple[str, ...], height: int, width: int,
                  ego_pose: tuple[float, float, float], t: float, want_ids: bool = False,
                  parts: SceneParts | None = None) -> tuple[np.ndarray, set[int] | None]:
     """uint8 [C, height, width, 3] images of `cameras` with the ego at `ego_pose` (t0 frame) at time
     t, and (with `want_ids`) the agents covering at least one pixel in any of them."""
     rays = _rays(tuple(cameras), height, width)
-    out = np.empty((len(rays.frames), height, width, 3), dtype=np.uint8)
+    images = np.empty((len(rays.frames), 1, height, width, 3), dtype=np.uint8)
     parts = parts if parts is not None else SceneParts(scene)
-    ids = _draw(scene, rays, _Shade(scene.look, rays), parts, ego_pose, t, out, want_ids)
-    return out, ids
+    _background(scene.road, rays, _Shade(scene.look, rays), ego_pose, images[:, 0])
+    ids = _objects(parts, rays, [ego_pose], [t], images, want_ids)
+    return images[:, 0], ids
 
 
 def render(scene: Scene, ego_poses: list[tuple[float, float, float]], times: list[float],
@@ -380,11 +416,9 @@ def render(scene: Scene, ego_poses: list[tuple[float, float, float]], times: lis
     shade = _Shade(scene.look, rays)
     frames = len(times)
     images = np.empty((len(rays.frames), frames, height, width, 3), dtype=np.uint8)
-    visible: set[int] = set()
-    parts = SceneParts(scene)
-    for f, (pose, t) in enumerate(zip(ego_poses, times)):
-        ids = _draw(scene, rays, shade, parts, pose, t, images[:, f], want_ids=f == frames - 1)
-        visible |= ids or set()
+    for f, pose in enumerate(ego_poses):
+        _background(scene.road, rays, shade, pose, images[:, f])
+    visible = _objects(SceneParts(scene), rays, list(ego_poses), list(times), images, want_ids=True)
     return images.reshape(len(rays.frames) * frames, height, width, 3), visible
 
 
