@@ -1,6 +1,6 @@
 """The optimizer: AdamW, warmup + cosine schedule, clipping, per-module learning-rate multipliers.
 
-Parameters are addressed by their path written with '/' (`vision/blocks/0/attn/qkv/kernel`) and
+Parameters are addressed by their path written with '/' (`backbone/vision/blocks/...`) and
 matched against regular expressions from the `train` config. A multiplier scales a parameter's whole
 AdamW update (the Adam step *and* its weight decay), which is exactly a per-parameter learning rate,
 without `optax.multi_transform`'s duplicated optimizer states. Frozen parameters never reach the
