@@ -10,8 +10,8 @@ Read by `training/` only. The stage is a *mode*, not a bundle of defaults, so th
 - `joint`: both losses, `ce_weight * ce + flow_weight * flow`, nothing frozen beyond `frozen`.
 
 Patterns (in `lr_multipliers`, `frozen`, `expert_patterns`) are regular expressions searched in a
-parameter's path written with '/' (e.g. `backbone/vision/blocks/...`, `expert/layers/...`); the first multiplier
-pattern that matches wins.
+parameter's path written with '/' (e.g. `backbone/vision/blocks/...`, `expert/layers/...`); the
+first multiplier pattern that matches wins.
 """
 
 from __future__ import annotations
