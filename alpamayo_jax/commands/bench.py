@@ -1,8 +1,23 @@
-"""`alpamayo bench`: Benchmarks: training step throughput or planning latency."""
+"""`alpamayo bench`: Benchmarks: training step throughput or planning latency.
+
+    alpamayo bench train --config configs/small.py [--steps 3] [--batch-size 8] [--json OUT]
+
+`train` builds the policy of the config, a fake batch of the config's shapes
+(`models/fake_batch.py`: cameras, image size, `data.max_tokens`), and the SFT objective of the
+config's stage (`train.stage`, `train.ce_weight` / `train.flow_weight`); it compiles the jitted
+forward + backward ahead of time with the config's mesh and sharding rules, prints the compiled
+program's memory analysis, then times `--steps` calls after `--warmup` untimed ones. Tokens/s
+counts every position of the padded batch (what the hardware computes) and, separately, the valid
+ones.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import statistics
+import sys
+import time
 
 from alpamayo_jax.commands.missing import MissingCapability
 
@@ -14,7 +29,142 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("kind", choices=["train", "latency"], help="what to measure")
     parser.add_argument("--config", required=True, help="a configs/*.py file")
     parser.add_argument("--json", metavar="OUT", help="write machine-readable results here")
+    parser.add_argument("--steps", type=int, default=3, help="timed steps (train; default 3)")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed steps after compiling (default 1)")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="global batch (default: config train.batch_size)")
+
+
+def _check_args(args: argparse.Namespace) -> str | None:
+    if args.steps < 1:
+        return f"--steps must be >= 1, got {args.steps}"
+    if args.warmup < 0:
+        return f"--warmup must be >= 0, got {args.warmup}"
+    if args.batch_size is not None and args.batch_size < 1:
+        return f"--batch-size must be >= 1, got {args.batch_size}"
+    return None
+
+
+def bench_train(config, *, steps: int, warmup: int, batch_size: int | None, log=print) -> dict:
+    """Compile and time the SFT forward + backward of `config`; returns the results dict."""
+    import jax
+    import jax.numpy as jnp
+    from flax import nnx
+    from jax.sharding import NamedSharding, PartitionSpec
+
+    from alpamayo_jax.models.fake_batch import fake_batch
+    from alpamayo_jax.models.losses import make_sft_loss_fn, weighted_loss
+    from alpamayo_jax.models.policy_model import build_policy, param_counts
+    from alpamayo_jax.parallel import sharding
+    from alpamayo_jax.parallel.mesh import make_mesh
+    from alpamayo_jax.training.stages import loss_weights
+    from alpamayo_jax.training.step import cast_floating, memory_summary
+
+    batch_size = batch_size or int(config.train.batch_size)
+    weights = loss_weights(config.train)
+    compute_dtype = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[config.train.compute_dtype]
+    mesh = make_mesh(config.mesh)
+    rules = config.mesh.rules
+    counts = param_counts(config.model)
+
+    abstract = nnx.eval_shape(lambda: build_policy(config, nnx.Rngs(config.seed)))
+    graphdef, abstract_state = nnx.split(abstract)
+    state_sh = sharding.state_shardings(abstract_state, mesh, rules)
+    batch = fake_batch(config, batch_size, seed=config.seed)
+    batch_sh = sharding.batch_shardings(batch, mesh, rules)
+    replicated = NamedSharding(mesh, PartitionSpec())
+    loss_fn = make_sft_loss_fn(config)
+
+    def fwd_bwd(state, batch, rng):
+        def objective(s):
+            terms = loss_fn(nnx.merge(graphdef, cast_floating(s, compute_dtype)), batch, rng)
+            return weighted_loss(terms, weights)
+
+        return jax.value_and_grad(objective)(state)
+
+    with sharding.activate(mesh, rules):
+        init = jax.jit(lambda: nnx.split(build_policy(config, nnx.Rngs(config.seed)))[1],
+                       out_shardings=state_sh)
+        state = init()
+        batch = jax.device_put(batch, batch_sh)
+        step = jax.jit(fwd_bwd, in_shardings=(state_sh, batch_sh, replicated),
+                       out_shardings=(replicated, state_sh))
+        rng = jax.random.key(config.seed)
+        start = time.perf_counter()
+        compiled = step.lower(state, batch, rng).compile()
+        compile_s = time.perf_counter() - start
+        log(f"compiled forward+backward in {compile_s:.1f} s; {memory_summary(compiled)}")
+        for _ in range(warmup):
+            jax.block_until_ready(compiled(state, batch, rng))
+        times, loss = [], None
+        for i in range(steps):
+            start = time.perf_counter()
+            loss, grads = compiled(state, batch, rng)
+            jax.block_until_ready((loss, grads))
+            times.append(time.perf_counter() - start)
+            log(f"step {i + 1}/{steps}: {times[-1] * 1e3:.1f} ms")
+
+    tokens = int(batch["tokens"].size)
+    valid = int(jax.device_get(batch["valid"]).sum())
+    mean_s = statistics.fmean(times)
+    stats = compiled.memory_analysis()
+    memory = {}
+    if stats is not None:
+        for key in ("argument_size_in_bytes", "output_size_in_bytes", "alias_size_in_bytes",
+                    "temp_size_in_bytes", "generated_code_size_in_bytes"):
+            if hasattr(stats, key):
+                memory[key] = int(getattr(stats, key))
+    return {
+        "config": config.name,
+        "stage": config.train.stage,
+        "loss_weights": weights,
+        "compute_dtype": config.train.compute_dtype,
+        "devices": mesh.size,
+        "device_kind": jax.devices()[0].device_kind,
+        "mesh": dict(mesh.shape),
+        "params": counts,
+        "batch_size": batch_size,
+        "seq_len": int(batch["tokens"].shape[1]),
+        "images_per_sample": int(batch["images"].shape[1]),
+        "compile_s": compile_s,
+        "step_s_mean": mean_s,
+        "step_s_min": min(times),
+        "step_s_all": times,
+        "tokens_per_s": tokens / mean_s,
+        "valid_tokens_per_s": valid / mean_s,
+        "loss": float(loss),
+        "memory_per_device": memory,
+    }
 
 
 def run(args: argparse.Namespace, overrides: list[str]) -> int:
-    raise MissingCapability("the model and training step (models/, training/)")
+    if args.kind == "latency":
+        raise MissingCapability("the inference sampler (inference/sampler.py)")
+    problem = _check_args(args)
+    if problem:
+        print(f"alpamayo bench: {problem}", file=sys.stderr)
+        return 2
+    from alpamayo_jax.config import load_config
+
+    config = load_config(args.config, overrides)  # ConfigError -> exit 2 in cli.py
+    results = bench_train(config, steps=args.steps, warmup=args.warmup, batch_size=args.batch_size,
+                          log=lambda line: print(line, file=sys.stderr, flush=True))
+    p = results["params"]
+    print(
+        f"bench train {results['config']} ({p['total'] / 1e6:.1f}M params: vision "
+        f"{p['vision'] / 1e6:.1f}M, llm {p['llm'] / 1e6:.1f}M, expert {p['expert'] / 1e6:.1f}M) on "
+        f"{results['devices']} x {results['device_kind']}, stage {results['stage']}, "
+        f"{results['compute_dtype']}"
+    )
+    print(
+        f"  batch {results['batch_size']} x {results['seq_len']} tokens "
+        f"({results['images_per_sample']} images per sample): forward+backward "
+        f"{results['step_s_mean'] * 1e3:.1f} ms (min {results['step_s_min'] * 1e3:.1f} ms), "
+        f"{results['tokens_per_s']:.0f} tokens/s ({results['valid_tokens_per_s']:.0f} valid tokens/s); "
+        f"compile {results['compile_s']:.1f} s"
+    )
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2)
+        print(f"  results written to {args.json}")
+    return 0

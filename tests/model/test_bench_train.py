@@ -1,0 +1,43 @@
+"""`alpamayo bench`: argument checks, the latency kind's missing capability, and (slow) a real
+forward+backward benchmark of the tiny config through the CLI."""
+
+import json
+
+import pytest
+
+from alpamayo_jax.cli import main
+
+
+def test_bad_step_count_is_a_usage_error(repo_root, capsys):
+    code = main(["bench", "train", "--config", str(repo_root / "configs/tiny.py"), "--steps", "0"])
+    assert code == 2
+    assert "alpamayo bench: --steps must be >= 1, got 0" in capsys.readouterr().err
+
+
+def test_latency_names_the_missing_sampler(repo_root, capsys):
+    code = main(["bench", "latency", "--config", str(repo_root / "configs/tiny.py")])
+    assert code == 3
+    assert "the inference sampler (inference/sampler.py)" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_bench_train_prints_step_time_and_tokens_per_second(repo_root, tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    code = main([
+        "bench", "train", "--config", str(repo_root / "configs/tiny.py"), "--steps", "2",
+        "--warmup", "0", "--batch-size", "2", "--json", str(out),
+        "--config.data.max_tokens=320", "--config.data.frames_per_camera=1",
+    ])
+    assert code == 0
+    captured = capsys.readouterr()
+    assert "memory per device:" in captured.err
+    assert "forward+backward" in captured.out and "tokens/s" in captured.out
+    results = json.loads(out.read_text())
+    assert results["batch_size"] == 2 and results["seq_len"] == 320
+    assert results["images_per_sample"] == 4  # 4 cameras x 1 frame
+    assert results["loss_weights"] == {"ce": 1.0}  # stage1: cross-entropy only
+    assert len(results["step_s_all"]) == 2 and all(t > 0 for t in results["step_s_all"])
+    assert results["tokens_per_s"] == pytest.approx(2 * 320 / results["step_s_mean"])
+    assert results["valid_tokens_per_s"] < results["tokens_per_s"]
+    assert results["params"]["total"] == sum(results["params"][k] for k in ("vision", "llm", "expert"))
+    assert results["memory_per_device"]["temp_size_in_bytes"] > 0
