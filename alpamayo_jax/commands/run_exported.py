@@ -1,10 +1,23 @@
-"""`alpamayo run-exported`: Run an exported StableHLO artifact on one scene, without model code."""
+"""`alpamayo run-exported`: Run an exported StableHLO artifact on one scene, without model code.
+
+    alpamayo run-exported artifacts/tiny --data DATA --index 3 [--split test] [--seed 0] [--json]
+
+Loads the artifact with `jax.export.deserialize` and its safetensors weights (export/stablehlo.py),
+reads the sample, and prints the same plan and reasoning `alpamayo plan` prints for the workdir
+the artifact came from (same seed, same planning choices). No model, flax or training code is
+imported: what runs is the serialized program, as it would in a car. The JSON keys are those of
+`alpamayo plan`. Exit codes: 0 planned, 2 bad artifact, dataset or input.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import pathlib
+import sys
+import time
 
-from alpamayo_jax.commands.missing import MissingCapability
+from alpamayo_jax.commands.plan import add_data_arguments
 
 HELP = "Run an exported StableHLO artifact on one scene, without model code."
 ACCEPTS_OVERRIDES = False
@@ -12,10 +25,68 @@ ACCEPTS_OVERRIDES = False
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("artifact", help="artifact directory written by alpamayo export")
-    parser.add_argument("--data", required=True, help="a dataset directory")
-    parser.add_argument("--index", type=int, required=True, help="sample index in the dataset")
-    parser.add_argument("--json", action="store_true", help="print the plan as JSON")
+    add_data_arguments(parser)
+
+
+def artifact_inputs(metadata: dict, sample, seed: int) -> dict:
+    """Batch-of-one inputs of `sample`, checked against the artifact's camera setup."""
+    import numpy as np
+
+    from alpamayo_jax.inference.errors import PolicyInputError
+
+    n = len(metadata["camera_names"]) * int(metadata["frames_per_camera"])
+    h, w = metadata["image_size"]
+    if sample.images.shape != (n, h, w, 3):
+        raise PolicyInputError(
+            f"images: the artifact expects [{n}, {h}, {w}, 3] ({metadata['camera_names']} x "
+            f"{metadata['frames_per_camera']} frames at {h}x{w}), got {list(sample.images.shape)}"
+        )
+    if not 0 <= seed < 2**32:
+        raise PolicyInputError(f"seed: expected an integer in [0, 2**32), got {seed}")
+    return {
+        "images": sample.images[None],
+        "history_xyz": np.asarray(sample.history_xyz, np.float32)[None],
+        "v0": np.asarray([sample.v0], np.float32),
+        "seed": np.asarray([seed], np.uint32),
+    }
 
 
 def run(args: argparse.Namespace, overrides: list[str]) -> int:
-    raise MissingCapability("the StableHLO exporter (export/stablehlo.py)")
+    import tokenizers
+
+    from alpamayo_jax.commands.plan import check_cameras, plan_record, read_sample, summary_lines
+    from alpamayo_jax.data.shards import ShardError
+    from alpamayo_jax.export.stablehlo import ArtifactError, load_artifact
+    from alpamayo_jax.inference.errors import PolicyInputError
+    from alpamayo_jax.inference.reasoning_text import decode_reasoning
+
+    start = time.perf_counter()
+    log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
+    try:
+        log(f"loading the artifact {args.artifact} ...")
+        artifact = load_artifact(args.artifact)
+        meta = artifact.metadata
+        sample, reader = read_sample(args.data, args.index, args.split)
+        check_cameras(reader, meta["camera_names"], meta["frames_per_camera"])
+        inputs = artifact_inputs(meta, sample, args.seed)
+        log("running the exported planner (compiles on the first call) ...")
+        t0 = time.perf_counter()
+        out = artifact(**inputs)
+        run_ms = (time.perf_counter() - t0) * 1e3
+    except (ArtifactError, ShardError, IndexError, PolicyInputError, ValueError) as err:
+        print(f"alpamayo run-exported: {err}", file=sys.stderr)
+        return 2
+    backend = tokenizers.Tokenizer.from_file(str(pathlib.Path(args.artifact) / meta["tokenizer"]))
+    reasoning = decode_reasoning(backend, out["reasoning_tokens"], out["reasoning_length"])[0]
+    record = plan_record(
+        out["poses"][0], out["actions"][0], reasoning,
+        {"run": run_ms, "total": (time.perf_counter() - start) * 1e3},
+        index=args.index, clip_id=sample.clip_id, seed=args.seed,
+    )  # fmt: skip
+    if args.json:
+        print(json.dumps(record))
+    else:
+        print("\n".join(summary_lines(record, sample)))
+    log(f"alpamayo run-exported: sample {args.index} of {reader.path} planned by {args.artifact} "
+        f"({', '.join(artifact.exported.platforms)} artifact) in {time.perf_counter() - start:.1f} s")
+    return 0

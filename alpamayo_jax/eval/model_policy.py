@@ -40,7 +40,16 @@ class ModelPolicy:
     def plan(self, observation: Observation) -> PolicyPlan:
         if observation.images is None:
             raise ValueError("the model policy needs camera images; the observation carries none")
-        result = self.inner.plan(observation)
+        return self._policy_plan(self.inner.plan(observation))
+
+    def plan_batch(self, observations: list[Observation]) -> list[PolicyPlan]:
+        """Many observations in one batched call of the inference policy (one jitted program)."""
+        if any(o.images is None for o in observations):
+            raise ValueError("the model policy needs camera images; an observation carries none")
+        return [self._policy_plan(r) for r in self.inner.plan(list(observations))]
+
+    @staticmethod
+    def _policy_plan(result: Any) -> PolicyPlan:
         poses = np.asarray(result.poses, dtype=np.float32)
         actions = getattr(result, "actions", None)
         timings = dict(getattr(result, "timings", None) or getattr(result, "timings_ms", None) or {})

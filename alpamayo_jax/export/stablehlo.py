@@ -138,6 +138,9 @@ def save_artifact(
         raise ArtifactError("params do not match the exported calling convention")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; the artifact is an ordinary directory
     try:
         (tmp / MODULE_BIN).write_bytes(exported.serialize())
         (tmp / MODULE_TEXT).write_text(exported.mlir_module())

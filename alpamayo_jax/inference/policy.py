@@ -1,0 +1,347 @@
+"""The trained policy as one object: raw camera frames + ego history in, a plan out.
+
+    policy = Policy.from_workdir("runs/tiny")        # config, weights, action stats, tokenizer
+    plan = policy.plan(sample)                       # a data.schema.Sample, eval Observation or dict
+    plans = policy.plan([s0, s1, s2])                # batched: one jitted call for the three
+
+Everything a workdir holds is read back the way training wrote it (training/workdir.py for the
+config, training/checkpoint.py for the variables and the normalisation stats, `tokenizer.json`
+beside them), so the model that plans is exactly the model that was trained. The planning program
+itself is `planner.plan_scenes`: the same function `alpamayo export` hands to jax.export, which is
+why `planning_function()` lives here (the exporter and the in-process path cannot drift apart).
+
+Inputs are checked on the host before anything is compiled: a wrong camera count or order, image
+size, history length, or a NaN pose is one `PolicyInputError` naming the field and the expected
+value, instead of a shape error from inside a jitted program.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import pathlib
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+from flax import nnx
+from jaxtyping import Float
+
+from alpamayo_jax.inference.errors import PolicyInputError
+from alpamayo_jax.inference.planner import PlannerSpec, plan_scenes
+from alpamayo_jax.inference.reasoning_text import decode_reasoning
+from alpamayo_jax.inference.sampler import SamplingParams
+
+TOKENIZER_FILE = "tokenizer.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """One scene's plan: K trajectory samples (sample 0 is the one to drive) and their reasoning.
+
+    `timings` are milliseconds of the call that produced the plan (shared by every scene of a
+    batched call): `compile` (0 once the batch size has been seen), `plan` (the jitted program:
+    prefill, reasoning decode, trajectory, integration), `host` (input checks, stacking, text
+    decoding) and `total`.
+    """
+
+    poses: Float[np.ndarray, "k t 3"]  # x, y, heading in the t0 ego frame
+    actions: Float[np.ndarray, "k t 2"]  # accel m/s^2, curvature 1/m
+    reasoning_text: tuple[str, ...]  # one per sample ('' on the no-reasoning path)
+    reasoning_tokens: tuple[np.ndarray, ...]  # the sampled ids, stop tokens included
+    timings: dict[str, float]
+
+
+@dataclasses.dataclass(frozen=True)
+class _Scene:
+    images: np.ndarray
+    history_xyz: np.ndarray
+    v0: float
+
+
+def _field(x: Any, name: str) -> Any:
+    if isinstance(x, Mapping):
+        if name not in x:
+            raise PolicyInputError(f"{name}: missing (a scene needs images, history_xyz and v0)")
+        return x[name]
+    if not hasattr(x, name):
+        raise PolicyInputError(
+            f"{name}: missing on {type(x).__name__} (a scene needs images, history_xyz and v0)"
+        )
+    return getattr(x, name)
+
+
+def _is_scene(x: Any) -> bool:
+    return isinstance(x, Mapping) or hasattr(x, "history_xyz")
+
+
+class Policy:
+    """A trained policy ready to plan: model variables, planner spec, tokenizer, input geometry."""
+
+    def __init__(
+        self,
+        config: ml_collections.ConfigDict,
+        model: nnx.Module,
+        tokenizer: Any,
+        *,
+        samples: int = 1,
+        reasoning: bool | None = None,
+        max_reasoning_tokens: int = 96,
+        trajectory: str = "flow",
+        flow_steps: int = 10,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        seed: int = 0,
+    ):
+        self.config = config
+        self.tokenizer = tokenizer
+        self.seed = int(seed)
+        data = config.data
+        self.camera_names = tuple(str(c) for c in data.cameras)
+        self.frames_per_camera = int(data.frames_per_camera)
+        self.image_size = (int(data.image_height), int(data.image_width))
+        self.history_steps = int(config.action.history_steps)
+        if reasoning is None:
+            reasoning = bool(config.text.get("include_reasoning", True))
+        self.spec = PlannerSpec.from_config(
+            config,
+            tokenizer,
+            camera_names=self.camera_names,
+            frames_per_camera=self.frames_per_camera,
+            image_size=self.image_size,
+            samples=int(samples),
+            reasoning=bool(reasoning),
+            max_reasoning_tokens=int(max_reasoning_tokens),
+            trajectory=trajectory,
+            flow_steps=int(flow_steps),
+            sampling=SamplingParams(temperature=float(temperature), top_p=float(top_p)),
+        )
+        self.graphdef, self.state = nnx.split(model)
+        self._compiled: dict[int, Any] = {}
+
+    # -- loading ----------------------------------------------------------------------------
+    @classmethod
+    def from_workdir(
+        cls, workdir: str | pathlib.Path, *, step: int | None = None, **options: Any
+    ) -> Policy:
+        """The policy of a training workdir (latest checkpoint unless `step`); `options` are the
+        planning choices of `__init__` (samples, reasoning, trajectory, temperature, seed, ...).
+
+        The trajectory head defaults to the flow expert, except for a stage-1 checkpoint, whose
+        expert was never trained: it plans with the discrete trajectory tokens it did learn.
+        """
+        from alpamayo_jax.models.policy_model import build_policy
+        from alpamayo_jax.training.checkpoint import restore_model_variables
+        from alpamayo_jax.training.workdir import load_run_config
+
+        workdir = pathlib.Path(workdir)
+        config = load_run_config(workdir)
+        abstract = nnx.eval_shape(lambda: build_policy(config, nnx.Rngs(0)))
+        graphdef, abstract_state = nnx.split(abstract)
+        device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+        target = jax.tree.map(
+            lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
+            nnx.to_pure_dict(abstract_state),
+        )
+        variables, meta = restore_model_variables(workdir, target, step=step)
+        config = _with_action_stats(config, meta)
+        nnx.replace_by_pure_dict(abstract_state, variables)
+        model = nnx.merge(graphdef, abstract_state)
+        tokenizer = _load_tokenizer(config, workdir, meta)
+        tokenizer.check_model_vocab_size(int(config.model.llm.vocab), "config.model.llm.vocab")
+        if "trajectory" not in options:
+            options["trajectory"] = "tokens" if meta.get("stage") == "stage1" else "flow"
+        policy = cls(config, model, tokenizer, **options)
+        policy.workdir = workdir
+        policy.meta = meta
+        return policy
+
+    # -- the program --------------------------------------------------------------------------
+    def planning_function(self, spec: PlannerSpec | None = None):
+        """`fn(params, inputs) -> outputs`, pure: what is jitted here and exported by
+        `alpamayo export`. inputs: images uint8 [B, N_img, H, W, 3], history_xyz f32 [B, H, 3],
+        v0 f32 [B], seed uint32 [B]; outputs: `plan_scenes`'s dict."""
+        spec = spec or self.spec
+        graphdef = self.graphdef
+
+        def fn(params, inputs):
+            model = nnx.merge(graphdef, params)
+            return plan_scenes(
+                model, spec, inputs["images"], inputs["history_xyz"], inputs["v0"], inputs["seed"]
+            )
+
+        return fn
+
+    def example_inputs(self, batch: int = 1) -> dict[str, np.ndarray]:
+        """Zero inputs of the right shapes and dtypes (for export and benchmarks)."""
+        return {
+            "images": np.zeros((batch, self.spec.num_images, *self.image_size, 3), np.uint8),
+            "history_xyz": np.zeros((batch, self.history_steps, 3), np.float32),
+            "v0": np.zeros((batch,), np.float32),
+            "seed": np.zeros((batch,), np.uint32),
+        }
+
+    # -- input checks -------------------------------------------------------------------------
+    def check_scene(self, scene: Any, where: str = "") -> _Scene:
+        """Validate one scene (Sample, Observation or mapping); errors name the field."""
+        prefix = where
+        if isinstance(scene, Mapping):
+            names = scene.get("camera_names")
+        else:
+            names = getattr(scene, "camera_names", None)
+        if names is not None and tuple(names) != self.camera_names:
+            raise PolicyInputError(
+                f"{prefix}camera_names: expected {list(self.camera_names)} in this order "
+                f"(config.data.cameras), got {list(names)}"
+            )
+        images = _field(scene, "images")
+        if images is None:
+            raise PolicyInputError(f"{prefix}images: the model needs camera images, got None")
+        images = np.asarray(images)
+        n, (h, w) = self.spec.num_images, self.image_size
+        cams = len(self.camera_names)
+        if images.ndim != 4 or images.shape[-1] != 3:
+            raise PolicyInputError(
+                f"{prefix}images: expected uint8 [N_img, H_px, W_px, 3] = [{n}, {h}, {w}, 3], "
+                f"got shape {list(images.shape)}"
+            )
+        if images.dtype != np.uint8:
+            raise PolicyInputError(f"{prefix}images: expected dtype uint8, got {images.dtype}")
+        if images.shape[0] != n:
+            raise PolicyInputError(
+                f"{prefix}images: expected {n} frames ({cams} cameras "
+                f"{list(self.camera_names)} x {self.frames_per_camera} frames, camera-major), "
+                f"got {images.shape[0]}"
+            )
+        if tuple(images.shape[1:3]) != (h, w):
+            raise PolicyInputError(
+                f"{prefix}images: expected {h} x {w} pixels (config.data.image_height x "
+                f"image_width), got {images.shape[1]} x {images.shape[2]}"
+            )
+        history = np.asarray(_field(scene, "history_xyz"))
+        if history.ndim != 2 or history.shape != (self.history_steps, 3):
+            raise PolicyInputError(
+                f"{prefix}history_xyz: expected [{self.history_steps}, 3] (config.action."
+                f"history_steps poses, oldest first, ending at t0), got {list(history.shape)}"
+            )
+        if not np.isfinite(history).all():
+            bad = int(history.size - np.isfinite(history).sum())
+            raise PolicyInputError(f"{prefix}history_xyz: expected finite poses, got {bad} NaN/inf")
+        v0 = _field(scene, "v0")
+        try:
+            v0 = float(np.asarray(v0).reshape(()))
+        except (TypeError, ValueError):
+            raise PolicyInputError(f"{prefix}v0: expected a scalar speed in m/s, got {v0!r}") from None
+        if not math.isfinite(v0) or v0 < 0:
+            raise PolicyInputError(f"{prefix}v0: expected a finite speed >= 0 m/s, got {v0}")
+        return _Scene(images, history.astype(np.float32), v0)
+
+    def scene_inputs(
+        self, scenes: Sequence[Any], seed: int, *, prefixes: bool = True
+    ) -> dict[str, np.ndarray]:
+        """Validated batched inputs of `scenes` in the planning function's layout (every scene
+        with `seed`); `prefixes` puts "scene i: " before an error."""
+        if not 0 <= seed < 2**32:
+            raise PolicyInputError(f"seed: expected an integer in [0, 2**32), got {seed}")
+        checked = [self.check_scene(s, f"scene {i}: " if prefixes else "") for i, s in enumerate(scenes)]
+        return {
+            "images": np.stack([s.images for s in checked]),
+            "history_xyz": np.stack([s.history_xyz for s in checked]),
+            "v0": np.asarray([s.v0 for s in checked], np.float32),
+            "seed": np.full((len(checked),), seed, np.uint32),
+        }
+
+    # -- planning -----------------------------------------------------------------------------
+    def _executable(self, batch: int) -> tuple[Any, float]:
+        if batch in self._compiled:
+            return self._compiled[batch], 0.0
+        start = time.perf_counter()
+        fn = jax.jit(self.planning_function())
+        compiled = fn.lower(self.state, self.example_inputs(batch)).compile()
+        self._compiled[batch] = compiled
+        return compiled, (time.perf_counter() - start) * 1e3
+
+    def plan_arrays(self, inputs: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict]:
+        """Run the jitted planner on already-validated batched inputs (`example_inputs` layout):
+        (numpy outputs of `plan_scenes`, timings in ms)."""
+        batch = int(inputs["images"].shape[0])
+        compiled, compile_ms = self._executable(batch)
+        start = time.perf_counter()
+        out = jax.device_get(compiled(self.state, dict(inputs)))
+        return {k: np.asarray(v) for k, v in out.items()}, {
+            "compile": compile_ms,
+            "plan": (time.perf_counter() - start) * 1e3,
+        }
+
+    def plan(self, scenes: Any, *, seed: int | None = None) -> Plan | list[Plan]:
+        """Plan one scene (-> Plan) or a sequence of scenes in one batched call (-> list[Plan]).
+
+        Every scene gets the same `seed` (default: the policy's), so a scene's plan does not depend
+        on the batch it is planned in.
+        """
+        start = time.perf_counter()
+        single = _is_scene(scenes)
+        items = [scenes] if single else list(scenes)
+        if not items:
+            raise PolicyInputError("scenes: expected a scene or a non-empty sequence of scenes")
+        seed = self.seed if seed is None else int(seed)
+        inputs = self.scene_inputs(items, seed, prefixes=not single)
+        out, timings = self.plan_arrays(inputs)
+        plans = []
+        texts = self.reasoning_texts(out["reasoning_tokens"], out["reasoning_length"])
+        total = (time.perf_counter() - start) * 1e3
+        timings = dict(timings, host=total - timings["plan"] - timings["compile"], total=total)
+        for b in range(len(items)):
+            lengths = out["reasoning_length"][b]
+            plans.append(
+                Plan(
+                    poses=out["poses"][b],
+                    actions=out["actions"][b],
+                    reasoning_text=tuple(texts[b]),
+                    reasoning_tokens=tuple(
+                        out["reasoning_tokens"][b, k, : lengths[k]] for k in range(len(lengths))
+                    ),
+                    timings=dict(timings),
+                )
+            )
+        return plans[0] if single else plans
+
+    def reasoning_texts(self, tokens: np.ndarray, lengths: np.ndarray) -> list[list[str]]:
+        """Decoded reasoning of every (scene, sample); specials (the stop tokens) dropped."""
+        return decode_reasoning(self.tokenizer.backend, tokens, lengths)
+
+
+def _with_action_stats(config: ml_collections.ConfigDict, meta: dict) -> ml_collections.ConfigDict:
+    """The checkpoint's normalisation stats win over the config's (they are what trained)."""
+    if "action_mean" not in meta:
+        return config
+    config = ml_collections.ConfigDict(config.to_dict())
+    config.action.mean = tuple(float(x) for x in meta["action_mean"])
+    config.action.std = tuple(float(x) for x in meta["action_std"])
+    config.lock()
+    return config
+
+
+def _load_tokenizer(config: ml_collections.ConfigDict, workdir: pathlib.Path, meta: dict):
+    """The tokenizer training used: its copy in the workdir (synthetic mode), else the dataset's
+    file, else `config.text.tokenizer_path` (qwen mode reads the base Qwen file and extends it)."""
+    from alpamayo_jax.text.tokenizer import TokenizerError, load_tokenizer
+
+    if config.text.mode == "qwen":
+        return load_tokenizer(config)
+    candidates = [workdir / meta.get("tokenizer_file", TOKENIZER_FILE)]
+    if meta.get("dataset"):
+        candidates.append(pathlib.Path(meta["dataset"]) / TOKENIZER_FILE)
+    for path in candidates:
+        if path.is_file():
+            return load_tokenizer(config, path)
+    raise TokenizerError(
+        f"no tokenizer for {workdir}: looked for {', '.join(str(p) for p in candidates)} "
+        "(training copies the dataset's tokenizer.json into the workdir)"
+    )
+
+
+__all__ = ["Plan", "Policy", "PolicyInputError", "decode_reasoning"]
