@@ -120,9 +120,10 @@ def _curve_speed_limit(road: Road, intent: Intent, s_max: float) -> tuple[np.nda
     kappa = np.abs(road.curvature_at(grid))
     limit = np.where(kappa > 1e-6, np.sqrt(intent.a_lat_max / np.maximum(kappa, 1e-9)), np.inf)
     # backward pass: v(s) <= sqrt(v(s + ds)^2 + 2 b ds)
+    limit, room = limit.tolist(), 2 * intent.b_comf * 0.5
     for i in range(len(grid) - 2, -1, -1):
-        limit[i] = min(limit[i], math.sqrt(limit[i + 1] ** 2 + 2 * intent.b_comf * 0.5))
-    return grid, limit
+        limit[i] = min(limit[i], math.sqrt(limit[i + 1] ** 2 + room))
+    return grid, np.array(limit)
 
 
 class _Obstacles:
@@ -150,10 +151,14 @@ class _Obstacles:
         self.speed = np.gradient(s, DT, axis=1) * np.cos(yaw_rel) ** 2 * (np.cos(yaw_rel) > 0)
         steps = int(round(lookahead / DT))
         # soon[n, i]: agent n will be inside the corridor at some time in [t_i, t_i + lookahead].
-        s_masked = np.where(self.inside, self.s_back, np.inf)
-        self.soon_s = np.full_like(s_masked, np.inf)
-        for j in range(steps + 1):
-            self.soon_s[:, : NT - j] = np.minimum(self.soon_s[:, : NT - j], s_masked[:, j:])
+        s_masked = np.concatenate([np.where(self.inside, self.s_back, np.inf), np.full((self.n, steps), np.inf)], 1)
+        self.soon_s = np.lib.stride_tricks.sliding_window_view(s_masked, steps + 1, axis=1).min(-1)
+        # Per time index, the one candidate of each agent: where it is when inside the corridor,
+        # else where it will enter it (-inf: neither). An agent inside whose back is behind the ego
+        # is no target, and neither is where it enters: that is never ahead of where it is.
+        where = np.where(self.inside, self.s_back, np.where(self.soon_s < np.inf, self.soon_s, -np.inf))
+        speed = np.where(self.inside, self.speed, 0.0)
+        self._where, self._speed = where.T.tolist(), speed.T.tolist()
 
     def targets(self, i: int, s_front: float) -> list[tuple[float, float, bool]]:
         """(gap to the ego's front, speed along the road, moving?) of obstacles ahead at time index i.
@@ -164,14 +169,8 @@ class _Obstacles:
         """
         if self.n == 0:
             return []
-        out = []
-        for n in range(self.n):
-            if self.inside[n, i] and self.s_back[n, i] > s_front - 0.5:
-                v = float(self.speed[n, i])
-                out.append((float(self.s_back[n, i]) - s_front, v, v > 0.5))
-            elif math.isfinite(self.soon_s[n, i]) and self.soon_s[n, i] > s_front - 0.5:
-                out.append((float(self.soon_s[n, i]) - s_front, 0.0, False))
-        return out
+        ahead = s_front - 0.5
+        return [(s - s_front, v, v > 0.5) for s, v in zip(self._where[i], self._speed[i]) if s > ahead]
 
 
 def _history(intent: Intent, steps: int, dt: float) -> tuple[np.ndarray, np.ndarray]:
@@ -199,33 +198,36 @@ def plan(road: Road, agents: list[Agent], intent: Intent, future_steps: int = 64
     b_max = 9.0 if emergency else intent.b_max
     jerk = 60.0 if emergency else intent.jerk_max
     v, s, a_prev = float(intent.v0), 0.0, float(intent.a0)
-    actions = np.zeros((future_steps, 2))
-    mids = np.zeros(future_steps)
+    accels, mids = [], []
+    # loop invariants as locals: this loop runs 64 times per sample in pure Python
+    a_max, v_des, follow_gap, stop_gap = intent.a_max, intent.v_des, intent.follow_gap, intent.stop_gap
+    headway, stop_lines, stop_line = intent.time_headway, intent.stop_lines, road.stop_line
+    cross_center, cross_half = road.cross_center, road.cross_width / 2
     for k in range(future_steps):
         t = k * dt
-        a = intent.a_max * (1.0 - (v / max(intent.v_des, 0.1)) ** 4) if intent.v_des > 0 else -v
-        a = min(a, 1.2 * (intent.v_des - v)) if v > intent.v_des else a
+        a = a_max * (1.0 - (v / max(v_des, 0.1)) ** 4) if v_des > 0 else -v
+        a = min(a, 1.2 * (v_des - v)) if v > v_des else a
         # curve speed limit a little ahead (the preview already includes the braking distance)
         if curved:
             v_curve = float(np.interp(s + v * 0.5, grid, vlim))
             if v > v_curve:
                 a = min(a, 1.5 * (v_curve - v))
         s_front = s + EGO_FRONT
-        targets = [(g, vo, m, intent.follow_gap) for g, vo, m in obstacles.targets(i0 + k, s_front)]
+        targets = [(g, vo, m, follow_gap) for g, vo, m in obstacles.targets(i0 + k, s_front)]
         # Never wait inside an intersection: yield to crossing traffic at the stop line instead.
-        if road.stop_line is not None and road.stop_line - s_front > -0.3:
+        if stop_line is not None and stop_line - s_front > -0.3 and cross_center is not None:
             for j, (gap, v_obs, moving, stop_at) in enumerate(targets):
-                if not moving and road.in_cross_road(s_front + gap):
-                    targets[j] = (road.stop_line - s_front, 0.0, False, intent.stop_gap)
-        for s_line, t_release in intent.stop_lines:
+                if not moving and abs(s_front + gap - cross_center) < cross_half:  # in the cross road
+                    targets[j] = (stop_line - s_front, 0.0, False, stop_gap)
+        for s_line, t_release in stop_lines:
             if t < t_release and s_line - s_front > -0.3:
-                targets.append((s_line - s_front, 0.0, False, intent.stop_gap))
+                targets.append((s_line - s_front, 0.0, False, stop_gap))
         for gap, v_obs, moving, stop_at in targets:
             if moving:
-                free = gap - intent.follow_gap - intent.time_headway * v
+                free = gap - follow_gap - headway * v
                 acc = 0.25 * free + 0.8 * (v_obs - v)
                 if v > v_obs:
-                    acc = min(acc, (v_obs**2 - v * v) / (2 * max(gap - intent.follow_gap, 0.1)))
+                    acc = min(acc, (v_obs**2 - v * v) / (2 * max(gap - follow_gap, 0.1)))
                 a = min(a, acc)
             else:
                 room = gap - stop_at
@@ -234,13 +236,16 @@ def plan(road: Road, agents: list[Agent], intent: Intent, future_steps: int = 64
                     need = -v / dt
                 if need < -0.25 or room < 3.0:
                     a = min(a, need)
-        a = min(max(a, -b_max, a_prev - jerk * dt), intent.a_max, a_prev + jerk * dt)
+        a = min(max(a, -b_max, a_prev - jerk * dt), a_max, a_prev + jerk * dt)
         if v + a * dt < 0.0:
             a = -v / dt
         ds = v * dt + a * dt * dt / 2
-        actions[k, 0] = a
-        mids[k] = s + ds / 2  # path curvature is read in the middle of the step's arc
+        accels.append(a)
+        mids.append(s + ds / 2)  # path curvature is read in the middle of the step's arc
         v, s, a_prev = v + a * dt, s + ds, a
+    actions = np.zeros((future_steps, 2))
+    actions[:, 0] = accels
+    mids = np.array(mids)
     kappa = road.curvature_at(mids)
     if intent.lateral is not None:
         _, d1, d2 = intent.lateral.profile(mids)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import bisect
 import functools
 import math
+import threading
 
 import numpy as np
 
@@ -41,20 +42,25 @@ _UNIT = np.array([[sx, sy, sz] for sz in (0, 1) for sy in (-0.5, 0.5) for sx in 
 VERGE, SIDE, ASPHALT, PAINT, CENTRE = range(5)  # ground classes
 
 
-def _ground_classes(road: Road, wx: np.ndarray, wy: np.ndarray) -> np.ndarray:
+def _ground_classes(road: Road, wx: np.ndarray, wy: np.ndarray, work: np.ndarray | None = None) -> np.ndarray:
     """Class of each ground point (verge, sidewalk, asphalt, white paint, yellow centre line).
 
     Paint is tested only on the points of the main carriageway (a fraction of the image), and the
     periodic tests (dashes, zebra stripes) only where a line can be, because this runs for every
-    ground pixel of every camera and frame: it is the renderer's hot loop.
+    ground pixel of every camera and frame: it is the renderer's hot loop. With a `work` buffer
+    (like wx), wx and wy are scratch too and the big temporaries live in them.
     """
-    s, d = road.to_road(wx, wy)
+    if work is None or road.is_curved:
+        s, d = road.to_road(wx, wy)
+    else:  # Road.to_road of a straight road, in place
+        s, d = wx, np.add(wy, road.ego_offset, out=wy)
     curb, left = road.curb_right, road.left_edge
     side = (d >= curb - road.sidewalk) & (d <= left + road.sidewalk)
     on_main = (d >= curb) & (d <= left)
     cross = None
     if road.cross_center is not None:
-        dx = np.abs(wx - road.cross_center)
+        dx = np.abs(np.subtract(wx, road.cross_center, out=work), out=work) if work is not None else \
+            np.abs(wx - road.cross_center)
         side |= dx < road.cross_width / 2 + road.sidewalk
         cross = dx < road.cross_width / 2
     paved = on_main if cross is None else on_main | cross
@@ -196,47 +202,58 @@ class SceneParts:
 
 
 def _corners(boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """World corners x, y, z [..., 8] of boxes [..., 7] (cx, cy, z0, L, W, H, yaw)."""
-    cx, cy, z0, L, W, H, yaw = (boxes[..., k, None] for k in range(7))
+    """World corners x, y, z [8, ...] of boxes [..., 7] (cx, cy, z0, L, W, H, yaw), corner-major."""
+    cx, cy, z0, L, W, H, yaw = (boxes[..., k] for k in range(7))
     c, s = np.cos(yaw), np.sin(yaw)
-    lx = _UNIT[:, 0] * L
-    ly = _UNIT[:, 1] * W
-    return cx + c * lx - s * ly, cy + s * lx + c * ly, z0 + _UNIT[:, 2] * H
+    unit = _UNIT.reshape((8, 3) + (1,) * (boxes.ndim - 1))
+    lx = unit[:, 0] * L
+    ly = unit[:, 1] * W
+    return cx + c * lx - s * ly, cy + s * lx + c * ly, z0 + unit[:, 2] * H
 
 
 def _project(corners: tuple[np.ndarray, np.ndarray, np.ndarray], axes: np.ndarray, cam_pos: np.ndarray,
              focal: np.ndarray, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
     """Screen rectangles [V, n, 4] (u0, u1, v0, v1, floats) and mean depth [V, n] (-1: behind) of box
-    corners (x, y, z [V or 1, n, 8]) in V views (camera axes [V, 3, 3], positions [V, 3], focal
-    lengths [V]). Boxes that cross the near plane are clipped at it, so a car beside the ego still
-    covers the right pixels.
+    corners (x, y, z [8, F, n]) in the V = F * C views of C cameras at F frames (axes [F, C, 3, 3],
+    positions [F, C, 3], focal lengths [C]). Boxes that cross the near plane are clipped at it, so a
+    car beside the ego still covers the right pixels.
 
-    Coordinates are kept as separate arrays (not [..., 3]) so every numpy loop is long, and all
-    cameras and frames of a sample go through at once. The dot products are summed as y + (x + z),
-    the order numpy's einsum used before, so images stay bit-identical to earlier datasets.
+    Arrays are point-major ([8 corners + 12 edge crossings, V, n]) so every numpy loop is long and
+    reductions run across slabs. The arithmetic is the order an earlier version used (dot products
+    as y + (x + z), numpy's pairwise sum of the depths), so images stay bit-identical to it.
     """
-    x, y, z = corners
-    ax = axes[:, :, :, None, None]
-    off = np.einsum("cj,cij->ci", cam_pos, axes)[:, :, None, None]
-    cam = [y * ax[:, i, 1] + (x * ax[:, i, 0] + z * ax[:, i, 2]) - off[:, i] for i in range(3)]
+    frames, num_cams = axes.shape[:2]
+    views = frames * num_cams
+    x, y, z = (k[:, :, None] for k in corners)  # [8, F, 1, n]
+    ax = axes[None, ..., None]  # [1, F, C, 3, 3, 1]
+    off = np.einsum("cj,cij->ci", cam_pos.reshape(-1, 3), axes.reshape(-1, 3, 3))
+    off = off.reshape(frames, num_cams, 3, 1)
+    cam = [(y * ax[..., i, 1, :] + (x * ax[..., i, 0, :] + z * ax[..., i, 2, :]) - off[:, :, i])
+           .reshape(8, views, -1) for i in range(3)]
     e0, e1 = _EDGES[:, 0], _EDGES[:, 1]
-    da, db = cam[0][:, :, e0], cam[0][:, :, e1]
+    da, db = cam[0][e0], cam[0][e1]
     cross = (da - NEAR) * (db - NEAR) < 0
     tt = np.where(cross, (NEAR - da) / np.where(cross, db - da, 1.0), 0.0)
     pts = []
     for k in cam:  # corners, then the points where edges cross the near plane
-        a = k[:, :, e0]
-        pts.append(np.concatenate([k, a + tt * (k[:, :, e1] - a)], axis=2))
-    ok = np.concatenate([cam[0] >= NEAR, cross], axis=2)
+        a = k[e0]
+        pts.append(np.concatenate([k, a + tt * (k[e1] - a)]))
+    ok = np.concatenate([cam[0] >= NEAR, cross])
     depth = np.maximum(pts[0], NEAR)
-    f = focal[:, None, None]
+    f = np.tile(focal, frames)[:, None]
     u = width / 2 - f * pts[1] / depth
     v = height / 2 - f * pts[2] / depth
     inf = np.inf
-    rect = np.stack([np.where(ok, u, inf).min(2), np.where(ok, u, -inf).max(2),
-                     np.where(ok, v, inf).min(2), np.where(ok, v, -inf).max(2)], axis=-1)
-    count = ok.sum(2)
-    dist = np.where(count > 0, np.where(ok, pts[0], 0.0).sum(2) / np.maximum(count, 1), -1.0)
+    rect = np.stack([np.where(ok, u, inf).min(0), np.where(ok, u, -inf).max(0),
+                     np.where(ok, v, inf).min(0), np.where(ok, v, -inf).max(0)], axis=-1)
+    count = ok.sum(0)
+    d = np.where(ok, pts[0], 0.0)
+    # numpy's pairwise sum of 20 values: 8 partial sums of (j, j + 8), a tree, then the last 4
+    r = [d[j] + d[j + 8] for j in range(8)]
+    total = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]))
+    for j in range(16, 20):
+        total = total + d[j]
+    dist = np.where(count > 0, total / np.maximum(count, 1), -1.0)
     return rect, dist
 
 
@@ -266,6 +283,18 @@ class _Rays:
         self.frames = [get_camera(c) for c in cameras]
         self.axes = [get_camera(c).axes() for c in cameras]
         self.focal = np.array([c.focal(width) for c in self.frames])
+        self.work = _Work(len(self.gx))
+
+
+class _Work(threading.local):
+    """Per-thread work buffers of one `_Rays`: the renderer's big temporaries, reused for every
+    frame and sample. Fresh memory is not free: allocating these per frame made about a sixth of
+    the generation time page faults."""
+
+    def __init__(self, n: int):
+        self.wx, self.wy, self.tmp = np.empty(n), np.empty(n), np.empty(n)
+        self.ground = np.empty((n, 3), dtype=np.float32)
+        self.u8 = np.empty((n, 3), dtype=np.uint8)
 
 
 @functools.lru_cache(maxsize=16)
@@ -294,12 +323,22 @@ def _background(road: Road, rays: _Rays, shade: _Shade, ego_pose: tuple[float, f
     """Sky and shaded ground of all cameras into `out` [C, H, W, 3] uint8, one road lookup for all."""
     ex, ey, eh = ego_pose
     ce, se = math.cos(eh), math.sin(eh)
-    gx, gy = rays.gx, rays.gy
-    cls = _ground_classes(road, ex + ce * gx - se * gy, ey + se * gx + ce * gy)
-    ground = np.take(shade.palette, cls, axis=0).reshape(-1)
-    ground *= rays.keep
-    ground += shade.haze
-    ground = np.clip(ground, 0, 255, out=ground).astype(np.uint8).reshape(-1, 3)
+    gx, gy, work = rays.gx, rays.gy, rays.work
+    # wx = ex + ce gx - se gy, wy = ey + se gx + ce gy, evaluated in place (same rounding)
+    wx, wy, tmp = work.wx, work.wy, work.tmp
+    np.multiply(gx, ce, out=wx)
+    wx += ex
+    wx -= np.multiply(gy, se, out=tmp)
+    np.multiply(gx, se, out=wy)
+    wy += ey
+    wy += np.multiply(gy, ce, out=tmp)
+    cls = _ground_classes(road, wx, wy, tmp)
+    flat = np.take(shade.palette, cls, axis=0, out=work.ground).reshape(-1)
+    flat *= rays.keep
+    flat += shade.haze
+    np.clip(flat, 0, 255, out=flat)
+    ground = work.u8
+    np.copyto(ground, work.ground, casting="unsafe")  # float32 -> uint8 truncates, like astype
     width = out.shape[2]
     for c, first in enumerate(rays.first_rows):
         out[c, :first] = shade.sky[c]
@@ -357,11 +396,9 @@ def _objects(parts: SceneParts, rays: _Rays, ego_poses: list, times: list[float]
     if parts.n:
         boxes, colour, min_px = parts.at_times(times)
         posed = [_camera_frames(rays, pose) for pose in ego_poses]
-        axes = np.concatenate([a for a, _ in posed])  # views: frame-major, camera-minor
-        pos = np.concatenate([p for _, p in posed])
-        x, y, z = (k[:, None].reshape(frames, 1, parts.n, 8) for k in _corners(boxes))
-        ax = axes.reshape(frames, num_cams, 3, 3)
-        rect, dist = _project_views((x, y, z), ax, pos, rays.focal, width, height)
+        axes = np.stack([a for a, _ in posed])  # views: frame-major, camera-minor
+        pos = np.stack([p for _, p in posed])
+        rect, dist = _project(_corners(boxes), axes, pos, rays.focal, width, height)
         views, idx, rects = _rectangles(rect, dist, np.repeat(min_px, num_cams, 0), parts.owner,
                                         parts.num_agents, width, height)
         cols = [list(c) for c in _to_u8(colour)]
@@ -381,18 +418,6 @@ def _objects(parts: SceneParts, rays: _Rays, ego_poses: list, times: list[float]
         return None
     seen = np.bincount(idbuf.ravel() + 1, minlength=parts.num_agents + 1).astype(bool)
     return set(np.nonzero(seen[1:])[0].tolist())
-
-
-def _project_views(corners, axes: np.ndarray, pos: np.ndarray, focal: np.ndarray, width: int,
-                   height: int) -> tuple[np.ndarray, np.ndarray]:
-    """`_project` for corners [F, 1, n, 8] seen by cameras [F, C] (axes [F, C, 3, 3], positions
-    [F * C, 3]): rectangles [F * C, n, 4] and depths [F * C, n]."""
-    frames, num_cams = axes.shape[:2]
-    x, y, z = corners
-    n = x.shape[2]
-    flat = axes.reshape(-1, 3, 3)
-    cam_x = [np.broadcast_to(k, (frames, num_cams, n, 8)).reshape(-1, n, 8) for k in (x, y, z)]
-    return _project(tuple(cam_x), flat, pos, np.tile(focal, frames), width, height)
 
 
 def render_frame(scene: Scene, cameras: tuple[str, ...], height: int, width: int,

@@ -104,10 +104,11 @@ def dress(scene: Scene, rng: np.random.Generator, *, oncoming_near: bool = True,
     """
     road, v0 = scene.road, scene.intent.v0
     sides = (road.curb_right - road.sidewalk, road.left_edge + road.sidewalk)
-    # Buildings and trees beyond the sidewalks, away from the cross road.
+    # Buildings and trees beyond the sidewalks, away from the cross road. All are drawn first, then
+    # placed with one road lookup (the geometry draws nothing from rng, so the order is unchanged).
+    lots = []
     for s in np.arange(rng.uniform(-30, -10), 170, rng.uniform(14, 26)):
-        if road.in_cross_road(np.array([s]))[0] or (road.cross_center is not None
-                                                      and abs(s - road.cross_center) < road.cross_width):
+        if road.cross_center is not None and abs(s - road.cross_center) < road.cross_width:
             continue
         for side, edge in zip((-1, 1), sides):
             if rng.random() < 0.35:
@@ -120,13 +121,18 @@ def dress(scene: Scene, rng: np.random.Generator, *, oncoming_near: bool = True,
             else:
                 color = (60, 95, 50)
             d = edge + side * (width / 2 + rng.uniform(1.0, 5.0))
-            corners_s = np.array([s - length / 2, s + length / 2, s - length / 2, s + length / 2])
-            corners_d = np.array([d - width / 2, d - width / 2, d + width / 2, d + width / 2])
-            cx, cy, _ = road.point_at(corners_s, corners_d)
-            if road.is_drivable(cx, cy).any():  # inside a curve the footprint may reach the road
-                continue
-            x, y, h = road.point_at(np.array([s]), np.array([d]))
-            scene.add(static(kind, x[0], y[0], h[0], (length, width, height), color))
+            lots.append((kind, float(s), d, (length, width, height), color))
+    if lots:
+        s, d, size = (np.array([lot[k] for lot in lots]) for k in (1, 2, 3))
+        half_l, half_w = size[:, :1] / 2, size[:, 1:2] / 2
+        corners_s = s[:, None] + np.array([-1, 1, -1, 1]) * half_l
+        corners_d = d[:, None] + np.array([-1, -1, 1, 1]) * half_w
+        cx, cy, _ = road.point_at(corners_s, corners_d)
+        clear = ~road.is_drivable(cx, cy).any(axis=1)  # inside a curve the footprint may reach the road
+        x, y, h = road.point_at(s, d)
+        for k in np.flatnonzero(clear).tolist():
+            kind, _, _, size_k, color = lots[k]
+            scene.add(static(kind, x[k], y[k], h[k], size_k, color))
     # Pedestrians walking along the sidewalks.
     for _ in range(int(rng.integers(0, 4))):
         side = int(rng.integers(2))
