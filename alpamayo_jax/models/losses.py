@@ -32,13 +32,15 @@ def token_cross_entropy(
 ) -> SumCount:
     """Sum over positions i with loss_mask[i] of -log p(tokens[i+1] | tokens[:i+1]), and the count.
 
-    The last position has no next token, so its mask entry is ignored.
+    The last position has no next token, so its mask entry is ignored. The target logit is picked
+    with a one-hot product rather than a gather: with the vocabulary split over devices each shard
+    contributes its part and one all-reduce sums them, where a gather would all-gather the logits.
     """
     logits = logits[:, :-1].astype(jnp.float32)
     targets = tokens[:, 1:]
     mask = loss_mask[:, :-1].astype(jnp.float32)
     log_z = jax.nn.logsumexp(logits, axis=-1)
-    picked = jnp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]
+    picked = jnp.sum(logits * jax.nn.one_hot(targets, logits.shape[-1], dtype=logits.dtype), axis=-1)
     return jnp.sum((log_z - picked) * mask), jnp.sum(mask)
 
 

@@ -18,10 +18,14 @@ B, S, T = 2, 12, 64
 
 
 @pytest.fixture(scope="module")
-def setup():
+def expert():
     model_cfg = tiny()
-    expert = ActionExpert(model_cfg.llm, model_cfg.expert, action_dim=2, rngs=nnx.Rngs(0))
-    llm = model_cfg.llm
+    return ActionExpert(model_cfg.llm, model_cfg.expert, action_dim=2, rngs=nnx.Rngs(0))
+
+
+@pytest.fixture(scope="module")
+def setup(expert):
+    llm = tiny().llm
     keys = jax.random.split(jax.random.key(1), 3)
     k = jax.random.normal(keys[0], (llm.layers, B, S, llm.kv_heads, llm.head_dim))
     v = jax.random.normal(keys[1], (llm.layers, B, S, llm.kv_heads, llm.head_dim))
@@ -30,7 +34,6 @@ def setup():
     prefix_len = jnp.array([7, 10], jnp.int32)
     valid = jnp.ones((B, S), bool).at[1, 11].set(False)
     fn = jax.jit(lambda k, v, x, valid, pl: expert(x, t, k, v, prefix_key_mask(valid, pl), pl))
-    fn.expert = expert
     return fn, k, v, x_t, valid, prefix_len
 
 
@@ -78,9 +81,8 @@ def test_action_tokens_see_each_other_both_ways(setup):
     assert np.abs(np.asarray(changed[:, 0] - base[:, 0])).max() > 1e-5
 
 
-def test_positions_continue_after_the_prefix(setup):
-    fn, k, v, x_t, valid, prefix_len = setup
-    expert = fn.expert
+def test_positions_continue_after_the_prefix(setup, expert):
+    _, k, v, x_t, valid, prefix_len = setup
     mask = prefix_key_mask(valid, prefix_len)
     run = jax.jit(lambda start: expert(x_t, jnp.array([0.3, 0.8]), k, v, mask, start))
     base = run(prefix_len)

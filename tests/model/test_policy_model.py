@@ -115,6 +115,12 @@ def test_sample_actions_integrates_the_expert(probe):
     np.testing.assert_allclose(probe["euler_one_step"], probe["x_t"] + probe["velocity_t0"], atol=1e-5)
 
 
+def test_graphdef_is_hashable_so_jit_can_cache_on_it(repo_root):
+    config = load_config(repo_root / "configs/tiny.py")
+    graphdef = nnx.graphdef(nnx.eval_shape(lambda: PolicyModel(config.model, rngs=nnx.Rngs(0))))
+    assert hash(graphdef) == hash(graphdef)
+
+
 def test_cache_batch_axes_match_the_cache_layout():
     axes = PolicyCache.batch_axes()
     assert (axes.kv.k, axes.kv.v, axes.kv.lengths, axes.rope_delta) == (1, 1, 0, 0)
