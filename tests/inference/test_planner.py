@@ -30,6 +30,26 @@ def setup(tiny_config):
     return config, tokenizer, model, spec
 
 
+@pytest.fixture(scope="module")
+def flow(setup):
+    """The sampled reasoning + flow spec and ONE jitted `planner(params, inputs)` shared by the
+    tests below, so each batch size compiles once for the whole module."""
+    _, _, model, spec = setup
+    spec = spec.replace(samples=2, sampling=SamplingParams(temperature=1.0))
+    graphdef, state = nnx.split(model)
+
+    def planner(params, inputs):
+        m = nnx.merge(graphdef, params)
+        return plan_scenes(m, spec, inputs["images"], inputs["history_xyz"], inputs["v0"], inputs["seed"])
+
+    return spec, state, planner, jax.jit(planner)
+
+
+def _inputs(b, spec):
+    images, history, v0, seed = _scenes(b, spec)
+    return {"images": images, "history_xyz": history, "v0": v0, "seed": seed}
+
+
 def _scenes(b, spec, seed=0):
     rng = np.random.default_rng(seed)
     images = rng.integers(0, 255, (b, spec.num_images, *spec.image_size, 3), dtype=np.uint8)
@@ -70,10 +90,10 @@ def test_greedy_decode_with_cache_equals_argmax_of_full_forwards(setup):
     np.testing.assert_array_equal(np.asarray(out.tokens), seq[:, p:])
 
 
-def test_plan_with_reasoning_and_flow(setup):
-    _, tokenizer, model, spec = setup
-    spec = spec.replace(samples=2, sampling=SamplingParams(temperature=1.0))
-    out = jax.jit(lambda *a: plan_scenes(model, spec, *a))(*_scenes(2, spec))
+def test_plan_with_reasoning_and_flow(setup, flow):
+    _, tokenizer, _, _ = setup
+    spec, state, _, jitted = flow
+    out = jitted(state, _inputs(2, spec))
     assert out["poses"].shape == (2, 2, 64, 3) and out["actions"].shape == (2, 2, 64, 2)
     lengths = np.asarray(out["reasoning_length"])
     tokens = np.asarray(out["reasoning_tokens"])
@@ -92,10 +112,9 @@ def test_plan_with_reasoning_and_flow(setup):
 
 
 @pytest.mark.slow
-def test_plan_of_a_scene_does_not_depend_on_the_batch_around_it(setup):
-    _, _, model, spec = setup
-    spec = spec.replace(samples=2, sampling=SamplingParams(temperature=1.0), max_reasoning_tokens=4)
-    fn = jax.jit(lambda *a: plan_scenes(model, spec, *a))
+def test_plan_of_a_scene_does_not_depend_on_the_batch_around_it(flow):
+    spec, state, _, jitted = flow
+    fn = lambda *a: jitted(state, dict(zip(("images", "history_xyz", "v0", "seed"), a)))  # noqa: E731
     both = fn(*_scenes(2, spec))
     alone = fn(*(x[:1] for x in _scenes(2, spec)))
     np.testing.assert_array_equal(both["reasoning_tokens"][:1], alone["reasoning_tokens"])
@@ -121,23 +140,15 @@ def test_no_reasoning_fast_path_and_discrete_token_head(setup):
 
 
 @pytest.mark.slow
-def test_exported_plan_reproduces_the_in_process_plan(setup, tmp_path):
+def test_exported_plan_reproduces_the_in_process_plan(flow, tmp_path):
     """Exact on CPU for a CPU artifact. (A ('cpu', 'cuda') artifact wraps platform-specific ops in
     a platform switch that changes XLA's fusion, so its CPU numbers differ by ~1e-4.)"""
-    _, _, model, spec = setup
-    spec = spec.replace(max_reasoning_tokens=3)
-    graphdef, state = nnx.split(model)
-
-    def planner(params, inputs):
-        m = nnx.merge(graphdef, params)
-        return plan_scenes(m, spec, inputs["images"], inputs["history_xyz"], inputs["v0"], inputs["seed"])
-
-    images, history, v0, seed = _scenes(2, spec)
-    inputs = {"images": images, "history_xyz": history, "v0": v0, "seed": seed}
+    spec, state, planner, jitted = flow
+    inputs = _inputs(2, spec)
     exported, calling = stablehlo.export_function(planner, state, inputs, platforms=("cpu",))
     path = stablehlo.save_artifact(tmp_path / "plan", exported, calling, state)
     got = stablehlo.load_artifact(path)(**inputs)
-    want = jax.jit(planner)(state, inputs)
+    want = jitted(state, inputs)
     for name in ("poses", "actions", "reasoning_tokens", "reasoning_length"):
         np.testing.assert_array_equal(got[name], np.asarray(want[name]), err_msg=name)
 
