@@ -10,6 +10,7 @@ decision itself is drawn from (seed, index) alone, so redraws never skew decisio
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import multiprocessing
 import os
@@ -91,11 +92,17 @@ class WorldConfig:
         return [round(-(self.frames_per_camera - 1 - f) * self.dt, 6) for f in range(self.frames_per_camera)]
 
 
+@functools.lru_cache(maxsize=1)
+def _decision_table() -> tuple[np.ndarray, np.ndarray]:
+    probs = frequencies()
+    return np.array(list(probs)), np.array(list(probs.values()))
+
+
 def pick_decision(seed: int, index: int) -> str:
     """The decision of sample `index`, drawn with the world's frequencies."""
-    probs = frequencies()
+    names, probs = _decision_table()
     rng = np.random.default_rng([seed, index, 0x5EED])
-    return str(rng.choice(list(probs), p=list(probs.values())))
+    return str(rng.choice(names, p=probs))
 
 
 def build_scene(seed: int, index: int, decision: str | None = None, attempt: int = 0) -> Scene:
@@ -117,23 +124,33 @@ def drivable(scene: Scene, p: Plan) -> bool:
 
 
 def collides(scene: Scene, p: Plan) -> bool:
-    """Whether the ego's footprint (three circles) overlaps any obstacle at t = 0 .. T dt."""
+    """Whether the ego's footprint (three circles) overlaps any obstacle at t = 0 .. T dt.
+
+    Obstacles whose centre stays farther from the ego than both can reach (with a metre to spare)
+    are ruled out first, all at once; the rest are tested circle by circle.
+    """
     poses = np.concatenate([np.zeros((1, 3)), np.concatenate([p.future_xyz[:, :2], p.future_heading[:, None]], -1)])
     steps = poses.shape[0]
     i0 = time_index(0.0)
+    obstacles = [agent for agent in scene.agents if agent.is_obstacle]
+    if not obstacles:
+        return False
+    ax = np.stack([agent.x[i0:i0 + steps] for agent in obstacles])
+    ay = np.stack([agent.y[i0:i0 + steps] for agent in obstacles])
+    reach = np.array([agent.length / 2 + agent.width for agent in obstacles]) + (EGO_FRONT + EGO_WIDTH + 1.0)
+    near = (np.hypot(ax - poses[:, 0], ay - poses[:, 1]) < reach[:, None]).any(axis=1)
     offsets = np.linspace(-EGO_REAR + EGO_WIDTH / 2, EGO_FRONT - EGO_WIDTH / 2, 3)
     ex = poses[:, None, 0] + np.cos(poses[:, None, 2]) * offsets
     ey = poses[:, None, 1] + np.sin(poses[:, None, 2]) * offsets
     r_ego = EGO_WIDTH / 2
-    for agent in scene.agents:
-        if not agent.is_obstacle:
-            continue
-        ax, ay, ah = agent.x[i0:i0 + steps], agent.y[i0:i0 + steps], agent.yaw[i0:i0 + steps]
+    for k in np.flatnonzero(near).tolist():
+        agent = obstacles[k]
+        ah = agent.yaw[i0:i0 + steps]
         n = max(1, int(math.ceil(agent.length / max(agent.width, 0.3))))
         r = max(agent.width, agent.length / n) / 2 * 0.9
         offs = np.linspace(-(agent.length / 2 - r), agent.length / 2 - r, n) if n > 1 else np.zeros(1)
-        cx = ax[:, None] + np.cos(ah)[:, None] * offs
-        cy = ay[:, None] + np.sin(ah)[:, None] * offs
+        cx = ax[k, :, None] + np.cos(ah)[:, None] * offs
+        cy = ay[k, :, None] + np.sin(ah)[:, None] * offs
         dist = np.hypot(ex[:, :, None] - cx[:, None, :], ey[:, :, None] - cy[:, None, :])
         if (dist < r_ego + r).any():
             return True

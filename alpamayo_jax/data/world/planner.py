@@ -160,8 +160,9 @@ class _Obstacles:
         speed = np.where(self.inside, self.speed, 0.0)
         self._where, self._speed = where.T.tolist(), speed.T.tolist()
 
-    def targets(self, i: int, s_front: float) -> list[tuple[float, float, bool]]:
-        """(gap to the ego's front, speed along the road, moving?) of obstacles ahead at time index i.
+    def targets(self, i: int, s_front: float, stop_at: float) -> list[tuple[float, float, bool, float]]:
+        """(gap to the ego's front, speed along the road, moving?, `stop_at`) of obstacles ahead at
+        time index i.
 
         An agent inside the corridor is followed at its speed; one that will enter it within the
         lookahead (a pedestrian stepping onto the crosswalk, a crossing car) is a standing obstacle at
@@ -170,7 +171,7 @@ class _Obstacles:
         if self.n == 0:
             return []
         ahead = s_front - 0.5
-        return [(s - s_front, v, v > 0.5) for s, v in zip(self._where[i], self._speed[i]) if s > ahead]
+        return [(s - s_front, v, v > 0.5, stop_at) for s, v in zip(self._where[i], self._speed[i]) if s > ahead]
 
 
 def _history(intent: Intent, steps: int, dt: float) -> tuple[np.ndarray, np.ndarray]:
@@ -203,9 +204,10 @@ def plan(road: Road, agents: list[Agent], intent: Intent, future_steps: int = 64
     a_max, v_des, follow_gap, stop_gap = intent.a_max, intent.v_des, intent.follow_gap, intent.stop_gap
     headway, stop_lines, stop_line = intent.time_headway, intent.stop_lines, road.stop_line
     cross_center, cross_half = road.cross_center, road.cross_width / 2
+    v_ref, jerk_dt = max(v_des, 0.1), jerk * dt
     for k in range(future_steps):
         t = k * dt
-        a = a_max * (1.0 - (v / max(v_des, 0.1)) ** 4) if v_des > 0 else -v
+        a = a_max * (1.0 - (v / v_ref) ** 4) if v_des > 0 else -v
         a = min(a, 1.2 * (v_des - v)) if v > v_des else a
         # curve speed limit a little ahead (the preview already includes the braking distance)
         if curved:
@@ -213,7 +215,7 @@ def plan(road: Road, agents: list[Agent], intent: Intent, future_steps: int = 64
             if v > v_curve:
                 a = min(a, 1.5 * (v_curve - v))
         s_front = s + EGO_FRONT
-        targets = [(g, vo, m, follow_gap) for g, vo, m in obstacles.targets(i0 + k, s_front)]
+        targets = obstacles.targets(i0 + k, s_front, follow_gap)
         # Never wait inside an intersection: yield to crossing traffic at the stop line instead.
         if stop_line is not None and stop_line - s_front > -0.3 and cross_center is not None:
             for j, (gap, v_obs, moving, stop_at) in enumerate(targets):
@@ -236,7 +238,7 @@ def plan(road: Road, agents: list[Agent], intent: Intent, future_steps: int = 64
                     need = -v / dt
                 if need < -0.25 or room < 3.0:
                     a = min(a, need)
-        a = min(max(a, -b_max, a_prev - jerk * dt), a_max, a_prev + jerk * dt)
+        a = min(max(a, -b_max, a_prev - jerk_dt), a_max, a_prev + jerk_dt)
         if v + a * dt < 0.0:
             a = -v / dt
         ds = v * dt + a * dt * dt / 2

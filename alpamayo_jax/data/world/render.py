@@ -154,24 +154,27 @@ class SceneParts:
         b = scene.look.brightness
         rows, owners = [], []
         for i, agent in enumerate(scene.agents):
-            for part in _parts(agent, b):
-                rows.append(part)
+            for forward, z0, length, width, height, colour, min_px, lamp in _parts(agent, b):
+                rows.append((forward, z0, length, width, height, *colour, min_px, lamp))
                 owners.append(i)
         self.n = len(rows)
         self.num_agents = len(scene.agents)
         if not rows:
             return
+        table = np.array(rows, dtype=np.float64)  # one conversion for all columns
         self.owner = np.array(owners)
-        self.forward = np.array([r[0] for r in rows])
-        self.dims = np.array([r[1:5] for r in rows])  # z0, L, W, H
-        self.colour = np.array([r[5] for r in rows], dtype=np.float64)
-        self.min_px = np.array([r[6] for r in rows], dtype=np.float64)
-        self.lamp = np.array([r[7] for r in rows])
+        self.forward = table[:, 0]
+        self.dims = table[:, 1:5]  # z0, L, W, H
+        self.colour = table[:, 5:8]
+        self.min_px = table[:, 8]
+        self.lamp = table[:, 9].astype(np.int64)
         self.ax = np.stack([a.x for a in scene.agents])
         self.ay = np.stack([a.y for a in scene.agents])
         self.ayaw = np.stack([a.yaw for a in scene.agents])
-        lights = [a.light if a.light is not None else np.full(a.x.shape, -1, np.int8) for a in scene.agents]
-        self.light = np.stack(lights)
+        self.light = np.full(self.ax.shape, -1, np.int8)
+        for i, a in enumerate(scene.agents):
+            if a.light is not None:
+                self.light[i] = a.light
         self.lamp_on = np.array([LAMP_ON[s] for s in LIGHT_STATES], dtype=np.float64)
         self.lamp_off = np.array([LAMP_OFF[s] for s in LIGHT_STATES], dtype=np.float64) * b
 
