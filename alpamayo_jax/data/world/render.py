@@ -214,50 +214,73 @@ def _corners(boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return cx + c * lx - s * ly, cy + s * lx + c * ly, z0 + unit[:, 2] * H
 
 
+def _pairwise8(d: list[np.ndarray]) -> np.ndarray:
+    """Sum of 8 slabs as numpy's pairwise summation adds 8 values: ((d0+d1)+(d2+d3))+((d4+d5)+(d6+d7))."""
+    return ((d[0] + d[1]) + (d[2] + d[3])) + ((d[4] + d[5]) + (d[6] + d[7]))
+
+
 def _project(corners: tuple[np.ndarray, np.ndarray, np.ndarray], axes: np.ndarray, cam_pos: np.ndarray,
              focal: np.ndarray, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
-    """Screen rectangles [V, n, 4] (u0, u1, v0, v1, floats) and mean depth [V, n] (-1: behind) of box
+    """Screen rectangles [4, V, n] (u0, u1, v0, v1, floats) and mean depth [V, n] (-1: behind) of box
     corners (x, y, z [8, F, n]) in the V = F * C views of C cameras at F frames (axes [F, C, 3, 3],
     positions [F, C, 3], focal lengths [C]). Boxes that cross the near plane are clipped at it, so a
-    car beside the ego still covers the right pixels.
+    car beside the ego still covers the right pixels: the points where their edges cross it join
+    the corners in front of it.
 
-    Arrays are point-major ([8 corners + 12 edge crossings, V, n]) so every numpy loop is long and
-    reductions run across slabs. The arithmetic is the order an earlier version used (dot products
-    as y + (x + z), numpy's pairwise sum of the depths), so images stay bit-identical to it.
+    Arrays are point-major ([8 corners, V * n]) so every numpy loop is long and reductions run
+    across slabs; edge crossings are computed only for the few boxes that have one. The arithmetic
+    is the order an earlier version used (dot products as y + (x + z); the depth sum as numpy's
+    pairwise sum of 8 corner then 12 crossing values), so images stay bit-identical to it.
     """
     frames, num_cams = axes.shape[:2]
-    views = frames * num_cams
+    n = corners[0].shape[-1]
     x, y, z = (k[:, :, None] for k in corners)  # [8, F, 1, n]
     ax = axes[None, ..., None]  # [1, F, C, 3, 3, 1]
     off = np.einsum("cj,cij->ci", cam_pos.reshape(-1, 3), axes.reshape(-1, 3, 3))
     off = off.reshape(frames, num_cams, 3, 1)
     cam = [(y * ax[..., i, 1, :] + (x * ax[..., i, 0, :] + z * ax[..., i, 2, :]) - off[:, :, i])
-           .reshape(8, views, -1) for i in range(3)]
-    e0, e1 = _EDGES[:, 0], _EDGES[:, 1]
-    da, db = cam[0][e0], cam[0][e1]
-    cross = (da - NEAR) * (db - NEAR) < 0
-    tt = np.where(cross, (NEAR - da) / np.where(cross, db - da, 1.0), 0.0)
-    pts = []
-    for k in cam:  # corners, then the points where edges cross the near plane
-        a = k[e0]
-        pts.append(np.concatenate([k, a + tt * (k[e1] - a)]))
-    ok = np.concatenate([cam[0] >= NEAR, cross])
-    depth = np.maximum(pts[0], NEAR)
-    f = np.tile(focal, frames)[:, None]
-    u = width / 2 - f * pts[1] / depth
-    v = height / 2 - f * pts[2] / depth
+           .reshape(8, -1) for i in range(3)]  # [8, V * n]
+    f = np.repeat(np.tile(focal, frames), n)
+    ok = cam[0] >= NEAR
+    depth = np.maximum(cam[0], NEAR)
+    u = width / 2 - f * cam[1] / depth
+    v = height / 2 - f * cam[2] / depth
     inf = np.inf
-    rect = np.stack([np.where(ok, u, inf).min(0), np.where(ok, u, -inf).max(0),
-                     np.where(ok, v, inf).min(0), np.where(ok, v, -inf).max(0)], axis=-1)
+    u0, u1 = np.where(ok, u, inf).min(0), np.where(ok, u, -inf).max(0)
+    v0, v1 = np.where(ok, v, inf).min(0), np.where(ok, v, -inf).max(0)
     count = ok.sum(0)
-    d = np.where(ok, pts[0], 0.0)
-    # numpy's pairwise sum of 20 values: 8 partial sums of (j, j + 8), a tree, then the last 4
-    r = [d[j] + d[j + 8] for j in range(8)]
-    total = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]))
-    for j in range(16, 20):
-        total = total + d[j]
+    d = np.where(ok, cam[0], 0.0)
+    total = _pairwise8(list(d))  # (the 12 crossing terms of a box without crossings are 0)
+    e0, e1 = _EDGES[:, 0], _EDGES[:, 1]
+    da = cam[0][e0]
+    cross = (da - NEAR) * (cam[0][e1] - NEAR) < 0  # [12, V * n]
+    hit = np.flatnonzero(cross.any(0))
+    if len(hit):
+        cross, da = cross[:, hit], da[:, hit]
+        ends = [k[:, hit] for k in cam]
+        db = ends[0][e1]
+        tt = np.where(cross, (NEAR - da) / np.where(cross, db - da, 1.0), 0.0)
+        pts = []
+        for k in ends:
+            a = k[e0]
+            pts.append(a + tt * (k[e1] - a))
+        depth = np.maximum(pts[0], NEAR)
+        fh = f[hit]
+        ue = width / 2 - fh * pts[1] / depth
+        ve = height / 2 - fh * pts[2] / depth
+        u0[hit] = np.minimum(u0[hit], np.where(cross, ue, inf).min(0))
+        u1[hit] = np.maximum(u1[hit], np.where(cross, ue, -inf).max(0))
+        v0[hit] = np.minimum(v0[hit], np.where(cross, ve, inf).min(0))
+        v1[hit] = np.maximum(v1[hit], np.where(cross, ve, -inf).max(0))
+        count[hit] += cross.sum(0)
+        de = np.where(cross, pts[0], 0.0)
+        dc = d[:, hit]
+        sums = _pairwise8([dc[j] + de[j] for j in range(8)])
+        for j in range(8, 12):
+            sums = sums + de[j]
+        total[hit] = sums
     dist = np.where(count > 0, total / np.maximum(count, 1), -1.0)
-    return rect, dist
+    return np.stack([u0, u1, v0, v1]).reshape(4, -1, n), dist.reshape(-1, n)
 
 
 # ------------------------------------------------------------------------------------ frames
@@ -351,32 +374,35 @@ def _background(road: Road, rays: _Rays, shade: _Shade, ego_pose: tuple[float, f
 def _rectangles(rect: np.ndarray, dist: np.ndarray, min_px: np.ndarray, owner: np.ndarray,
                 num_agents: int, width: int, height: int) -> tuple[list, list, list]:
     """Pixel rectangles to fill, in painting order: views [k], parts [k] and (u0, u1, v0, v1) [k]
-    from screen rectangles [V, n, 4], depths [V, n] and minimum sizes [V, n]; within a view agents
-    go far to near (by their farthest drawn part) and the parts of an agent in listed order."""
+    from screen rectangles [4, V, n] (u0, u1, v0, v1), depths [V, n] and minimum sizes [V, n];
+    within a view agents go far to near (by their farthest drawn part) and the parts of an agent
+    in listed order."""
+    views, n = dist.shape
+    rect, dist, min_px = rect.reshape(4, -1), dist.reshape(-1), min_px.reshape(-1)
     # lit lamps, signs and people keep a minimum size (glow) within MIN_SIZE_RANGE metres
     half = np.where(dist < MIN_SIZE_RANGE, min_px / 2 * math.sqrt(width / 112), 0.0)
+    size = np.array([[width], [height]])
     with np.errstate(invalid="ignore"):
-        cu, cv = (rect[..., 0] + rect[..., 1]) / 2, (rect[..., 2] + rect[..., 3]) / 2
-        u0, u1 = np.minimum(rect[..., 0], cu - half), np.maximum(rect[..., 1], cu + half)
-        v0, v1 = np.minimum(rect[..., 2], cv - half), np.maximum(rect[..., 3], cv + half)
-        ok = (dist > 0) & (u1 >= 0) & (v1 >= 0) & (u0 <= width) & (v0 <= height)
-    view, idx = np.nonzero(ok)
-    if not len(idx):
+        lo, hi = rect[0::2], rect[1::2]  # (u0, v0), (u1, v1)
+        centre = (lo + hi) / 2
+        lo, hi = np.minimum(lo, centre - half), np.maximum(hi, centre + half)
+        ok = (dist > 0) & (hi >= 0).all(0) & (lo <= size).all(0)
+    sel = np.flatnonzero(ok)
+    if not len(sel):
         return [], [], []
-    u0, u1, v0, v1 = u0[view, idx], u1[view, idx], v0[view, idx], v1[view, idx]
-    iu0, iu1 = np.floor(u0 + 0.5), np.floor(u1 + 0.5)
-    iv0, iv1 = np.floor(v0 + 0.5), np.floor(v1 + 0.5)
+    lo, hi = lo[:, sel], hi[:, sel]
+    ilo, ihi = np.floor(lo + 0.5), np.floor(hi + 0.5)
     # anything covering at least a quarter of a pixel gets one pixel
-    iu1 = np.where((iu1 == iu0) & (u1 - u0 > 0.25), iu0 + 1, iu1)
-    iv1 = np.where((iv1 == iv0) & (v1 - v0 > 0.25), iv0 + 1, iv1)
-    iu0, iv0 = np.maximum(iu0, 0), np.maximum(iv0, 0)
-    iu1, iv1 = np.minimum(iu1, width), np.minimum(iv1, height)
-    keep = (iu1 > iu0) & (iv1 > iv0)
-    view, idx = view[keep], idx[keep]
-    agent_dist = np.full((rect.shape[0], num_agents), -1.0)
-    np.maximum.at(agent_dist, (view, owner[idx]), dist[view, idx])
-    order = np.lexsort((idx, -agent_dist[view, owner[idx]], view))
-    rects = np.stack([iu0[keep], iu1[keep], iv0[keep], iv1[keep]], axis=1).astype(np.int64)[order]
+    ihi = np.where((ihi == ilo) & (hi - lo > 0.25), ilo + 1, ihi)
+    ilo, ihi = np.maximum(ilo, 0), np.minimum(ihi, size)
+    keep = (ihi > ilo).all(0)
+    sel = sel[keep]
+    view, idx = np.divmod(sel, n)
+    who = owner[idx]
+    agent_dist = np.full((views, num_agents), -1.0)
+    np.maximum.at(agent_dist, (view, who), dist[sel])
+    order = np.lexsort((idx, -agent_dist[view, who], view))
+    rects = np.stack([ilo[0], ihi[0], ilo[1], ihi[1]], axis=1)[keep].astype(np.int64)[order]
     return view[order].tolist(), idx[order].tolist(), rects.tolist()
 
 
