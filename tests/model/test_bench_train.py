@@ -1,5 +1,5 @@
-"""`alpamayo bench`: argument checks, the latency kind's missing capability, and (slow) a real
-forward+backward benchmark of the tiny config through the CLI."""
+"""`alpamayo bench train`: argument checks and (slow) a real forward+backward benchmark of the
+tiny config through the CLI."""
 
 import json
 
@@ -12,12 +12,6 @@ def test_bad_step_count_is_a_usage_error(repo_root, capsys):
     code = main(["bench", "train", "--config", str(repo_root / "configs/tiny.py"), "--steps", "0"])
     assert code == 2
     assert "alpamayo bench: --steps must be >= 1, got 0" in capsys.readouterr().err
-
-
-def test_latency_names_the_missing_sampler(repo_root, capsys):
-    code = main(["bench", "latency", "--config", str(repo_root / "configs/tiny.py")])
-    assert code == 3
-    assert "the inference sampler (inference/sampler.py)" in capsys.readouterr().err
 
 
 @pytest.mark.slow
