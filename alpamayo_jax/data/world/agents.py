@@ -116,7 +116,9 @@ def on_line(kind: str, x0: float, y0: float, heading: float, dist: np.ndarray, s
 
 
 def static(kind: str, x: float, y: float, yaw: float, size, color) -> Agent:
-    return Agent(kind, *size, color, np.full(NT, float(x)), np.full(NT, float(y)), np.full(NT, float(yaw)))
+    pose = np.empty((3, NT))  # one allocation for the three rows (scenes hold many static agents)
+    pose[0], pose[1], pose[2] = float(x), float(y), float(yaw)
+    return Agent(kind, *size, color, pose[0], pose[1], pose[2])
 
 
 def light_schedule(state_before: str, state_after: str, switch_time: float) -> np.ndarray:

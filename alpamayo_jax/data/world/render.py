@@ -42,50 +42,64 @@ _UNIT = np.array([[sx, sy, sz] for sz in (0, 1) for sy in (-0.5, 0.5) for sx in 
 VERGE, SIDE, ASPHALT, PAINT, CENTRE = range(5)  # ground classes
 
 
-def _ground_classes(road: Road, wx: np.ndarray, wy: np.ndarray, work: np.ndarray | None = None) -> np.ndarray:
-    """Class of each ground point (verge, sidewalk, asphalt, white paint, yellow centre line).
+class _Across:
+    """What of the ground depends on the lateral offset d alone: sidewalks, carriageway, and the
+    lane lines (tested on the carriageway only). The ego's past poses in a sample differ only along
+    the road, so on a straight road every camera frame of the sample shares this."""
+
+    def __init__(self, road: Road, d: np.ndarray):
+        curb, left = road.curb_right, road.left_edge
+        self.side = (d >= curb - road.sidewalk) & (d <= left + road.sidewalk)
+        self.on_main = (d >= curb) & (d <= left)
+        self.main = np.flatnonzero(self.on_main)
+        self.d = dm = d[self.main]
+        self.edge = (np.abs(dm - (road.right_edge + 0.15)) < 0.12) | (np.abs(dm - (left - 0.15)) < 0.12)
+        w = road.lane_width
+        dividers = [road.right_edge + k * w for k in range(1, road.lanes_same)]
+        dividers += [road.center_line + k * w for k in range(1, road.lanes_opposite)]
+        self.dividers = None
+        if dividers:
+            near = np.abs(dm - dividers[0]) < 0.12
+            for divider in dividers[1:]:
+                near |= np.abs(dm - divider) < 0.12
+            self.dividers = np.flatnonzero(near)
+        self.own_side = (dm >= road.right_edge) & (dm <= road.center_line) if road.stop_line is not None else None
+        self.centre = np.abs(dm - road.center_line) < 0.22 if road.lanes_opposite > 0 else None
+
+
+def _ground_classes(road: Road, s: np.ndarray, wx: np.ndarray, across: _Across,
+                    work: np.ndarray | None = None) -> np.ndarray:
+    """Class of each ground point (verge, sidewalk, asphalt, white paint, yellow centre line) from
+    its arc length s, world x (the cross road runs across x) and lateral structure `across`.
 
     Paint is tested only on the points of the main carriageway (a fraction of the image), and the
     periodic tests (dashes, zebra stripes) only where a line can be, because this runs for every
-    ground pixel of every camera and frame: it is the renderer's hot loop. With a `work` buffer
-    (like wx), wx and wy are scratch too and the big temporaries live in them.
+    ground pixel of every camera and frame: it is the renderer's hot loop. `work` (like wx) holds
+    a temporary.
     """
-    if work is None or road.is_curved:
-        s, d = road.to_road(wx, wy)
-    else:  # Road.to_road of a straight road, in place
-        s, d = wx, np.add(wy, road.ego_offset, out=wy)
-    curb, left = road.curb_right, road.left_edge
-    side = (d >= curb - road.sidewalk) & (d <= left + road.sidewalk)
-    on_main = (d >= curb) & (d <= left)
-    cross = None
+    side, on_main, cross = across.side, across.on_main, None
     if road.cross_center is not None:
         dx = np.abs(np.subtract(wx, road.cross_center, out=work), out=work) if work is not None else \
             np.abs(wx - road.cross_center)
-        side |= dx < road.cross_width / 2 + road.sidewalk
+        side = side | (dx < road.cross_width / 2 + road.sidewalk)
         cross = dx < road.cross_width / 2
     paved = on_main if cross is None else on_main | cross
     cls = np.where(paved, np.int8(ASPHALT), side.astype(np.int8))  # SIDE == 1
-    marks = np.flatnonzero(on_main if cross is None else on_main & ~cross)
-    sm, dm = s[marks], d[marks]
-    line = (np.abs(dm - (road.right_edge + 0.15)) < 0.12) | (np.abs(dm - (left - 0.15)) < 0.12)
-    w = road.lane_width
-    dividers = [road.right_edge + k * w for k in range(1, road.lanes_same)]
-    dividers += [road.center_line + k * w for k in range(1, road.lanes_opposite)]
-    if dividers:
-        near = np.abs(dm - dividers[0]) < 0.12
-        for divider in dividers[1:]:
-            near |= np.abs(dm - divider) < 0.12
-        at = np.flatnonzero(near)
+    main, dm = across.main, across.d
+    sm = s[main]
+    line = across.edge.copy()
+    if across.dividers is not None:
+        at = across.dividers
         line[at[np.mod(sm[at], 12.0) < 4.0]] = True  # dashed
-    if road.stop_line is not None:
-        line |= ((sm > road.stop_line - 0.5) & (sm <= road.stop_line) & (dm >= road.right_edge)
-                 & (dm <= road.center_line))
+    if across.own_side is not None:
+        line |= (sm > road.stop_line - 0.5) & (sm <= road.stop_line) & across.own_side
     for s0, s1 in road.crosswalks:
         at = np.flatnonzero((sm >= s0) & (sm <= s1))
         line[at[np.mod(dm[at], 1.1) < 0.55]] = True
-    cls[marks[line]] = PAINT
-    if road.lanes_opposite > 0:
-        cls[marks[np.abs(dm - road.center_line) < 0.22]] = CENTRE
+    marks = None if cross is None else ~cross[main]  # no lines inside the intersection
+    cls[main[line if marks is None else line & marks]] = PAINT
+    if across.centre is not None:
+        cls[main[across.centre if marks is None else across.centre & marks]] = CENTRE
     return cls
 
 
@@ -345,8 +359,9 @@ class _Shade:
 
 
 def _background(road: Road, rays: _Rays, shade: _Shade, ego_pose: tuple[float, float, float],
-                out: np.ndarray) -> None:
-    """Sky and shaded ground of all cameras into `out` [C, H, W, 3] uint8, one road lookup for all."""
+                out: np.ndarray, memo: dict | None = None) -> None:
+    """Sky and shaded ground of all cameras into `out` [C, H, W, 3] uint8, one road lookup for all.
+    `memo` keeps the lateral ground structure between frames of a sample (see `_Across`)."""
     ex, ey, eh = ego_pose
     ce, se = math.cos(eh), math.sin(eh)
     gx, gy, work = rays.gx, rays.gy, rays.work
@@ -355,10 +370,19 @@ def _background(road: Road, rays: _Rays, shade: _Shade, ego_pose: tuple[float, f
     np.multiply(gx, ce, out=wx)
     wx += ex
     wx -= np.multiply(gy, se, out=tmp)
-    np.multiply(gx, se, out=wy)
-    wy += ey
-    wy += np.multiply(gy, ce, out=tmp)
-    cls = _ground_classes(road, wx, wy, tmp)
+    if road.is_curved:
+        s, d = road.to_road(wx, (ey + se * gx) + ce * gy)
+        across = _Across(road, d)
+    else:  # Road.to_road of a straight road: s = x, d = y + ego_offset
+        s, across = wx, None if memo is None else memo.get((ey, eh))
+        if across is None:
+            np.multiply(gx, se, out=wy)
+            wy += ey
+            wy += np.multiply(gy, ce, out=tmp)
+            across = _Across(road, np.add(wy, road.ego_offset, out=wy))
+            if memo is not None:
+                memo[ey, eh] = across
+    cls = _ground_classes(road, s, wx, across, tmp)
     flat = np.take(shade.palette, cls, axis=0, out=work.ground).reshape(-1)
     flat *= rays.keep
     flat += shade.haze
@@ -470,8 +494,9 @@ def render(scene: Scene, ego_poses: list[tuple[float, float, float]], times: lis
     shade = _Shade(scene.look, rays)
     frames = len(times)
     images = np.empty((len(rays.frames), frames, height, width, 3), dtype=np.uint8)
+    memo: dict = {}
     for f, pose in enumerate(ego_poses):
-        _background(scene.road, rays, shade, pose, images[:, f])
+        _background(scene.road, rays, shade, pose, images[:, f], memo)
     visible = _objects(SceneParts(scene), rays, list(ego_poses), list(times), images, want_ids=True)
     return images.reshape(len(rays.frames) * frames, height, width, 3), visible
 

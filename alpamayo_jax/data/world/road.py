@@ -119,11 +119,15 @@ class Road:
         k, c0, length = self.curvature, self.curve_start, self.curve_length
         sigma, radius = math.copysign(1.0, k), 1.0 / abs(k)
         cx, cy = c0, -self.ego_offset + sigma * radius
-        r = np.hypot(x - cx, y - cy)
-        alpha = np.arctan2(y - cy, x - cx) - math.atan2(-sigma, 0.0)
-        alpha = (alpha + math.pi) % (2 * math.pi) - math.pi
-        along = sigma * alpha * radius
-        d_arc = sigma * (radius - r)
+        dx, dy = x - cx, y - cy
+        alpha = np.arctan2(dy, dx) - math.atan2(-sigma, 0.0)
+        # (alpha + pi) % 2 pi - pi without numpy's slow float remainder: alpha + pi lies in
+        # [-pi/2, 5 pi/2], where the remainder is one exact subtraction or one addition of 2 pi
+        wrapped = alpha + math.pi
+        turn = 2 * math.pi
+        wrapped = np.where(wrapped < 0, wrapped + turn, np.where(wrapped >= turn, wrapped - turn, wrapped))
+        along = sigma * (wrapped - math.pi) * radius
+        d_arc = sigma * (radius - np.hypot(dx, dy))
         ex, ey, eh = self._arc_end()
         u = (x - ex) * math.cos(eh) + (y - ey) * math.sin(eh)
         d_after = -(x - ex) * math.sin(eh) + (y - ey) * math.cos(eh)

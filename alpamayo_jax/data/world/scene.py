@@ -144,7 +144,8 @@ def dress(scene: Scene, rng: np.random.Generator, *, oncoming_near: bool = True,
     # Parked cars on the shoulder.
     if parked and road.shoulder > 0:
         for s in np.arange(rng.uniform(-10, 10), 90, rng.uniform(9, 20)):
-            if rng.random() < 0.5 or road.in_cross_road(np.array([s, s + 4, s - 4])).any():
+            if rng.random() < 0.5 or (road.cross_center is not None and any(
+                    abs(v - road.cross_center) < road.cross_width / 2 for v in (s, s + 4, s - 4))):  # in_cross_road
                 continue
             d = road.right_edge - road.shoulder / 2
             scene.add(road_vehicle(rng, road, s, d, 0.0, parked=True))
