@@ -9,6 +9,11 @@ forward + backward ahead of time with the config's mesh and sharding rules, prin
 program's memory analysis, then times `--steps` calls after `--warmup` untimed ones. Tokens/s
 counts every position of the padded batch (what the hardware computes) and, separately, the valid
 ones.
+
+    alpamayo bench latency --config configs/small.py [--samples 6] [--steps 5] [--json OUT]
+
+`latency` times each planning stage (vision, prefill, per-token decode, flow steps, whole plan) of
+the config's random-init policy: inference/latency_bench.py (`--steps` = timed runs per stage).
 """
 
 from __future__ import annotations
@@ -19,8 +24,6 @@ import statistics
 import sys
 import time
 
-from alpamayo_jax.commands.missing import MissingCapability
-
 HELP = "Benchmarks: training step throughput or planning latency."
 ACCEPTS_OVERRIDES = True
 
@@ -29,10 +32,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("kind", choices=["train", "latency"], help="what to measure")
     parser.add_argument("--config", required=True, help="a configs/*.py file")
     parser.add_argument("--json", metavar="OUT", help="write machine-readable results here")
-    parser.add_argument("--steps", type=int, default=3, help="timed steps (train; default 3)")
+    parser.add_argument("--steps", type=int, default=3, help="timed steps (train) or runs per stage (latency); default 3")
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps after compiling (default 1)")
     parser.add_argument("--batch-size", type=int, default=None,
                         help="global batch (default: config train.batch_size)")
+    parser.add_argument("--samples", type=int, default=6,
+                        help="latency: trajectory samples per scene, timed beside 1 (default 6)")
+    parser.add_argument("--max-reasoning-tokens", type=int, default=32,
+                        help="latency: reasoning tokens decoded per plan at most (default 32)")
 
 
 def _check_args(args: argparse.Namespace) -> str | None:
@@ -138,12 +145,14 @@ def bench_train(config, *, steps: int, warmup: int, batch_size: int | None, log=
 
 
 def run(args: argparse.Namespace, overrides: list[str]) -> int:
-    if args.kind == "latency":
-        raise MissingCapability("the inference sampler (inference/sampler.py)")
     problem = _check_args(args)
     if problem:
         print(f"alpamayo bench: {problem}", file=sys.stderr)
         return 2
+    if args.kind == "latency":
+        from alpamayo_jax.inference.latency_bench import run_latency
+
+        return run_latency(args, overrides)
     from alpamayo_jax.config import load_config
 
     config = load_config(args.config, overrides)  # ConfigError -> exit 2 in cli.py
