@@ -20,8 +20,7 @@ test: venv
 	$(BIN)/python -m pytest
 
 demo: venv
-	$(BIN)/alpamayo --help > /dev/null
-	@echo "demo: the end-to-end job grows with each subsystem; see README 'Status'."
+	BIN=$(BIN) DEMO_DIR=$(DEMO_DIR) DEMO_CONFIG=$(DEMO_CONFIG) bash tools/demo.sh
 
 clean-demo:
 	rm -rf $(DEMO_DIR)
