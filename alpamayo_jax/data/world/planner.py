@@ -126,6 +126,27 @@ def _curve_speed_limit(road: Road, intent: Intent, s_max: float) -> tuple[np.nda
     return grid, np.array(limit)
 
 
+def _gradient(f: np.ndarray, dx: float) -> np.ndarray:
+    """np.gradient(f, dx, axis=1) (uniform spacing, first-order edges), the same arithmetic
+    without its generic set-up."""
+    out = np.empty_like(f)
+    out[:, 1:-1] = (f[:, 2:] - f[:, :-2]) / (2.0 * dx)
+    out[:, 0] = (f[:, 1] - f[:, 0]) / dx
+    out[:, -1] = (f[:, -1] - f[:, -2]) / dx
+    return out
+
+
+def _window_min(a: np.ndarray, width: int) -> np.ndarray:
+    """min(a[:, i : i + width]) for every i (windows cut at the end), by doubling: a few long
+    elementwise minimums instead of a reduction over each short window."""
+    span, m = 1, np.concatenate([a, np.full((a.shape[0], width), np.inf)], 1)
+    while 2 * span <= width:  # m[:, i] = min(a[:, i : i + 2 span])
+        m = np.minimum(m[:, :-span], m[:, span:])
+        span *= 2
+    cols = a.shape[1]
+    return np.minimum(m[:, :cols], m[:, width - span:width - span + cols])
+
+
 class _Obstacles:
     """Road coordinates of obstacle agents over TIMES and whether they block the ego's corridor."""
 
@@ -142,17 +163,18 @@ class _Obstacles:
         yaw_rel = np.stack([a.yaw for a in movers]) - road.pose_at(s)[2]
         half_len = np.array([a.length / 2 for a in movers])[:, None]
         half_wid = np.array([a.width / 2 for a in movers])[:, None]
-        across = np.abs(np.sin(yaw_rel)) * half_len + np.abs(np.cos(yaw_rel)) * half_wid
-        along = np.abs(np.cos(yaw_rel)) * half_len + np.abs(np.sin(yaw_rel)) * half_wid
+        cos_rel, sin_rel = np.cos(yaw_rel), np.sin(yaw_rel)
+        abs_cos, abs_sin = np.abs(cos_rel), np.abs(sin_rel)
+        across = abs_sin * half_len + abs_cos * half_wid
+        along = abs_cos * half_len + abs_sin * half_wid
         margin = np.array([PEOPLE_MARGIN if a.kind in ("pedestrian", "cyclist") else CORRIDOR_MARGIN
                            for a in movers])[:, None]
         self.inside = np.abs(d - path_d) < across + EGO_WIDTH / 2 + margin
         self.s_back = s - along  # the end of the agent nearest to the ego
-        self.speed = np.gradient(s, DT, axis=1) * np.cos(yaw_rel) ** 2 * (np.cos(yaw_rel) > 0)
+        self.speed = _gradient(s, DT) * cos_rel ** 2 * (cos_rel > 0)
         steps = int(round(lookahead / DT))
         # soon[n, i]: agent n will be inside the corridor at some time in [t_i, t_i + lookahead].
-        s_masked = np.concatenate([np.where(self.inside, self.s_back, np.inf), np.full((self.n, steps), np.inf)], 1)
-        self.soon_s = np.lib.stride_tricks.sliding_window_view(s_masked, steps + 1, axis=1).min(-1)
+        self.soon_s = _window_min(np.where(self.inside, self.s_back, np.inf), steps + 1)
         # Per time index, the one candidate of each agent: where it is when inside the corridor,
         # else where it will enter it (-inf: neither). An agent inside whose back is behind the ego
         # is no target, and neither is where it enters: that is never ahead of where it is.
@@ -177,13 +199,13 @@ class _Obstacles:
 def _history(intent: Intent, steps: int, dt: float) -> tuple[np.ndarray, np.ndarray]:
     """Arc length and speed of the ego at t = -(steps-1) dt .. 0 (straight, along the lane)."""
     accel = intent.a0 if intent.history_accel is None else intent.history_accel
-    v = np.empty(steps)
-    s = np.empty(steps)
-    v[-1], s[-1] = intent.v0, 0.0
+    v = [0.0] * steps
+    s = [0.0] * steps
+    v[-1] = float(intent.v0)
     for k in range(steps - 1, 0, -1):
         v[k - 1] = max(v[k] - accel * dt, 0.0)
         s[k - 1] = s[k] - (v[k] + v[k - 1]) * dt / 2
-    return s, v
+    return np.array(s), np.array(v)
 
 
 def plan(road: Road, agents: list[Agent], intent: Intent, future_steps: int = 64,

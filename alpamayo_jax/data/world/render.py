@@ -335,6 +335,7 @@ class _Work(threading.local):
         self.wx, self.wy, self.tmp = np.empty(n), np.empty(n), np.empty(n)
         self.ground = np.empty((n, 3), dtype=np.float32)
         self.u8 = np.empty((n, 3), dtype=np.uint8)
+        self.ids: np.ndarray | None = None  # id buffer of the last frame, [C, H, W]
 
 
 @functools.lru_cache(maxsize=16)
@@ -445,7 +446,13 @@ def _objects(parts: SceneParts, rays: _Rays, ego_poses: list, times: list[float]
     """Paint every agent into `images` [C, F, H, W, 3] (all cameras and frames in one projection);
     with `want_ids`, return the agents covering at least one pixel of some camera at the last frame."""
     num_cams, frames, height, width = images.shape[:4]
-    idbuf = np.full((num_cams, height, width), -1, dtype=np.int32) if want_ids else None
+    idbuf = None
+    if want_ids:
+        work = rays.work
+        if work.ids is None:
+            work.ids = np.empty((num_cams, height, width), dtype=np.int32)
+        idbuf = work.ids
+        idbuf.fill(-1)
     if parts.n:
         boxes, colour, min_px = parts.at_times(times)
         posed = [_camera_frames(rays, pose) for pose in ego_poses]
