@@ -8,7 +8,8 @@ Three ways to run it, all over the same stacked weights:
 - `__call__` (training, prefill): attention over the given tokens with a mask from (valid, block
   ids); returns the final-normed hidden states and every layer's (K, V) `[layers, B, L, kv, hd]`
   with RoPE applied, which `KVCache.from_prefill` pads into a cache and the action expert reads.
-- `decode`: T new tokens per sequence appended to a `KVCache` at each sequence's own length.
+- `decode`: T new tokens per sequence appended to a `KVCache` at each sequence's own length, in
+  place (the stacked cache is the layer scan's carry).
 - `logits`: hidden -> float32 vocabulary logits (tied or separate head).
 Qwen3-VL DeepStack: `deepstack [n, B, L, D]` (visual features already scattered to the image-token
 positions, zeros elsewhere) is added to the residual stream after layer i < n, as HF does.
@@ -23,7 +24,7 @@ from flax import nnx
 from jaxtyping import Array, Bool, Float, Int
 
 from alpamayo_jax.nn.attention import Attention, block_mask, causal_blocks, dot_product_attention
-from alpamayo_jax.nn.kv_cache import KVCache, write_layer
+from alpamayo_jax.nn.kv_cache import KVCache, write_stacked
 from alpamayo_jax.nn.layers import RMSNorm, SwiGLU, make_param, remat
 from alpamayo_jax.nn.rope import mrope_angles
 from alpamayo_jax.parallel.sharding import constrain
@@ -53,11 +54,14 @@ class DecoderLayer(nnx.Module):
         x = x + h
         return x + self.mlp(self.mlp_norm(x)), kv
 
-    def decode(self, x, angles, k_cache, v_cache, lengths, mask, impl: str):
-        """Append this step's K/V at `lengths` and attend over the whole (masked) cache."""
+    def decode(self, x, angles, k_all, v_all, layer, lengths, mask, impl: str):
+        """Write this step's K/V into layer `layer` of the stacked caches at `lengths` (in place),
+        then attend over that layer's whole (masked) cache."""
         q, k, v = self.attn.qkv(self.attn_norm(x), angles)
-        k_cache = write_layer(k_cache, k, lengths)
-        v_cache = write_layer(v_cache, v, lengths)
+        k_all = write_stacked(k_all, layer, k, lengths)
+        v_all = write_stacked(v_all, layer, v, lengths)
+        k_cache = jax.lax.dynamic_index_in_dim(k_all, layer, keepdims=False)
+        v_cache = jax.lax.dynamic_index_in_dim(v_all, layer, keepdims=False)
         if impl != "xla" and q.shape[1] == 1:
             from alpamayo_jax.kernels.dispatch import decode_attention
 
@@ -65,7 +69,7 @@ class DecoderLayer(nnx.Module):
         else:
             o = dot_product_attention(q, k_cache.astype(q.dtype), v_cache.astype(q.dtype), mask)
         x = x + self.attn.out(o)
-        return x + self.mlp(self.mlp_norm(x)), k_cache, v_cache
+        return x + self.mlp(self.mlp_norm(x)), k_all, v_all
 
 
 class LanguageModel(nnx.Module):
@@ -137,13 +141,17 @@ class LanguageModel(nnx.Module):
         graphdef, state = nnx.split(self.layers)
         impl = self.decode_attention
 
-        def body(h, xs):
-            layer_state, k_layer, v_layer = xs
-            h, k_layer, v_layer = nnx.merge(graphdef, layer_state).decode(
-                h, angles, k_layer, v_layer, cache.lengths, mask, impl)
-            return h, (k_layer, v_layer)
+        def body(carry, xs):
+            # The stacked caches ride in the carry and each layer scatters its new rows into them:
+            # passed as scan xs/ys instead, every token would rebuild the whole cache (a fresh ys
+            # buffer per step). No remat: decoding is never differentiated.
+            h, k_all, v_all = carry
+            layer_state, i = xs
+            return nnx.merge(graphdef, layer_state).decode(
+                h, angles, k_all, v_all, i, cache.lengths, mask, impl), None
 
-        x, (k, v) = jax.lax.scan(remat(body, self.remat_policy), x, (state, cache.k, cache.v))
+        layers = jnp.arange(self.cfg.layers, dtype=jnp.int32)
+        (x, k, v), _ = jax.lax.scan(body, (x, cache.k, cache.v), (state, layers))
         return self.final_norm(x), KVCache(k, v, cache.lengths + x.shape[1])
 
     def logits(self, hidden: Float[Array, "b l d"]) -> Float[Array, "b l v"]:

@@ -7,8 +7,9 @@ Prefill fills slots [0, L) (right-padded prompts: `lengths` = number of valid to
 writes T new tokens of sequence b at slots [lengths[b], lengths[b] + T) and advances `lengths`.
 Slots past `lengths` may hold stale values; they are masked and later overwritten. The action
 expert reuses the cache read-only: layer i reads `k[i], v[i]` with `lengths` as its prefix mask.
-The caller sizes S_max; writing past it is clamped by XLA (no error can be raised inside jit), so
-keep `lengths + T <= S_max`.
+The caller sizes S_max; rows written past it are dropped (no error can be raised inside jit), so
+keep `lengths + T <= S_max`. Writes are plain scatters of the new rows (`write_layer`,
+`write_stacked`): in place under XLA, and free of the batched-scatter form IREE cannot compile.
 """
 
 from __future__ import annotations
@@ -65,10 +66,54 @@ class KVCache(NamedTuple):
         return jnp.arange(self.max_len, dtype=jnp.int32)[None, :] < self.lengths[:, None]
 
 
+def _row_indices(lengths: Int[Array, " b"], num_new: int, lead: tuple) -> Int[Array, "b t n"]:
+    """Scatter indices of T new rows per sequence: (*lead, b, lengths[b] + t) for every (b, t)."""
+    b = lengths.shape[0]
+    shape = (b, num_new)
+    slots = lengths.astype(jnp.int32)[:, None] + jnp.arange(num_new, dtype=jnp.int32)[None, :]
+    rows = jnp.broadcast_to(jnp.arange(b, dtype=jnp.int32)[:, None], shape)
+    cols = [jnp.broadcast_to(jnp.asarray(i, jnp.int32), shape) for i in lead]
+    return jnp.stack([*cols, rows, slots], axis=-1)
+
+
+def _write_rows(cache: Array, new: Array, lengths: Array, lead: tuple) -> Array:
+    """One `scatter` of B*T rows (each a [kv_heads, head_dim] window) into `cache`.
+
+    Why a plain scatter with explicit (…, b, slot) indices rather than `vmap(dynamic_update_slice)`:
+    the vmapped form lowers to a scatter with *batching dims*, which IREE (and other StableHLO
+    consumers) reject; this form has none, marks its indices sorted and unique (XLA updates the
+    buffer in place, no serialisation), and touches only the new rows. Rows whose slot is past
+    the cache are dropped (FILL_OR_DROP), never clamped onto the last valid slots.
+    """
+    n = len(lead) + 2
+    dims = jax.lax.ScatterDimensionNumbers(
+        update_window_dims=tuple(range(2, new.ndim)),
+        inserted_window_dims=tuple(range(n)),
+        scatter_dims_to_operand_dims=tuple(range(n)),
+    )
+    return jax.lax.scatter(
+        cache, _row_indices(lengths, new.shape[1], lead), new.astype(cache.dtype), dims,
+        indices_are_sorted=True, unique_indices=True, mode=jax.lax.GatherScatterMode.FILL_OR_DROP,
+    )  # fmt: skip
+
+
 def write_layer(
     cache_layer: Float[Array, "b s g d"], new: Float[Array, "b t g d"], lengths: Int[Array, " b"]
 ) -> Float[Array, "b s g d"]:
-    """Write T new rows of each sequence at its own offset `lengths[b]`."""
-    return jax.vmap(lambda c, n, i: jax.lax.dynamic_update_slice_in_dim(c, n.astype(c.dtype), i, axis=0))(
-        cache_layer, new, lengths
-    )
+    """Write T new rows of each sequence at its own offset `lengths[b]` (one layer's cache)."""
+    return _write_rows(cache_layer, new, lengths, ())
+
+
+def write_stacked(
+    cache: Float[Array, "layers b s g d"],
+    layer: Int[Array, ""] | int,
+    new: Float[Array, "b t g d"],
+    lengths: Int[Array, " b"],
+) -> Float[Array, "layers b s g d"]:
+    """`write_layer` into layer `layer` of the stacked cache, in place.
+
+    The decode scan carries the whole stacked cache and writes each layer's new rows here: a
+    scan that instead takes the per-layer caches as xs and returns them as ys rebuilds (zero-fills
+    and copies) the entire cache on every decoded token.
+    """
+    return _write_rows(cache, new, lengths, (layer,))

@@ -115,3 +115,54 @@ def test_cache_too_short_for_prefill_is_an_error():
     k = jnp.zeros((2, 1, 8, 2, 4))
     with pytest.raises(ValueError, match=r"KV cache max_len \(4\) is shorter than the prefill \(8 tokens\)"):
         KVCache.from_prefill(k, k, jnp.ones((1, 8), bool), 4)
+
+
+def test_write_stacked_touches_only_its_layer_and_rows_and_drops_overflow():
+    from alpamayo_jax.nn.kv_cache import write_stacked
+
+    rng = np.random.default_rng(3)
+    cache = jnp.asarray(rng.normal(size=(3, 2, 6, 2, 4)), jnp.float32)
+    new = jnp.asarray(rng.normal(size=(2, 2, 2, 4)), jnp.float32)
+    lengths = jnp.asarray([1, 5])  # sequence 1's second row (slot 6) is past the cache
+    out = np.asarray(write_stacked(cache, jnp.asarray(1), new, lengths))
+    want = np.asarray(cache).copy()
+    want[1, 0, 1:3] = np.asarray(new[0])
+    want[1, 1, 5] = np.asarray(new[1, 0])  # dropped, not clamped onto slot 4
+    np.testing.assert_array_equal(out, want)
+
+
+def test_decode_loop_updates_the_cache_in_place():
+    """No per-token rebuild of the [layers, B, S, kv, hd] cache: the compiled decode loop holds no
+    copy or dynamic-update-slice of a full-cache-sized buffer (a layer scan with the cache as xs/ys
+    zero-fills and copies the whole cache on every token)."""
+    import jax
+
+    from alpamayo_jax.inference.sampler import decode_loop
+    from alpamayo_jax.models.policy_model import PolicyCache
+
+    cfg = tiny()
+    bb = nnx.eval_shape(lambda: Backbone(cfg, rngs=nnx.Rngs(0)))
+    graphdef, state = nnx.split(bb)
+    llm = cfg.llm
+    full = jax.ShapeDtypeStruct((llm.layers, 2, 96, llm.kv_heads, llm.head_dim), jnp.float32)
+    ints = jax.ShapeDtypeStruct((2,), jnp.int32)
+    cache = PolicyCache(KVCache(full, full, ints), ints)
+
+    def loop(state, cache, logits, start):
+        lm = nnx.merge(graphdef, state).llm
+
+        def step(c, token, pos):
+            kv = KVCache(c.kv.k, c.kv.v, pos)
+            hidden, kv = lm.decode(lm.embed(token[:, None]), text_positions(1, 2, pos + c.rope_delta), kv)
+            return lm.logits(hidden)[:, 0], PolicyCache(kv, c.rope_delta)
+
+        return decode_loop(step, cache, logits, start, jax.random.key(0), max_new_tokens=4,
+                           stop_token_id=-1).cache  # fmt: skip
+
+    logits = jax.ShapeDtypeStruct((2, llm.vocab), jnp.float32)
+    hlo = jax.jit(loop, donate_argnums=(1,)).lower(state, cache, logits, ints).compile().as_text()
+    shape = f"f32[{llm.layers},2,96,{llm.kv_heads},{llm.head_dim}]"
+    rebuilds = [line for line in hlo.splitlines()
+                if f"= {shape}" in line and (" copy(" in line or "dynamic-update-slice(" in line)]
+    assert not rebuilds, rebuilds[:2]
+    assert any(f"= {shape}" in line and "scatter(" in line for line in hlo.splitlines())
