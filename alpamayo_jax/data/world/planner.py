@@ -19,7 +19,7 @@ import math
 
 import numpy as np
 
-from alpamayo_jax.data.world.agents import DT, NT, Agent, time_index
+from alpamayo_jax.data.world.agents import DT, Agent, time_index
 from alpamayo_jax.data.world.road import Road
 
 EGO_LENGTH, EGO_WIDTH = 4.7, 1.9
