@@ -120,24 +120,36 @@ class Road:
         sigma, radius = math.copysign(1.0, k), 1.0 / abs(k)
         cx, cy = c0, -self.ego_offset + sigma * radius
         dx, dy = x - cx, y - cy
-        alpha = np.arctan2(dy, dx) - math.atan2(-sigma, 0.0)
+        # in place from here on: the renderer runs this for every ground pixel of curved roads
+        along = np.arctan2(dy, dx)
+        along -= math.atan2(-sigma, 0.0)
         # (alpha + pi) % 2 pi - pi without numpy's slow float remainder: alpha + pi lies in
         # [-pi/2, 5 pi/2], where the remainder is one exact subtraction or one addition of 2 pi
-        wrapped = alpha + math.pi
+        along += math.pi
         turn = 2 * math.pi
-        wrapped = np.where(wrapped < 0, wrapped + turn, np.where(wrapped >= turn, wrapped - turn, wrapped))
-        along = sigma * (wrapped - math.pi) * radius
-        d_arc = sigma * (radius - np.hypot(dx, dy))
+        below, above = along < 0, along >= turn
+        along[below] += turn
+        along[above] -= turn
+        along -= math.pi
+        along *= sigma
+        along *= radius
+        d_arc = np.hypot(dx, dy, out=dx)
+        np.subtract(radius, d_arc, out=d_arc)
+        d_arc *= sigma
         ex, ey, eh = self._arc_end()
-        u = (x - ex) * math.cos(eh) + (y - ey) * math.sin(eh)
-        d_after = -(x - ex) * math.sin(eh) + (y - ey) * math.cos(eh)
+        xe, ye = np.subtract(x, ex, out=dy), y - ey
+        cos_e, sin_e = math.cos(eh), math.sin(eh)
+        u = xe * cos_e + ye * sin_e
+        d_after = -xe * sin_e + ye * cos_e
         big = np.inf
         cost1 = np.where(x < c0, np.abs(d), big)
         cost2 = np.where((along >= 0) & (along <= length), np.abs(d_arc), big)
         cost3 = np.where(u >= 0, np.abs(d_after), big)
         use2 = (cost2 < cost1) & (cost2 <= cost3)
         use3 = (cost3 < cost1) & (cost3 < cost2)
-        s = np.where(use3, c0 + length + u, np.where(use2, c0 + along, s))
+        along += c0
+        u += c0 + length
+        s = np.where(use3, u, np.where(use2, along, s))
         d = np.where(use3, d_after, np.where(use2, d_arc, d))
         return s, d
 
