@@ -116,11 +116,14 @@ class Road:
         s, d = x, y + self.ego_offset
         if not self.is_curved:
             return s, d
+        # flat and in place from here on: the renderer runs this for every ground pixel of curved roads
+        shape = np.broadcast_shapes(x.shape, y.shape)
+        x, y = np.broadcast_to(x, shape).reshape(-1), np.broadcast_to(y, shape).reshape(-1)
+        s, d = x, y + self.ego_offset
         k, c0, length = self.curvature, self.curve_start, self.curve_length
         sigma, radius = math.copysign(1.0, k), 1.0 / abs(k)
         cx, cy = c0, -self.ego_offset + sigma * radius
         dx, dy = x - cx, y - cy
-        # in place from here on: the renderer runs this for every ground pixel of curved roads
         along = np.arctan2(dy, dx)
         along -= math.atan2(-sigma, 0.0)
         # (alpha + pi) % 2 pi - pi without numpy's slow float remainder: alpha + pi lies in
@@ -151,7 +154,7 @@ class Road:
         u += c0 + length
         s = np.where(use3, u, np.where(use2, along, s))
         d = np.where(use3, d_after, np.where(use2, d_arc, d))
-        return s, d
+        return s.reshape(shape), d.reshape(shape)
 
     def in_cross_road(self, s: np.ndarray) -> np.ndarray:
         """Whether arc length `s` lies inside the cross road's strip (the intersection box)."""
