@@ -20,6 +20,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="model,constant_velocity,expert",
         help="comma-separated rows to evaluate (default: model,constant_velocity,expert)",
     )
+    parser.add_argument(
+        "--trajectory-samples", type=int, default=6,
+        help="trajectories the model samples per scene; minADE takes the best (default 6)",
+    )
     parser.add_argument("--max-samples", type=int, default=None, help="evaluate only the first N samples of the split")
     parser.add_argument("--num-scenarios", type=int, default=26, help="closed-loop scenes (default 26: two per decision)")
     parser.add_argument("--scenario-seed", type=int, default=0, help="seed of the closed-loop scenario set")
@@ -42,6 +46,7 @@ def run(args: argparse.Namespace, overrides: list[str]) -> int:
             num_scenarios=args.num_scenarios,
             scenario_seed=args.scenario_seed,
             pictures=args.pictures,
+            trajectory_samples=args.trajectory_samples,
         )
         if args.max_samples is not None and args.max_samples < 1:
             raise ValueError(f"--max-samples: expected >= 1, got {args.max_samples}")

@@ -61,13 +61,14 @@ class ModelPolicy:
         )
 
 
-def load_model_policy(workdir: str) -> ModelPolicy:
-    """The trained policy in `workdir`, with the input geometry of its config."""
+def load_model_policy(workdir: str, samples: int = 1) -> ModelPolicy:
+    """The trained policy in `workdir` planning `samples` trajectories per scene, with the input
+    geometry of its config."""
     try:
         from alpamayo_jax.inference.policy import Policy  # type: ignore[attr-defined]
     except ImportError as err:
         raise MissingCapability(f"the inference policy (inference/policy.py): {err}") from err
-    inner = Policy.from_workdir(workdir)
+    inner = Policy.from_workdir(workdir, samples=samples)
     return ModelPolicy(inner=inner, spec=input_spec_of(inner))
 
 

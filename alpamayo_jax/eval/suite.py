@@ -36,11 +36,14 @@ class SuiteOptions:
     duration_s: float = 6.0
     pictures: int = 3  # sample panels and episode GIFs written to out_dir
     batch_size: int = 8
+    trajectory_samples: int = 6  # model samples per scene: minADE picks the best, ADE reads the first
 
     def __post_init__(self):
         unknown = [p for p in self.policies if p not in POLICIES]
         if unknown or not self.policies:
             raise ValueError(f"policies: expected a non-empty subset of {', '.join(POLICIES)}, got {list(self.policies)}")
+        if self.trajectory_samples < 1:
+            raise ValueError(f"trajectory_samples: expected >= 1, got {self.trajectory_samples}")
 
 
 def open_split(config: Any, split: str):
@@ -66,14 +69,16 @@ def _input_spec(config: Any) -> InputSpec:
     )
 
 
-def build_policies(names: Sequence[str], workdir: str | pathlib.Path, config: Any) -> dict[str, tuple[DrivingPolicy, InputSpec]]:
+def build_policies(
+    names: Sequence[str], workdir: str | pathlib.Path, config: Any, *, trajectory_samples: int = 6
+) -> dict[str, tuple[DrivingPolicy, InputSpec]]:
     out: dict[str, tuple[DrivingPolicy, InputSpec]] = {}
     spec = _input_spec(config)
     for name in names:
         if name == "model":
             from alpamayo_jax.eval.model_policy import load_model_policy
 
-            policy = load_model_policy(str(workdir))
+            policy = load_model_policy(str(workdir), samples=trajectory_samples)
             out[name] = (policy, policy.spec)
         elif name == "constant_velocity":
             out[name] = (ConstantVelocityPolicy(future_steps=spec.future_steps, dt=spec.dt), spec)
@@ -97,7 +102,7 @@ def run_suite(
 ) -> dict[str, Any]:
     """Evaluate the requested policies; pictures go to `out_dir` (default `<workdir>/eval`)."""
     out_dir = pathlib.Path(out_dir) if out_dir is not None else pathlib.Path(workdir) / "eval"
-    policies = build_policies(options.policies, workdir, config)
+    policies = build_policies(options.policies, workdir, config, trajectory_samples=options.trajectory_samples)
     results: dict[str, Any] = {"open_loop": {}, "closed_loop": {}}
 
     reader = open_split(config, options.split)

@@ -59,5 +59,7 @@ def test_eval_errors_name_the_problem(workdir, tmp_path, capsys):
     assert "config.json does not exist" in capsys.readouterr().err
     assert cli.main(["eval", "--workdir", str(workdir / "wd"), "--policies", "oracle"]) == 2
     assert "policies: expected a non-empty subset of model, constant_velocity, expert" in capsys.readouterr().err
+    assert cli.main(["eval", "--workdir", str(workdir / "wd"), "--trajectory-samples", "0"]) == 2
+    assert "trajectory_samples: expected >= 1, got 0" in capsys.readouterr().err
     assert cli.main(["eval", "--workdir", str(workdir / "wd"), "--policies", "constant_velocity", "--split", "val"]) == 1
     assert "cannot read the val split" in capsys.readouterr().err

@@ -167,6 +167,7 @@ def test_eval_adapter_drives_the_real_policy_batched(policy_workdir, policy, sam
     workdir, _ = policy_workdir
     adapter = load_model_policy(str(workdir))
     assert isinstance(adapter.inner, Policy) and adapter.inner.spec.samples == 1
+    assert load_model_policy(str(workdir), samples=3).inner.spec.samples == 3  # eval's minADE over K
     assert adapter.spec.camera_names == CAMERAS and adapter.spec.image_hw == IMAGE_HW
     adapter.inner = policy  # the test's (already compiled) policy, 2 samples per scene
     got = adapter.plan_batch([Observation.from_sample(s) for s in samples[:2]])
