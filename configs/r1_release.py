@@ -5,23 +5,14 @@ checkpoint converts as is; our own extension (`text.vocab_size`) must fit inside
 abstractly (`nnx.eval_shape`) on a laptop; train or serve it on accelerators.
 """
 
-from alpamayo_jax.config import base_config
-from alpamayo_jax.config.models import model_preset
-from alpamayo_jax.config.text import text_config
+from alpamayo_jax.config.compose import policy_config
 
 
 def get_config():
-    config = base_config()
-    config.name = "r1_release"
-    config.text = text_config(config.tokens, "qwen", qwen_family="qwen3")
-    config.model = model_preset("r1_release")
-    config.model.image_token_id = config.text.get_ref("image_pad_id")
-    config.model.vision_start_token_id = config.text.get_ref("vision_start_id")
-    config.model.vision_end_token_id = config.text.get_ref("vision_end_id")
+    config = policy_config("r1_release", "r1_release", qwen_family="qwen3", link_vocab=False)
     config.train.compute_dtype = "bfloat16"
     # The release's inputs (SPEC.md section 3): 4 cameras x 4 frames at 320 x 576 px.
     config.data.frames_per_camera = 4
-    config.data.image_multiple = 32
     config.data.image_height = 320
     config.data.image_width = 576
     config.data.max_tokens = 4096
