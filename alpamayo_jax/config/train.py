@@ -9,6 +9,9 @@ Read by `training/` only. The stage is a *mode*, not a bundle of defaults, so th
   `expert_patterns` is frozen (the VLM), and the expert reads a stop-gradient prefix KV cache.
 - `joint`: both losses, `ce_weight * ce + flow_weight * flow`, nothing frozen beyond `frozen`.
 
+Stage 1 and joint add `reasoning_weight * reasoning` (the reasoning tokens' own mean
+cross-entropy) when that weight is above 0.
+
 Patterns (in `lr_multipliers`, `frozen`, `expert_patterns`) are regular expressions searched in a
 parameter's path written with '/' (e.g. `backbone/vision/blocks/...`, `expert/layers/...`); the
 first multiplier pattern that matches wins.
@@ -43,6 +46,9 @@ def train_config() -> ml_collections.ConfigDict:
     c.frozen = ()  # extra patterns frozen in every stage
     c.expert_patterns = ("^expert/",)  # what stage 2 trains; everything else is frozen there
     c.ce_weight = 1.0
+    # Extra weight on the mean cross-entropy of the reasoning tokens alone (models/losses.py
+    # `reasoning`), in stage1 and joint; 0 is the paper's plain token-averaged cross-entropy.
+    c.reasoning_weight = 0.0
     c.flow_weight = 1.0
     # The expert's view of the prefix KV cache is stop-gradient (always true in stage 2, where the
     # VLM is frozen; in joint mode False lets the flow loss train the VLM too).

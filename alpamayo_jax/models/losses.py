@@ -2,8 +2,14 @@
 
 Every loss returns a `(sum, count)` pair, never a mean: the training step adds sums and counts over
 micro-batches and devices and divides once, so gradient accumulation gives exactly the full-batch
-mean (a mean of per-micro-batch means would weight short sequences more). Terms are named `ce` and
-`flow`, the names of their weights in the `train` config (`train.ce_weight`, `train.flow_weight`).
+mean (a mean of per-micro-batch means would weight short sequences more). Terms are named `ce`,
+`reasoning` and `flow`, the names of their weights in the `train` config (`train.ce_weight`,
+`train.reasoning_weight`, `train.flow_weight`).
+
+`reasoning` is the same cross-entropy restricted to the Chain-of-Causation answer (its text and the
+two delimiters that close it), averaged over those tokens alone. In `ce` a chat's ~20 reasoning
+tokens sit beside 128 trajectory tokens, so the reasoning gets about an eighth of the gradient; a
+separate mean lets a config give the text its own weight, independent of how long the future is.
 
 One forward of the VLM over the whole chat serves both terms: the causal mask guarantees that the
 K/V of the prefix positions (< prefix_len) never see the discrete future tokens that follow them,
@@ -44,6 +50,19 @@ def token_cross_entropy(
     return jnp.sum((log_z - picked) * mask), jnp.sum(mask)
 
 
+def reasoning_mask(loss_mask: Float[Array, "b l"], cot_start: Int[Array, " b"], prefix_len: Int[Array, " b"]) -> Float[Array, "b l"]:
+    """The entries of `loss_mask` whose target is part of the reasoning answer.
+
+    Position i predicts token i+1; the answer's reasoning spans the tokens after `[cot_start]` up to
+    and including `<|traj_future_start|>` (index prefix_len - 1), so i runs over
+    [cot_start, prefix_len - 2]. Without reasoning (cot_start + 2 == prefix_len: just the closing
+    delimiters) the mask still holds those two predictions.
+    """
+    i = jnp.arange(loss_mask.shape[1])[None, :]
+    inside = (i >= cot_start[:, None]) & (i <= prefix_len[:, None] - 2)
+    return loss_mask * inside.astype(loss_mask.dtype)
+
+
 def flow_matching_loss(
     predicted: Float[Array, "b t a"], target: Float[Array, "b t a"]
 ) -> SumCount:
@@ -60,7 +79,7 @@ def sft_loss_terms(
     flow_cfg: ml_collections.ConfigDict,
     stop_gradient_prefix: bool,
 ) -> dict[str, SumCount]:
-    """{'ce': (sum, count), 'flow': (sum, count)} of one batch (fields as in docs/interfaces.md).
+    """{'ce', 'reasoning', 'flow'}: (sum, count) of one batch (fields as in docs/interfaces.md).
 
     Flow matching: t from `trajectory.flow.sample_time`, eps ~ N(0, I), x_t = t x + (1 - t) eps,
     target x - eps, where x are the normalised actions. With `stop_gradient_prefix` the expert's
@@ -68,7 +87,10 @@ def sft_loss_terms(
     """
     tokens, valid = batch["tokens"], batch["valid"].astype(bool)
     hidden, (k, v), positions, _ = model.forward(tokens, valid, batch.get("images"))
-    ce = token_cross_entropy(model.logits(hidden), tokens, batch["loss_mask"])
+    logits = model.logits(hidden)
+    ce = token_cross_entropy(logits, tokens, batch["loss_mask"])
+    text_mask = reasoning_mask(batch["loss_mask"], batch["cot_start"].astype(jnp.int32), batch["prefix_len"].astype(jnp.int32))
+    reasoning = token_cross_entropy(logits, tokens, text_mask)
 
     actions = batch["actions_norm"].astype(jnp.float32)
     b = actions.shape[0]
@@ -83,7 +105,7 @@ def sft_loss_terms(
     last = jnp.take_along_axis(positions[0], jnp.maximum(prefix_len - 1, 0)[:, None], axis=1)[:, 0]
     velocity = model.expert(x_t, t, k, v, prefix_key_mask(valid, prefix_len), last + 1)
     flow = flow_matching_loss(velocity, target_velocity(actions, eps))
-    return {"ce": ce, "flow": flow}
+    return {"ce": ce, "reasoning": reasoning, "flow": flow}
 
 
 def make_sft_loss_fn(

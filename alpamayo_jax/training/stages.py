@@ -37,7 +37,11 @@ def is_trainable(path: str, variable: nnx.Variable, train_cfg: ml_collections.Co
 
 
 def loss_weights(train_cfg: ml_collections.ConfigDict) -> dict[str, float]:
-    """{loss term: weight} optimised in this stage (terms `ce` and `flow` of models/losses.py)."""
+    """{loss term: weight} optimised in this stage (terms of models/losses.py).
+
+    The stage's main terms (`ce`, `flow`) need a weight above 0; the optional `reasoning` term
+    joins the token stages only when `train.reasoning_weight` is above 0.
+    """
     _check(train_cfg)
     weights = {
         "stage1": {"ce": train_cfg.ce_weight},
@@ -49,4 +53,9 @@ def loss_weights(train_cfg: ml_collections.ConfigDict) -> dict[str, float]:
             raise StageError(
                 f"train.{name}_weight must be > 0 in train.stage={train_cfg.stage!r}, got {value}"
             )
+    reasoning = float(train_cfg.get("reasoning_weight", 0.0))
+    if reasoning < 0:
+        raise StageError(f"train.reasoning_weight must be >= 0, got {reasoning}")
+    if reasoning > 0 and "ce" in weights:
+        weights["reasoning"] = reasoning
     return {k: float(v) for k, v in weights.items()}

@@ -13,7 +13,7 @@ from flax import nnx
 from alpamayo_jax.config import load_config
 from alpamayo_jax.models.expert import prefix_key_mask
 from alpamayo_jax.models.fake_batch import fake_batch
-from alpamayo_jax.models.losses import flow_matching_loss, token_cross_entropy
+from alpamayo_jax.models.losses import flow_matching_loss, reasoning_mask, token_cross_entropy
 from alpamayo_jax.models.policy_model import PolicyCache, PolicyModel, param_counts
 
 NAMED = ("tiny", "small", "r1_0p5b", "r1_3b", "r1_7b", "r1_release")
@@ -30,6 +30,20 @@ def test_cross_entropy_is_a_masked_next_token_sum():
     s, c = token_cross_entropy(logits, tokens, jnp.array([[0.0, 1.0, 0.0]]))
     np.testing.assert_allclose(float(s), -np.log(0.1), rtol=1e-6)
     assert float(c) == 1.0
+
+
+def test_reasoning_mask_keeps_the_predictions_of_the_answer_up_to_traj_future_start(tiny_config):
+    batch = fake_batch(tiny_config, 3, seed=0)
+    mask = np.asarray(reasoning_mask(jnp.asarray(batch["loss_mask"]), jnp.asarray(batch["cot_start"]),
+                                     jnp.asarray(batch["prefix_len"])))
+    future_start = tiny_config.text.traj_future_start_id
+    for b in range(3):
+        (kept,) = np.nonzero(mask[b])
+        # Predictions at cot_start .. prefix_len-2: the CoC text, <|cot_end|>, <|traj_future_start|>.
+        assert kept[0] == batch["cot_start"][b] and kept[-1] == batch["prefix_len"][b] - 2
+        assert len(kept) == batch["prefix_len"][b] - 1 - batch["cot_start"][b]
+        assert batch["tokens"][b, kept[-1] + 1] == future_start
+        assert np.all(batch["loss_mask"][b, kept] == 1)  # a subset of the trained positions
 
 
 def test_flow_loss_is_sum_of_squares_and_element_count():
