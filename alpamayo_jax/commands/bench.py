@@ -8,7 +8,10 @@ config's stage (`train.stage`, `train.ce_weight` / `train.flow_weight`); it comp
 forward + backward ahead of time with the config's mesh and sharding rules, prints the compiled
 program's memory analysis, then times `--steps` calls after `--warmup` untimed ones. Tokens/s
 counts every position of the padded batch (what the hardware computes) and, separately, the valid
-ones.
+ones. Model FLOPs utilisation is the compiled step's FLOPs (XLA cost analysis) per second against
+this machine's measured matmul peak in the same dtype (training/utilization.py); peak memory is
+XLA's per-device plan, the device allocator's high-water mark where there is one, and the
+process's resident-set peak (where a CPU backend keeps every device's buffers).
 
     alpamayo bench latency --config configs/small.py [--samples 6] [--steps 5] [--json OUT]
 
@@ -38,6 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="global batch (default: config train.batch_size)")
     parser.add_argument("--samples", type=int, default=6,
                         help="latency: trajectory samples per scene, timed beside 1 (default 6)")
+    parser.add_argument("--peak-matmul-size", type=int, default=2048,
+                        help="train: side of the square matmuls that measure the FLOP/s peak (default 2048)")
     parser.add_argument("--max-reasoning-tokens", type=int, default=32,
                         help="latency: reasoning tokens decoded per plan at most (default 32)")
 
@@ -52,7 +57,9 @@ def _check_args(args: argparse.Namespace) -> str | None:
     return None
 
 
-def bench_train(config, *, steps: int, warmup: int, batch_size: int | None, log=print) -> dict:
+def bench_train(
+    config, *, steps: int, warmup: int, batch_size: int | None, peak_matmul_size: int = 2048, log=print
+) -> dict:
     """Compile and time the SFT forward + backward of `config`; returns the results dict."""
     import jax
     import jax.numpy as jnp
@@ -66,6 +73,7 @@ def bench_train(config, *, steps: int, warmup: int, batch_size: int | None, log=
     from alpamayo_jax.parallel.mesh import make_mesh
     from alpamayo_jax.training.stages import loss_weights
     from alpamayo_jax.training.step import cast_floating, memory_summary
+    from alpamayo_jax.training.utilization import compiled_flops, measure_matmul_peak, mfu, peak_memory
 
     batch_size = batch_size or int(config.train.batch_size)
     weights = loss_weights(config.train)
@@ -121,6 +129,15 @@ def bench_train(config, *, steps: int, warmup: int, batch_size: int | None, log=
                     "temp_size_in_bytes", "generated_code_size_in_bytes"):
             if hasattr(stats, key):
                 memory[key] = int(getattr(stats, key))
+    # The compiled SPMD program is one device's share: the step's FLOPs are that times the devices.
+    per_device_flops = compiled_flops(compiled)
+    flops = None if per_device_flops is None else per_device_flops * mesh.size
+    log(f"measuring the matmul peak ({peak_matmul_size}^3, {config.train.compute_dtype}) ...")
+    peak = measure_matmul_peak(config.train.compute_dtype, size=peak_matmul_size)
+    # CPU "devices" (--xla_force_host_platform_device_count) share the host's cores, whose speed the
+    # one-device matmul already measures; real accelerators each add their own peak.
+    peak["devices_counted"] = 1 if jax.devices()[0].platform == "cpu" else mesh.size
+    peak["total_peak_flops_per_s"] = peak["peak_flops_per_s"] * peak["devices_counted"]
     return {
         "config": config.name,
         "stage": config.train.stage,
@@ -141,6 +158,11 @@ def bench_train(config, *, steps: int, warmup: int, batch_size: int | None, log=
         "valid_tokens_per_s": valid / mean_s,
         "loss": float(loss),
         "memory_per_device": memory,
+        "peak_memory": peak_memory(compiled),
+        "flops_per_step": flops,
+        "flops_per_s": None if flops is None else flops / mean_s,
+        "matmul_peak": peak,
+        "mfu": mfu(flops, mean_s, peak["total_peak_flops_per_s"]),
     }
 
 
@@ -156,7 +178,11 @@ def run(args: argparse.Namespace, overrides: list[str]) -> int:
     from alpamayo_jax.config import load_config
 
     config = load_config(args.config, overrides)  # ConfigError -> exit 2 in cli.py
+    if args.peak_matmul_size < 64:
+        print(f"alpamayo bench: --peak-matmul-size must be >= 64, got {args.peak_matmul_size}", file=sys.stderr)
+        return 2
     results = bench_train(config, steps=args.steps, warmup=args.warmup, batch_size=args.batch_size,
+                          peak_matmul_size=args.peak_matmul_size,
                           log=lambda line: print(line, file=sys.stderr, flush=True))
     p = results["params"]
     print(
@@ -172,6 +198,18 @@ def run(args: argparse.Namespace, overrides: list[str]) -> int:
         f"{results['tokens_per_s']:.0f} tokens/s ({results['valid_tokens_per_s']:.0f} valid tokens/s); "
         f"compile {results['compile_s']:.1f} s"
     )
+    gib = 2.0**30
+    mem = results["peak_memory"]
+    flops_s = results["flops_per_s"]
+    peak_s = results["matmul_peak"]["total_peak_flops_per_s"]
+    utilization = "n/a (no FLOP count from this backend)" if results["mfu"] is None else (
+        f"{100 * results['mfu']:.1f}% ({flops_s / 1e9:.1f} GFLOP/s of a measured "
+        f"{peak_s / 1e9:.1f} GFLOP/s matmul peak; {results['flops_per_step'] / 1e9:.1f} GFLOP per step)")
+    print(f"  model FLOPs utilisation {utilization}")
+    print("  peak memory: " + ", ".join(
+        f"{label} {mem[key] / gib:.2f} GiB" for label, key in (
+            ("compiled plan per device", "compiled_peak_bytes"), ("device high-water", "device_peak_bytes"),
+            ("process RSS", "host_max_rss_bytes")) if key in mem))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)

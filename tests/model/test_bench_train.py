@@ -20,7 +20,7 @@ def test_bench_train_prints_step_time_and_tokens_per_second(repo_root, tmp_path,
     code = main([
         "bench", "train", "--config", str(repo_root / "configs/tiny.py"), "--steps", "2",
         "--warmup", "0", "--batch-size", "2", "--json", str(out),
-        "--config.data.max_tokens=320", "--config.data.frames_per_camera=1",
+        "--config.data.max_tokens=320", "--config.data.frames_per_camera=1", "--peak-matmul-size", "256",
     ])
     assert code == 0
     captured = capsys.readouterr()
@@ -35,3 +35,15 @@ def test_bench_train_prints_step_time_and_tokens_per_second(repo_root, tmp_path,
     assert results["valid_tokens_per_s"] < results["tokens_per_s"]
     assert results["params"]["total"] == sum(results["params"][k] for k in ("vision", "llm", "expert"))
     assert results["memory_per_device"]["temp_size_in_bytes"] > 0
+    # The tied LM head alone costs 2 * hidden * vocab FLOPs per position forward and twice that
+    # backward: a floor on the step's count.
+    llm = {"hidden": 64, "vocab": 4096}
+    assert results["flops_per_step"] > 6 * 2 * 320 * llm["hidden"] * llm["vocab"]
+    assert results["flops_per_s"] == pytest.approx(results["flops_per_step"] / results["step_s_mean"])
+    assert results["matmul_peak"]["matmul_size"] == 256 and results["matmul_peak"]["dtype"] == "float32"
+    # CPU devices share the host's cores: the peak of one device is the host's peak.
+    assert results["matmul_peak"]["total_peak_flops_per_s"] == results["matmul_peak"]["peak_flops_per_s"]
+    assert results["mfu"] == pytest.approx(results["flops_per_s"] / results["matmul_peak"]["peak_flops_per_s"])
+    assert 0 < results["mfu"] < 2
+    assert results["peak_memory"]["host_max_rss_bytes"] > results["peak_memory"]["compiled_peak_bytes"] > 0
+    assert "model FLOPs utilisation" in captured.out and "process RSS" in captured.out
