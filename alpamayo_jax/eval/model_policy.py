@@ -13,7 +13,14 @@ from typing import Any
 import numpy as np
 
 from alpamayo_jax.commands.missing import MissingCapability
-from alpamayo_jax.eval.policies import ConstantVelocityPolicy, DrivingPolicy, InputSpec, Observation, PolicyPlan
+from alpamayo_jax.eval.policies import (
+    ConstantVelocityPolicy,
+    DrivingPolicy,
+    InputSpec,
+    Observation,
+    ObservationError,
+    PolicyPlan,
+)
 
 POLICY_NAMES = ("model", "constant_velocity")
 
@@ -29,24 +36,65 @@ def _reasoning(plan: Any) -> str | None:
 
 @dataclasses.dataclass
 class ModelPolicy:
-    """Adapter from the inference `Policy` to the evaluation's `DrivingPolicy`."""
+    """Adapter from the inference `Policy` to the evaluation's `DrivingPolicy`.
+
+    Every call, single or batched, runs one compiled program of the inference policy, and a
+    program is compiled once per batch size (seconds on CPU, minutes for a large model). The
+    closed loop's batch shrinks whenever an episode ends and the open loop's last batch is short,
+    so a batch is padded (with copies of its last scene) up to the smallest size already compiled
+    that holds it: the first, largest batch is the only compile. A scene's plan does not depend on
+    its batch (every scene gets the same seed), so padding changes no result.
+    """
 
     inner: Any
     spec: InputSpec
     name: str = "model"
     uses_images: bool = True
     privileged: bool = False
+    compiled_batches: set[int] = dataclasses.field(default_factory=set)  # batch sizes run so far
+    batch_calls: list[int] = dataclasses.field(default_factory=list)  # scenes (unpadded) per call
 
     def plan(self, observation: Observation) -> PolicyPlan:
-        if observation.images is None:
-            raise ValueError("the model policy needs camera images; the observation carries none")
-        return self._policy_plan(self.inner.plan(observation))
+        return self._plan([observation])[0]
 
     def plan_batch(self, observations: list[Observation]) -> list[PolicyPlan]:
         """Many observations in one batched call of the inference policy (one jitted program)."""
-        if any(o.images is None for o in observations):
-            raise ValueError("the model policy needs camera images; an observation carries none")
-        return [self._policy_plan(r) for r in self.inner.plan(list(observations))]
+        return self._plan(list(observations))
+
+    def batch_size_for(self, count: int) -> int:
+        """The batch `count` scenes run in: the smallest size already compiled that holds them, else `count`."""
+        fits = [b for b in self.compiled_batches if b >= count]
+        return min(fits) if fits else count
+
+    def warm_up(self, batch: int = 1) -> float:
+        """Compile (and run once) the program for `batch` scenes; returns the milliseconds spent.
+
+        `alpamayo serve` calls it before accepting connections, so a runtime's first drive call is
+        answered in planning time instead of after a compilation it may time out on.
+        """
+        _, timings = self.inner.plan_arrays(self.inner.example_inputs(batch))
+        self.compiled_batches.add(batch)
+        return float(timings["compile"] + timings["plan"])
+
+    def _plan(self, observations: list[Observation]) -> list[PolicyPlan]:
+        from alpamayo_jax.inference.errors import PolicyInputError
+
+        if not observations:
+            raise ObservationError("observations: expected at least one to plan")
+        for i, observation in enumerate(observations):
+            if observation.images is None:
+                where = f"observation {i}: " if len(observations) > 1 else ""
+                raise ObservationError(f"{where}images: the model policy needs camera images, got None")
+        size = self.batch_size_for(len(observations))
+        padded = observations + [observations[-1]] * (size - len(observations))
+        try:
+            # One scene goes in unwrapped, so an input error does not name a "scene 0".
+            results = [self.inner.plan(padded[0])] if size == 1 else list(self.inner.plan(padded))
+        except PolicyInputError as err:  # the evaluation's error type: the service answers it by name
+            raise ObservationError(str(err)) from err
+        self.compiled_batches.add(size)
+        self.batch_calls.append(len(observations))
+        return [self._policy_plan(r) for r in results[: len(observations)]]
 
     @staticmethod
     def _policy_plan(result: Any) -> PolicyPlan:
