@@ -54,8 +54,14 @@ def run(args: argparse.Namespace, overrides: list[str]) -> int:
     except ImportError as err:  # the optional `serve` extra
         raise MissingCapability(f"the `serve` extra (pip install 'alpamayo_jax[serve]'): {err}") from err
     from alpamayo_jax.eval.model_policy import load_policy
+    from alpamayo_jax.text.tokenizer import TokenizerError
+    from alpamayo_jax.training.checkpoint import CheckpointError
 
-    policy, spec = load_policy(args.policy, args.workdir)
+    try:
+        policy, spec = load_policy(args.policy, args.workdir)
+    except (OSError, CheckpointError, TokenizerError) as err:  # no workdir, no checkpoint, no tokenizer
+        print(f"alpamayo serve: cannot load the {args.policy} policy: {err}", file=sys.stderr)
+        return 2
     mapping = _camera_overrides(args.camera)
     unknown = sorted(set(mapping) - set(spec.camera_names))
     if unknown:
@@ -65,9 +71,17 @@ def run(args: argparse.Namespace, overrides: list[str]) -> int:
     defaults = alpasim.default_camera_ids(spec.camera_names)
     camera_ids = tuple(mapping.get(name, default) for name, default in zip(spec.camera_names, defaults))
 
-    server, port = alpasim.build_server(
-        policy, spec, camera_ids=camera_ids, host=args.host, port=args.port, mode=args.mode
-    )
+    try:
+        server, port = alpasim.build_server(
+            policy, spec, camera_ids=camera_ids, host=args.host, port=args.port, mode=args.mode
+        )
+    except OSError as err:
+        print(f"alpamayo serve: {err}", file=sys.stderr)
+        return 2
+    warm_up = getattr(policy, "warm_up", None)
+    if warm_up is not None:  # compile now, not during the runtime's first drive call (it may time out)
+        print(f"alpamayo serve: compiling the {policy.name} policy...", file=sys.stderr, flush=True)
+        print(f"alpamayo serve: compiled in {warm_up(1) / 1e3:.1f} s", file=sys.stderr, flush=True)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

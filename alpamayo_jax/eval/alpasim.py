@@ -11,7 +11,11 @@ a runtime sends onto our inputs and our plan back onto the wire:
   moved into the t0 rig frame, which is our t0 ego frame (x forward, y left, z up); before the
   first received pose the car is extrapolated backwards at its current speed;
 - the plan: sample 0 as `trajectory_in_rig` (timestamps t0 + dt .. t0 + T dt), the other samples
-  as `sampled_trajectories_in_rig`.
+  as `sampled_trajectories_in_rig`. The servicer places a rig-frame plan at the newest pose the
+  runtime sent; when that pose is not the one at t0 (egomotion sent ahead of the drive time), the
+  plan is re-expressed in its frame so it still starts where the car was at t0;
+- before any egomotion there is no frame to plan in: the answer is an empty plan, which the
+  runtime reads as "hold" (what alpasim's own driver answers).
 
 An observation we cannot plan from (an undeclared or silent camera, an undecodable image) is
 answered with a gRPC error naming it, never a crash: the server keeps serving the next call.
@@ -127,12 +131,17 @@ def camera_images(
     return np.stack(out)
 
 
-def plan_to_rig(poses: np.ndarray, time_now_us: int, dt: float) -> Trajectory:
-    """One [T, 3] (x, y, heading) plan in the t0 ego frame as a rig-frame wire trajectory."""
+def plan_to_rig(poses: np.ndarray, time_now_us: int, dt: float, t0_in_rig: Pose | None = None) -> Trajectory:
+    """One [T, 3] (x, y, heading) plan in the t0 ego frame as a rig-frame wire trajectory.
+
+    `t0_in_rig` is the t0 ego frame as seen from the rig frame the plan is sent in (identity when
+    the rig is the car at t0).
+    """
     step_us = int(round(dt * US_PER_S))
     trajectory = Trajectory.empty()
     for i, (x, y, heading) in enumerate(np.asarray(poses, dtype=np.float64)):
-        trajectory.append(time_now_us + (i + 1) * step_us, Pose.from_xyz_yaw(x, y, 0.0, heading))
+        pose = Pose.from_xyz_yaw(x, y, 0.0, heading)
+        trajectory.append(time_now_us + (i + 1) * step_us, pose if t0_in_rig is None else t0_in_rig @ pose)
     return trajectory
 
 
@@ -166,30 +175,38 @@ class AlpamayoDriver(BaseDriver):
             )
 
     def observe(self, session: SessionState, time_now_us: int) -> tuple[Observation, Pose]:
-        """The observation at `time_now_us` and the t0 anchor pose in the local frame."""
+        """The observation at `time_now_us`, and the t0 ego frame in the rig frame of the newest
+        received pose (where the servicer anchors the plan; identity when that pose is at t0)."""
         with session.lock:
             trajectory = Trajectory(list(session.ego_trajectory.timestamps_us), list(session.ego_trajectory.poses))
             speed = session.speed_mps()
             images = camera_images(session, time_now_us, self.spec, self.camera_ids)
         history_xyz, history_heading, anchor = ego_history(trajectory, time_now_us, speed, self.spec)
-        return Observation(history_xyz=history_xyz, history_heading=history_heading, v0=speed, images=images), anchor
+        t0_in_rig = trajectory.last_pose.inverse() @ anchor
+        return Observation(history_xyz=history_xyz, history_heading=history_heading, v0=speed, images=images), t0_in_rig
 
     def drive(self, ctx: DriveContext) -> DriveResult:
         started = time.perf_counter()
-        observation, _ = self.observe(ctx.session, ctx.time_now_us)
+        with ctx.session.lock:
+            posed = ctx.session.latest_pose() is not None
+        if not posed:
+            logger.info("session %s t=%d us: no egomotion yet, answering an empty plan (hold)", ctx.session.uuid, ctx.time_now_us)
+            return DriveResult(trajectory_in_rig=Trajectory.empty())
+        observation, t0_in_rig = self.observe(ctx.session, ctx.time_now_us)
         prepared = time.perf_counter()
         with self._lock:
             plan: PolicyPlan = self.policy.plan(observation)
         done = time.perf_counter()
         if plan.reasoning_text:
             logger.info("session %s t=%d us: %s", ctx.session.uuid, ctx.time_now_us, plan.reasoning_text)
-        samples = [plan_to_rig(p, ctx.time_now_us, self.spec.dt) for p in plan.poses]
+        samples = [plan_to_rig(p, ctx.time_now_us, self.spec.dt, t0_in_rig) for p in plan.poses]
         return DriveResult(
             trajectory_in_rig=samples[0],
             sampled_trajectories_in_rig=samples[1:],
             debug_scalars={
                 "prepare_ms": 1e3 * (prepared - started),
                 "plan_ms": 1e3 * (done - prepared),
+                "compile_ms": float(plan.timings_ms.get("compile", 0.0)),
                 "speed_mps": observation.v0,
             },
         )

@@ -12,9 +12,11 @@ from carla_driver_interface.geometry import Pose, Trajectory  # noqa: E402
 from carla_driver_interface.protocol import (  # noqa: E402
     DriveRequest,
     DriveSessionRequest,
+    DynamicState,
     EgodriverServiceStub,
     RolloutCameraImage,
     RolloutEgoTrajectory,
+    Vec3,
     channel_options,
 )
 from carla_driver_interface.testing import FakeCamera, FakeLoop  # noqa: E402
@@ -187,3 +189,59 @@ def test_alpamayo_serve_command_serves_until_sigterm(tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_plan_lands_where_the_car_was_at_t0_when_egomotion_runs_ahead(server):
+    # The runtime sent poses up to 1.0 s (10 m/s along x) but asks for a plan at 0.5 s. The servicer
+    # places the rig-frame plan at its newest pose (x = 10 m); the plan must still start at the car's
+    # pose at t0 = 0.5 s (x = 5 m), not 5 m further on.
+    policy, target = server
+    channel = grpc.insecure_channel(target, options=channel_options())
+    stub = EgodriverServiceStub(channel)
+    try:
+        request = DriveSessionRequest(session_uuid="ahead")
+        request.rollout_spec.vehicle.available_cameras.extend(c.available_camera() for c in CAMERAS)
+        stub.start_session(request, timeout=10)
+        stamps = list(range(0, 1_000_001, 100_000))
+        egomotion = RolloutEgoTrajectory(session_uuid="ahead")
+        egomotion.trajectory.CopyFrom(Trajectory(stamps, [Pose.from_xyz_yaw(1e-5 * t, 0.0, 0.0, 0.0) for t in stamps]).to_proto())
+        egomotion.dynamic_states.extend(DynamicState(linear_velocity=Vec3(x=10.0, y=0.0, z=0.0)) for _ in stamps)
+        stub.submit_egomotion_observation(egomotion, timeout=10)
+        for camera in CAMERAS:
+            image = RolloutCameraImage(session_uuid="ahead")
+            image.camera_image.logical_id = camera.logical_id
+            image.camera_image.frame_end_us = 500_000
+            image.camera_image.image_bytes = _png(camera.width, camera.height)
+            stub.submit_image_observation(image, timeout=10)
+        response = stub.drive(DriveRequest(session_uuid="ahead", time_now_us=500_000), timeout=10)
+    finally:
+        channel.close()
+    plan = Trajectory.from_proto(response.trajectory)
+    # Entry 0 is the servicer's anchor (its newest pose); then t0 + 0.1 s .. t0 + 6.4 s at 10 m/s from x = 5 m.
+    assert plan.timestamps_us[1:4] == [600_000, 700_000, 800_000]
+    np.testing.assert_allclose([p.position[0] for p in plan.poses[1:]], 5.0 + np.arange(1, 65), atol=1e-3)
+    # The policy saw the history at t0, ending at the origin, 1 m per step behind.
+    np.testing.assert_allclose(policy.seen[-1].history_xyz[:, 0], -1.0 * np.arange(15, -1, -1), atol=1e-3)
+
+
+def _png(width: int, height: int) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), (90, 90, 90)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_alpamayo_serve_names_a_workdir_it_cannot_serve(tmp_path, tiny_config, capsys):
+    from alpamayo_jax import cli
+    from alpamayo_jax.training.workdir import save_run_config
+
+    assert cli.main(["serve", "--workdir", str(tmp_path / "nothing"), "--port", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("alpamayo serve: cannot load the model policy: ") and "config.json does not exist" in err, err
+    save_run_config(tmp_path / "untrained", tiny_config)
+    assert cli.main(["serve", "--workdir", str(tmp_path / "untrained"), "--port", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("alpamayo serve: cannot load the model policy: no checkpoints in "), err
