@@ -56,6 +56,8 @@ def run(args: argparse.Namespace, overrides: list[str]) -> int:
         print(f"alpamayo eval: {err}", file=sys.stderr)
         return 2
     from alpamayo_jax.data.shards import ShardError
+    from alpamayo_jax.text.tokenizer import TokenizerError
+    from alpamayo_jax.training.checkpoint import CheckpointError
 
     start = time.time()
     try:
@@ -63,6 +65,9 @@ def run(args: argparse.Namespace, overrides: list[str]) -> int:
     except ShardError as err:
         print(f"alpamayo eval: cannot read the {args.split} split: {err}", file=sys.stderr)
         return 1
+    except (CheckpointError, TokenizerError) as err:  # the model row needs a trained workdir
+        print(f"alpamayo eval: cannot load the model policy: {err}", file=sys.stderr)
+        return 2
     print(report.format_results(results))
     if args.json:
         report.write_json(results, args.json)

@@ -63,3 +63,7 @@ def test_eval_errors_name_the_problem(workdir, tmp_path, capsys):
     assert "trajectory_samples: expected >= 1, got 0" in capsys.readouterr().err
     assert cli.main(["eval", "--workdir", str(workdir / "wd"), "--policies", "constant_velocity", "--split", "val"]) == 1
     assert "cannot read the val split" in capsys.readouterr().err
+    # A workdir with a config but no trained checkpoint: the model row says so, without a traceback.
+    assert cli.main(["eval", "--workdir", str(workdir / "wd"), "--policies", "model,constant_velocity"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("alpamayo eval: cannot load the model policy: no checkpoints in "), err
