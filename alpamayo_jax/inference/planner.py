@@ -14,7 +14,9 @@ exported whole to StableHLO (export/stablehlo.py): the prompt is assembled insid
     -> denormalise, unicycle integration to poses.
 
 Randomness: scene b's key is `key(seed[b])`; its sample k uses `fold_in(that, k)`, so a plan depends
-only on its own scene and seed, not on the batch around it.
+only on its own scene and seed, not on the batch around it. The numbers are jax.random's Threefry,
+computed by `inference/noise.py` in plain integer ops so that the exported module compiles with
+IREE too (jax.random's own lowering with per-row keys does not).
 """
 
 from __future__ import annotations
@@ -27,8 +29,9 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-from jaxtyping import Array, Float, Int, UInt8
+from jaxtyping import Array, Float, Int, UInt8, UInt32
 
+from alpamayo_jax.inference import noise
 from alpamayo_jax.inference.sampler import SamplingParams, decode_loop, repeat_batch
 from alpamayo_jax.models.policy_model import PolicyCache, PolicyModel
 from alpamayo_jax.trajectory.tokenize import decode_future, encode_history
@@ -168,11 +171,12 @@ def build_prompt(spec: PlannerSpec, history_xyz: Float[Array, "b h 3"]) -> Int[A
     return jnp.concatenate(parts, axis=1)
 
 
-def sample_keys(seed: Int[Array, " b"], samples: int) -> jax.Array:
-    """Key of row (scene b, sample k) = fold_in(key(seed[b]), k), scene-major like `repeat_batch`."""
-    scene = jax.vmap(jax.random.key)(seed.astype(jnp.uint32))
-    rows = jax.vmap(lambda k: jax.vmap(lambda i: jax.random.fold_in(k, i))(jnp.arange(samples)))(scene)
-    return rows.reshape(-1)
+def sample_keys(seed: Int[Array, " b"], samples: int) -> UInt32[Array, "bk 2"]:
+    """Key words of row (scene b, sample k) = fold_in(key(seed[b]), k), scene-major like
+    `repeat_batch` (raw uint32 words: `jax.random.key_data` of those keys)."""
+    scene = noise.seed_keys(seed)  # [B, 2]
+    rows = noise.fold_in(scene[:, None], jnp.arange(samples)[None, :])  # [B, K, 2]
+    return rows.reshape(-1, 2)
 
 
 def _future_mask(spec: PlannerSpec, vocab: int) -> jax.Array:
@@ -218,14 +222,13 @@ def plan_scenes(
 
     t = spec.future_steps
     if spec.trajectory == "flow":
-        noise_keys = jax.vmap(lambda key: jax.random.fold_in(key, _NOISE_STREAM))(keys)
-        noise = jax.vmap(lambda key: jax.random.normal(key, (t, 2)))(noise_keys)
-        norm_actions = model.sample_actions(cache, prefix_len, noise, spec.flow_steps)
+        eps = noise.normal(noise.fold_in(keys, _NOISE_STREAM), (t, 2))
+        norm_actions = model.sample_actions(cache, prefix_len, eps, spec.flow_steps)
     else:
         # Logits after <|traj_future_start|>: re-feed it into its own slot (same K/V rewritten).
         stop = jnp.full((b * k,), spec.traj_future_start_id, jnp.int32)
         logits, cache = model.decode_step(cache, stop, prefix_len - 1)
-        token_keys = jax.vmap(lambda key: jax.random.fold_in(key, _TOKENS_STREAM))(keys)
+        token_keys = noise.fold_in(keys, _TOKENS_STREAM)
         result = decode_loop(
             model.decode_step, cache, logits, prefix_len, token_keys,
             max_new_tokens=2 * t, stop_token_id=-1, pad_id=spec.pad_id, params=spec.sampling,

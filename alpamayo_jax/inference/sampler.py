@@ -17,6 +17,9 @@ Why these choices:
   attends to the prefix up to and including `<|traj_future_start|>` (SPEC.md section 1).
 - Per-sequence randomness: token i of sequence b uses `fold_in(fold_in(key, b), i)`, so sequence b's
   sample depends only on (key, b, i): reproducible per seed, and unchanged when the batch grows.
+  The draws come from `inference/noise.py` (jax.random's Threefry generator as plain integer
+  ops) so the loop also compiles outside JAX (IREE) when exported; keys are typed threefry keys
+  (`jax.random.key`) or their raw uint32 words [..., 2].
 - Banned tokens (trajectory-bin ids while writing text) get logit -inf before sampling.
 """
 
@@ -28,7 +31,9 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
+from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray, UInt32
+
+from alpamayo_jax.inference import noise
 
 DecodeStep = Callable[[Any, jax.Array, jax.Array], tuple[jax.Array, Any]]
 
@@ -96,26 +101,26 @@ def mask_banned(
     return jnp.where(banned, -jnp.inf, logits)
 
 
-def sequence_keys(rng: PRNGKeyArray, batch: int) -> PRNGKeyArray:
-    """One independent key per sequence: `fold_in(rng, b)` (not `split`, whose i-th key depends on
-    how many keys are split)."""
-    return jax.vmap(lambda b: jax.random.fold_in(rng, b))(jnp.arange(batch))
+def sequence_keys(rng: PRNGKeyArray | UInt32[Array, "2"], batch: int) -> UInt32[Array, "b 2"]:
+    """One independent key per sequence, as raw key words: `fold_in(rng, b)` (not `split`, whose
+    i-th key depends on how many keys are split)."""
+    return noise.fold_in(noise.key_words(rng)[None], jnp.arange(batch))
 
 
 def sample_token(
     logits: Float[Array, "b v"],
-    keys: PRNGKeyArray,
+    keys: PRNGKeyArray | UInt32[Array, "b 2"],
     step: Int[Array, ""] | int,
     params: SamplingParams,
     banned: Bool[Array, " v"] | None = None,
 ) -> Int[Array, " b"]:
-    """Choose one token per sequence: greedy, or temperature + top-p with key `fold_in(keys[b], step)`."""
+    """Choose one token per sequence: greedy, or temperature + top-p with key `fold_in(keys[b], step)`
+    (`keys`: [B] typed threefry keys or [B, 2] raw key words)."""
     logits = mask_banned(logits.astype(jnp.float32), banned)
     if params.greedy:
         return jnp.argmax(logits, axis=-1).astype(jnp.int32)
     logits = top_p_filter(logits / params.temperature, params.top_p)
-    step_keys = jax.vmap(lambda k: jax.random.fold_in(k, step))(keys)
-    return jax.vmap(jax.random.categorical)(step_keys, logits).astype(jnp.int32)
+    return noise.categorical(noise.fold_in(noise.key_words(keys), step), logits)
 
 
 def decode_loop(
@@ -123,7 +128,7 @@ def decode_loop(
     cache: Any,
     first_logits: Float[Array, "b v"],
     start_pos: Int[Array, " b"],
-    rng: PRNGKeyArray,
+    rng: PRNGKeyArray | UInt32[Array, "*b 2"],
     *,
     max_new_tokens: int,
     stop_token_id: int,
@@ -140,7 +145,8 @@ def decode_loop(
     included) has its K/V in the returned cache.
 
     `rng` is one key (sequence b then uses `fold_in(rng, b)`) or one key per sequence ([B] keys,
-    used as given: callers that need a sample to depend only on its own scene's seed pass these).
+    used as given: callers that need a sample to depend only on its own scene's seed pass these);
+    typed threefry keys or raw uint32 key words ([2] or [B, 2]).
 
     `forced_suffix`: token ids forced, in order, over the last `len(forced_suffix)` steps for the
     sequences that have not stopped by then (e.g. `(<|cot_end|>, <|traj_future_start|>)` so every
@@ -157,7 +163,12 @@ def decode_loop(
             f"forced_suffix must end with the stop token {stop_token_id} and be at most "
             f"max_new_tokens={max_new_tokens} long, got {suffix}"
         )
-    keys = rng if rng.shape == (batch,) else sequence_keys(rng, batch)
+    words = noise.key_words(rng)
+    if words.shape not in ((2,), (batch, 2)):
+        raise ValueError(
+            f"rng must be one key or one per sequence ({batch}), got key words of shape {words.shape}"
+        )
+    keys = words if words.ndim == 2 else sequence_keys(words, batch)
     suffix_arr = jnp.asarray(suffix or (stop_token_id,), jnp.int32)
     suffix_start = max_new_tokens - len(suffix)
 

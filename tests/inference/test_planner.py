@@ -8,7 +8,14 @@ import pytest
 from flax import nnx
 
 from alpamayo_jax.export import stablehlo
-from alpamayo_jax.inference.planner import PlannerSpec, build_prompt, plan_scenes
+from alpamayo_jax.inference import noise
+from alpamayo_jax.inference.planner import (
+    _NOISE_STREAM,
+    PlannerSpec,
+    build_prompt,
+    plan_scenes,
+    sample_keys,
+)
 from alpamayo_jax.inference.sampler import SamplingParams, decode_loop
 from alpamayo_jax.models.policy_model import build_policy
 from alpamayo_jax.text.tokenizer import train_tokenizer
@@ -109,6 +116,17 @@ def test_plan_with_reasoning_and_flow(setup, flow):
     )
     assert np.isfinite(np.asarray(out["poses"])).all()
     assert np.abs(np.asarray(out["actions"])[..., 1]).max() <= 0.2 + 1e-6
+
+
+def test_sample_keys_are_fold_in_of_the_scene_seed_and_noise_differs_per_sample():
+    seed = jnp.asarray([7, 2**32 - 1], jnp.uint32)
+    keys = sample_keys(seed, 3)
+    scene = jax.vmap(jax.random.key)(seed)
+    want = jax.vmap(lambda s: jax.vmap(lambda k: jax.random.fold_in(s, k))(jnp.arange(3)))(scene)
+    np.testing.assert_array_equal(keys, jax.random.key_data(want).reshape(6, 2))
+    eps = np.asarray(noise.normal(noise.fold_in(keys, _NOISE_STREAM), (64, 2)))
+    assert len({row.tobytes() for row in eps}) == 6  # every (scene, sample) row has its own noise
+    np.testing.assert_array_equal(sample_keys(seed[:1], 3), keys[:3])  # a scene ignores its batch
 
 
 @pytest.mark.slow

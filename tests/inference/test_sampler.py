@@ -169,6 +169,27 @@ def test_sampling_is_reproducible_per_seed_and_independent_of_batch_size():
     np.testing.assert_array_equal(run(7, slice(0, 2)), a[:2])
 
 
+def test_raw_key_words_sample_like_typed_keys_and_bad_rng_shapes_are_named():
+    """The exported planner passes uint32 key words (inference/noise.py), tests pass typed keys:
+    the same key either way gives the same tokens."""
+    model = ToyLM.create(2)
+    tokens, lengths = jnp.array([[5, 9, 1], [2, 11, 7]]), jnp.array([3, 3])
+    params = SamplingParams(temperature=1.0)
+
+    def run(rng):
+        cache, first = model.prefill(tokens, lengths, capacity=16)
+        return decode_loop(model.decode_step, cache, first, lengths, rng, max_new_tokens=8,
+                           stop_token_id=VOCAB + 1, params=params).tokens  # fmt: skip
+
+    typed = run(jax.random.key(4))
+    np.testing.assert_array_equal(run(jax.random.key_data(jax.random.key(4))), typed)
+    per_row = jax.vmap(lambda b: jax.random.fold_in(jax.random.key(4), b))(jnp.arange(2))
+    np.testing.assert_array_equal(run(jax.random.key_data(per_row)), typed)
+    message = r"rng must be one key or one per sequence \(2\), got key words of shape \(3, 2\)"
+    with pytest.raises(ValueError, match=message):
+        run(jnp.zeros((3, 2), jnp.uint32))
+
+
 def test_repeat_batch_is_scene_major_on_the_named_axis():
     cache = {"k": jnp.arange(2 * 3).reshape(1, 2, 3), "logits": jnp.array([[1.0], [2.0]])}
     out = repeat_batch(cache, 2, batch_axis={"k": 1, "logits": 0})
