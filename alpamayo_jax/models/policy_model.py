@@ -107,7 +107,11 @@ class PolicyModel(nnx.Module):
         """Run the (right-padded) prompt; return the next-token logits and a cache of `cache_len`
         slots (default: the prompt length, i.e. no room to decode)."""
         hidden, (k, v), _, next_position = self.forward(tokens, valid, images)
-        lengths = jnp.sum(valid.astype(jnp.int32), axis=-1)
+        # Counted with a select, not `valid.astype(int32)`: IREE 3.13 (llvm-cpu) folds the sum of a
+        # converted constant all-true mask (the planner's unpadded prompt) to a wrong count (9 for
+        # 140 tokens), so the exported planner read the wrong row and RoPE offset. The select folds
+        # correctly; both are the same count everywhere else.
+        lengths = jnp.sum(jnp.where(valid, 1, 0).astype(jnp.int32), axis=-1)
         last = jnp.take_along_axis(hidden, jnp.maximum(lengths - 1, 0)[:, None, None], axis=1)
         logits = self.logits(last)[:, 0]
         kv = KVCache.from_prefill(k, v, valid, cache_len or tokens.shape[1])
