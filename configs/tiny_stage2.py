@@ -16,8 +16,10 @@ from alpamayo_jax.config.loader import load_config_file
 def get_config():
     config = load_config_file(pathlib.Path(__file__).with_name("tiny.py"))
     config.train.stage = "stage2"
-    config.train.steps = 400
+    config.train.steps = 800
     config.train.batch_size = 16
+    config.train.eval_every = 400
+    config.train.checkpoint_every = 400
     config.train.lr = 3e-3
     config.train.warmup_steps = 20
     return config
