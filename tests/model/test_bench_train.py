@@ -29,7 +29,7 @@ def test_bench_train_prints_step_time_and_tokens_per_second(repo_root, tmp_path,
     results = json.loads(out.read_text())
     assert results["batch_size"] == 2 and results["seq_len"] == 320
     assert results["images_per_sample"] == 4  # 4 cameras x 1 frame
-    assert results["loss_weights"] == {"ce": 1.0}  # stage1: cross-entropy only
+    assert results["loss_weights"] == {"ce": 1.0, "reasoning": 1.0}  # tiny stage 1: CE + its reasoning term
     assert len(results["step_s_all"]) == 2 and all(t > 0 for t in results["step_s_all"])
     assert results["tokens_per_s"] == pytest.approx(2 * 320 / results["step_s_mean"])
     assert results["valid_tokens_per_s"] < results["tokens_per_s"]
