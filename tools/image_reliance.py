@@ -20,7 +20,7 @@ from flax import nnx
 from alpamayo_jax.data.pipeline import encoder_from_config
 from alpamayo_jax.eval.suite import open_split
 from alpamayo_jax.inference.policy import Policy
-from alpamayo_jax.models.losses import reasoning_mask, token_cross_entropy
+from alpamayo_jax.models.losses import masked_sum, next_token_nll, reasoning_mask
 
 
 def main() -> None:
@@ -41,8 +41,8 @@ def main() -> None:
 
     def cross_entropy(images) -> tuple[float, float]:
         hidden, _, _, _ = model.forward(batch["tokens"], batch["valid"], images)
-        logits = model.logits(hidden)
-        return tuple(float(s / c) for s, c in (token_cross_entropy(logits, batch["tokens"], m) for m in (text, future)))
+        nll = next_token_nll(model.logits(hidden), batch["tokens"])
+        return tuple(float(s / c) for s, c in (masked_sum(nll, m) for m in (text, future)))
 
     rows = {
         "own images": cross_entropy(batch["images"]),

@@ -33,21 +33,31 @@ SumCount = tuple[Float[Array, ""], Float[Array, ""]]
 Batch = Mapping[str, jax.Array]
 
 
+def next_token_nll(logits: Float[Array, "b l v"], tokens: Int[Array, "b l"]) -> Float[Array, "b l1"]:
+    """-log p(tokens[i+1] | tokens[:i+1]) at every position but the last (which has no next token).
+
+    The target logit is picked with a one-hot product rather than a gather: with the vocabulary
+    split over devices each shard contributes its part and one all-reduce sums them, where a gather
+    would all-gather the logits.
+    """
+    logits = logits[:, :-1].astype(jnp.float32)
+    log_z = jax.nn.logsumexp(logits, axis=-1)
+    picked = jnp.sum(logits * jax.nn.one_hot(tokens[:, 1:], logits.shape[-1], dtype=logits.dtype), axis=-1)
+    return log_z - picked
+
+
+def masked_sum(nll: Float[Array, "b l1"], loss_mask: Float[Array, "b l"]) -> SumCount:
+    """(sum of `nll` where `loss_mask`, count): `loss_mask` is per position of the chat, so its last
+    entry (no next token) is dropped."""
+    mask = loss_mask[:, :-1].astype(jnp.float32)
+    return jnp.sum(nll * mask), jnp.sum(mask)
+
+
 def token_cross_entropy(
     logits: Float[Array, "b l v"], tokens: Int[Array, "b l"], loss_mask: Float[Array, "b l"]
 ) -> SumCount:
-    """Sum over positions i with loss_mask[i] of -log p(tokens[i+1] | tokens[:i+1]), and the count.
-
-    The last position has no next token, so its mask entry is ignored. The target logit is picked
-    with a one-hot product rather than a gather: with the vocabulary split over devices each shard
-    contributes its part and one all-reduce sums them, where a gather would all-gather the logits.
-    """
-    logits = logits[:, :-1].astype(jnp.float32)
-    targets = tokens[:, 1:]
-    mask = loss_mask[:, :-1].astype(jnp.float32)
-    log_z = jax.nn.logsumexp(logits, axis=-1)
-    picked = jnp.sum(logits * jax.nn.one_hot(targets, logits.shape[-1], dtype=logits.dtype), axis=-1)
-    return jnp.sum((log_z - picked) * mask), jnp.sum(mask)
+    """Sum over positions i with loss_mask[i] of -log p(tokens[i+1] | tokens[:i+1]), and the count."""
+    return masked_sum(next_token_nll(logits, tokens), loss_mask)
 
 
 def reasoning_mask(loss_mask: Float[Array, "b l"], cot_start: Int[Array, " b"], prefix_len: Int[Array, " b"]) -> Float[Array, "b l"]:
@@ -87,10 +97,10 @@ def sft_loss_terms(
     """
     tokens, valid = batch["tokens"], batch["valid"].astype(bool)
     hidden, (k, v), positions, _ = model.forward(tokens, valid, batch.get("images"))
-    logits = model.logits(hidden)
-    ce = token_cross_entropy(logits, tokens, batch["loss_mask"])
+    nll = next_token_nll(model.logits(hidden), tokens)  # one softmax serves both token terms
+    ce = masked_sum(nll, batch["loss_mask"])
     text_mask = reasoning_mask(batch["loss_mask"], batch["cot_start"].astype(jnp.int32), batch["prefix_len"].astype(jnp.int32))
-    reasoning = token_cross_entropy(logits, tokens, text_mask)
+    reasoning = masked_sum(nll, text_mask)
 
     actions = batch["actions_norm"].astype(jnp.float32)
     b = actions.shape[0]

@@ -195,9 +195,14 @@ def memory_summary(compiled: jax.stages.Compiled) -> str:
         ("code", "generated_code_size_in_bytes"),
     ]
     parts = [f"{label} {_fmt_bytes(getattr(stats, attr))}" for label, attr in fields if hasattr(stats, attr)]
+    return f"memory per device: {', '.join(parts)}; peak ~{_fmt_bytes(planned_peak_bytes(stats))}"
+
+
+def planned_peak_bytes(stats: Any) -> int:
+    """XLA's per-device plan of a compiled program's peak: arguments + outputs - donated aliases +
+    temporaries (from `compiled.memory_analysis()`)."""
     peak = sum(getattr(stats, a, 0) for a in ("argument_size_in_bytes", "output_size_in_bytes", "temp_size_in_bytes"))
-    peak -= getattr(stats, "alias_size_in_bytes", 0)
-    return f"memory per device: {', '.join(parts)}; peak ~{_fmt_bytes(peak)}"
+    return int(peak - getattr(stats, "alias_size_in_bytes", 0))
 
 
 def compile_train_step(

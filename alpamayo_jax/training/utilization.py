@@ -22,6 +22,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from alpamayo_jax.training.step import planned_peak_bytes
+
 
 def compiled_flops(compiled: Any) -> float | None:
     """FLOPs of one call of a compiled program by XLA's cost analysis (None where unavailable)."""
@@ -91,10 +93,7 @@ def peak_memory(compiled: Any) -> dict[str, int]:
     out: dict[str, int] = {}
     stats = compiled.memory_analysis()
     if stats is not None:
-        fields = ("argument_size_in_bytes", "output_size_in_bytes", "alias_size_in_bytes", "temp_size_in_bytes")
-        if all(hasattr(stats, f) for f in fields):
-            arg, outp, alias, temp = (int(getattr(stats, f)) for f in fields)
-            out["compiled_peak_bytes"] = arg + outp - alias + temp
+        out["compiled_peak_bytes"] = planned_peak_bytes(stats)
     device_stats = getattr(jax.devices()[0], "memory_stats", lambda: None)()
     if device_stats and "peak_bytes_in_use" in device_stats:
         out["device_peak_bytes"] = int(device_stats["peak_bytes_in_use"])
