@@ -30,7 +30,7 @@ import optax
 from flax import nnx
 
 from alpamayo_jax.config.loader import load_config_file
-from alpamayo_jax.data.world.decisions import DECISION_NAMES
+from alpamayo_jax.data.world.decisions import DECISION_NAMES, decision_id
 from alpamayo_jax.eval.suite import open_split
 from alpamayo_jax.models.vision import VisionEncoder
 
@@ -43,7 +43,7 @@ def load(config, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         s = samples[i]
         images.append(s.images)
         history.append(np.concatenate([s.history_xyz[:, :2], s.history_heading[:, None]], axis=1))
-        labels.append(DECISION_NAMES.index(s.decision))
+        labels.append(decision_id(s.decision))
     return np.stack(images), np.stack(history).astype(np.float32), np.asarray(labels)
 
 
