@@ -4,6 +4,7 @@ Qwen3-VL family at toy width (model preset `tiny`), the synthetic vocabulary of 
 """
 
 from alpamayo_jax.config.compose import policy_config
+from alpamayo_jax.data.world.decisions import DECISION_NAMES
 
 
 def get_config():
@@ -13,6 +14,8 @@ def get_config():
     # 8000 training scenes (about 40 s to generate once on 2 cores): at 1000 steps of 8 no scene is
     # seen more than once or twice, so the reasoning cannot be learnt by heart from the history.
     config.data.num_train = 8000
+    # The random ViT is first trained to classify the world's decisions (configs/tiny_vision.py).
+    config.model.vision.decision_classes = len(DECISION_NAMES)
 
     # -- Training of the Quick-start demo (tools/demo.sh; stage 2: configs/tiny_stage2.py) --------
     # Budget: stage 1 + stage 2 + eval in about 11 minutes on 2 cores (~0.35 s per stage-1 step of 8).
@@ -25,11 +28,12 @@ def get_config():
     # gets an eighth of the gradient and greedy decoding of the 400-step model repeated one word.
     # Its own mean (models/losses.py `reasoning`) at weight 1 makes the reasoning fluent.
     config.train.reasoning_weight = 1.0
-    # A 0.4M-parameter model from scratch takes a 10x higher rate than the base 3e-4, and its ViT is
-    # random too, so it is not slowed to the x0.1 meant for a pretrained vision tower.
+    # A 0.4M-parameter model from scratch takes a 10x higher rate than the base 3e-4. Its ViT comes
+    # from the vision stage (configs/tiny_vision.py, `--config.train.init_from`), so it keeps the
+    # paper's x0.1 for a pretrained vision tower: at x1 stage 1 would wash out what it learnt there.
     config.train.lr = 3e-3
     config.train.warmup_steps = 20
-    config.train.lr_multipliers.vision = 1.0
+    config.train.lr_multipliers.vision = 0.1
     config.train.eval_every = 500
     config.train.checkpoint_every = 500
     config.train.log_every = 25

@@ -2,6 +2,9 @@
 
     alpamayo train --config configs/tiny.py --workdir runs/tiny [--config.train.stage=stage2 ...]
 
+`train.stage` picks what is trained (config/train.py): `vision` (a random ViT learns the world's
+decisions first), `stage1`, `stage2` or `joint`; `train.init_from` starts a stage from the last.
+
 Running it again on the same workdir resumes from the latest checkpoint (same later losses as an
 uninterrupted run). Multi-host: start one process per host with --coordinator/--num-processes/
 --process-id (or ALPAMAYO_COORDINATOR / ALPAMAYO_NUM_PROCESSES / ALPAMAYO_PROCESS_ID).

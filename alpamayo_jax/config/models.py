@@ -59,6 +59,9 @@ def vision_config(family: str, *, hidden: int, depth: int, heads: int, mlp: int,
         c.num_position_embeddings = 2304  # 48 x 48 learned table
         c.deepstack_blocks = (8, 16, 24)
         c.image_mean, c.image_std = QWEN3_MEAN, QWEN3_STD
+    # Classes of the decision classifier on the merged tokens that the vision stage trains
+    # (`train.stage = "vision"`, models/losses.py `decision`); 0 = no classifier (pretrained ViTs).
+    c.decision_classes = 0
     c.update(overrides)
     return c
 

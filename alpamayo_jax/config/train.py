@@ -3,6 +3,11 @@
 Read by `training/` only. The stage is a *mode*, not a bundle of defaults, so that
 `--config.train.stage=stage2` alone is a correct stage-2 run:
 
+- `vision`: pretraining of the vision tower alone, before stage 1, for a model whose ViT starts
+  random (`tiny`, `small`) where the paper starts from a pretrained VLM: every parameter whose path
+  does not match `vision_patterns` is frozen, and the loss is `decision` (models/losses.py), the
+  scene's driving decision classified from the mean of the tower's merged tokens. Without it the
+  tiny language model learns to state its decision from the history alone (README "Results").
 - `stage1`: cross-entropy on the reasoning text and the discrete future tokens; every parameter
   trains (the vision tower at `lr_multipliers['vision']` times the base rate).
 - `stage2`: flow matching of the action expert only; every parameter whose path does not match
@@ -21,7 +26,7 @@ from __future__ import annotations
 
 import ml_collections
 
-STAGES = ("stage1", "stage2", "joint")
+STAGES = ("vision", "stage1", "stage2", "joint")
 COMPUTE_DTYPES = ("float32", "bfloat16")
 SCHEDULES = ("cosine", "constant")
 
@@ -45,6 +50,8 @@ def train_config() -> ml_collections.ConfigDict:
     c.lr_multipliers = ml_collections.ConfigDict({"vision": 0.1})
     c.frozen = ()  # extra patterns frozen in every stage
     c.expert_patterns = ("^expert/",)  # what stage 2 trains; everything else is frozen there
+    c.vision_patterns = ("^backbone/vision/",)  # what the vision stage trains
+    c.decision_weight = 1.0  # the vision stage's decision classification
     c.ce_weight = 1.0
     # Extra weight on the mean cross-entropy of the reasoning tokens alone (models/losses.py
     # `reasoning`), in stage1 and joint; 0 is the paper's plain token-averaged cross-entropy.

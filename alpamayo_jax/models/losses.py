@@ -3,13 +3,19 @@
 Every loss returns a `(sum, count)` pair, never a mean: the training step adds sums and counts over
 micro-batches and devices and divides once, so gradient accumulation gives exactly the full-batch
 mean (a mean of per-micro-batch means would weight short sequences more). Terms are named `ce`,
-`reasoning` and `flow`, the names of their weights in the `train` config (`train.ce_weight`,
-`train.reasoning_weight`, `train.flow_weight`).
+`reasoning`, `flow` and `decision`, the names of their weights in the `train` config
+(`train.ce_weight`, `train.reasoning_weight`, `train.flow_weight`, `train.decision_weight`).
 
 `reasoning` is the same cross-entropy restricted to the Chain-of-Causation answer (its text and the
 two delimiters that close it), averaged over those tokens alone. In `ce` a chat's ~20 reasoning
 tokens sit beside 128 trajectory tokens, so the reasoning gets about an eighth of the gradient; a
 separate mean lets a config give the text its own weight, independent of how long the future is.
+
+`decision` is the vision stage's objective (`train.stage = "vision"`, before stage 1): the vision
+tower's decision classifier (`VisionEncoder.decision_logits`, on the mean merged token) names the
+scene's driving decision (`decision_id`; -1, unknown, is skipped). The language model's attention
+does not learn to look at random image features in a one-epoch stage 1 (it states the decision from
+the ego history alone); features that already separate the decisions give it something to find.
 
 One forward of the VLM over the whole chat serves both terms: the causal mask guarantees that the
 K/V of the prefix positions (< prefix_len) never see the discrete future tokens that follow them,
@@ -118,14 +124,29 @@ def sft_loss_terms(
     return {"ce": ce, "reasoning": reasoning, "flow": flow}
 
 
+def decision_readout_terms(model: PolicyModel, batch: Batch) -> dict[str, SumCount]:
+    """{'decision'}: (sum, count) of the cross-entropy of each labelled scene's decision under the
+    vision tower's classifier (`model.vision.decision_classes` > every `decision_id`)."""
+    vision = model.backbone.vision
+    features, _ = vision(batch["images"])
+    logits = vision.decision_logits(features).astype(jnp.float32)
+    labels = batch["decision_id"].astype(jnp.int32)
+    known = (labels >= 0).astype(jnp.float32)
+    picked = jnp.sum(logits * jax.nn.one_hot(labels, logits.shape[-1], dtype=logits.dtype), axis=-1)
+    nll = jax.nn.logsumexp(logits, axis=-1) - picked
+    return {"decision": (jnp.sum(nll * known), jnp.sum(known))}
+
+
 def make_sft_loss_fn(
     config: ml_collections.ConfigDict,
 ) -> Callable[[PolicyModel, Batch, PRNGKeyArray], dict[str, SumCount]]:
     """`loss_fn(model, batch, rng)` for `training/step.py`, with the flow and stage settings bound.
 
     Stage 2 always stops the gradient into the prefix (the VLM is frozen there anyway; the stop
-    saves the backward pass through it).
+    saves the backward pass through it). The vision stage runs the vision tower alone.
     """
+    if config.train.stage == "vision":
+        return lambda model, batch, rng: decision_readout_terms(model, batch)
     stop = bool(config.train.stop_gradient_prefix) or config.train.stage == "stage2"
     flow_cfg = config.flow
 

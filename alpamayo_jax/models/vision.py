@@ -34,7 +34,7 @@ from flax import nnx
 from jaxtyping import Array, Float, UInt8
 
 from alpamayo_jax.nn.attention import Attention, segment_mask
-from alpamayo_jax.nn.layers import GeluMLP, LayerNorm, RMSNorm, SwiGLU, make_param, remat
+from alpamayo_jax.nn.layers import Dense, GeluMLP, LayerNorm, RMSNorm, SwiGLU, make_param, remat
 from alpamayo_jax.nn.rope import vision_rope_angles
 
 
@@ -183,6 +183,22 @@ class PatchMerger(nnx.Module):
         return self.mlp(x)
 
 
+class DecisionHead(nnx.Module):
+    """fc2(gelu(fc1(gelu(x)))): the driving decision's scores from the mean merged token.
+
+    A classifier trained from scratch on top of a random tower: fan-in initialisation (not the
+    towers' small normal) so that its first gradients reach the tower at full strength.
+    """
+
+    def __init__(self, width: int, classes: int, *, rngs: nnx.Rngs, param_dtype=jnp.float32):
+        kw = dict(use_bias=True, rngs=rngs, param_dtype=param_dtype, init=nnx.initializers.lecun_normal())
+        self.fc1 = Dense(width, width, names=("embed", "mlp"), **kw)
+        self.fc2 = Dense(width, classes, names=("mlp", None), **kw)
+
+    def __call__(self, x: Float[Array, "b o"]) -> Float[Array, "b c"]:
+        return self.fc2(jax.nn.gelu(self.fc1(jax.nn.gelu(x))))
+
+
 class VisionEncoder(nnx.Module):
     """Patch embedding, (positions), scanned blocks, merger (+ DeepStack mergers)."""
 
@@ -208,6 +224,11 @@ class VisionEncoder(nnx.Module):
             PatchMerger(cfg, postshuffle=True, rngs=rngs, dtype=dtype, param_dtype=param_dtype)
             for _ in cfg.deepstack_blocks
         ])
+        # Only the vision stage reads it (models/losses.py `decision`); planning never runs it.
+        classes = int(cfg.get("decision_classes", 0))
+        self.decision_head = (
+            DecisionHead(cfg.out_hidden, classes, rngs=rngs, param_dtype=param_dtype) if classes else None
+        )
 
     # -- inputs -----------------------------------------------------------------------------------
 
@@ -249,6 +270,13 @@ class VisionEncoder(nnx.Module):
         merged = merged.reshape(b, n * t, merged.shape[-1])
         deep = deep.reshape(deep.shape[0], b, n * t, deep.shape[-1])
         return merged, deep
+
+    def decision_logits(self, merged: Float[Array, "b t o"]) -> Float[Array, "b c"]:
+        """Scores of the driving decisions from one scene's merged tokens (`__call__`'s first output):
+        an MLP on their mean, so each token only has to carry evidence, wherever it sits."""
+        if self.decision_head is None:
+            raise ValueError("the decision classifier needs model.vision.decision_classes > 0, got 0")
+        return self.decision_head(merged.mean(axis=1))
 
     def encode_patches(
         self, patches: Float[Array, "n k"], grids: Sequence[tuple[int, int, int]]

@@ -103,6 +103,25 @@ def _stats_from_checkpoints(config: ml_collections.ConfigDict, workdir: pathlib.
     return None
 
 
+def _check_vision_stage(config: ml_collections.ConfigDict, train_source, root: pathlib.Path) -> None:
+    """The vision stage (models/losses.py `decision`) needs the vision tower's decision classifier,
+    one class per decision of the world, and decision labels in the data (the real dataset has none)."""
+    from alpamayo_jax.data.world.decisions import DECISION_NAMES, UNKNOWN
+
+    classes = int(config.model.vision.get("decision_classes", 0))
+    if classes != len(DECISION_NAMES):
+        raise TrainConfigError(
+            f"train.stage='vision' classifies the {len(DECISION_NAMES)} decisions of the world: "
+            f"model.vision.decision_classes must be {len(DECISION_NAMES)}, got {classes}"
+        )
+    first = [train_source[i].decision for i in range(min(len(train_source), 64))]
+    if all(d == UNKNOWN for d in first):
+        raise TrainConfigError(
+            f"train.stage='vision' learns from decision labels, but the first {len(first)} train "
+            f"samples of {root} have none (decision {UNKNOWN!r})"
+        )
+
+
 def prepare(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> tuple[TrainTask, DatasetPaths]:
     """Set the config's action stats and build the SFT task (data, model, loss, meta)."""
     from alpamayo_jax.data.pipeline import (
@@ -122,6 +141,8 @@ def prepare(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> t
     train_source = ShardReader(paths.root, "train")
     val_source = ShardReader(paths.root, "val")
 
+    if config.train.stage == "vision":
+        _check_vision_stage(config, train_source, paths.root)
     stats = _stats_from_checkpoints(config, workdir)
     if stats is None:
         mean, std = action_stats(train_source, max_samples=STATS_SAMPLES)
@@ -241,7 +262,7 @@ class PlanEvaluator:
         if cfg.eval_plan_samples < 1:
             raise TrainConfigError(f"train.eval_plan_samples must be >= 1, got {cfg.eval_plan_samples!r}")
         count = min(int(cfg.eval_plan_scenes), len(val_source))
-        if count == 0:
+        if count == 0 or cfg.stage == "vision":  # the vision stage trains no language model
             return None
         samples = [val_source[i] for i in range(count)]
         return cls(config, tokenizer, samples, num_samples=cfg.eval_plan_samples, chunk=cfg.batch_size)

@@ -13,8 +13,14 @@ from flax import nnx
 from alpamayo_jax.config import load_config
 from alpamayo_jax.models.expert import prefix_key_mask
 from alpamayo_jax.models.fake_batch import fake_batch
-from alpamayo_jax.models.losses import flow_matching_loss, reasoning_mask, token_cross_entropy
+from alpamayo_jax.models.losses import (
+    decision_readout_terms,
+    flow_matching_loss,
+    reasoning_mask,
+    token_cross_entropy,
+)
 from alpamayo_jax.models.policy_model import PolicyCache, PolicyModel, param_counts
+from alpamayo_jax.models.vision import VisionEncoder
 
 NAMED = ("tiny", "small", "r1_0p5b", "r1_3b", "r1_7b", "r1_release")
 N_NEW = 4
@@ -49,6 +55,29 @@ def test_reasoning_mask_keeps_the_predictions_of_the_answer_up_to_traj_future_st
 def test_flow_loss_is_sum_of_squares_and_element_count():
     s, c = flow_matching_loss(jnp.ones((2, 3, 2)), jnp.zeros((2, 3, 2)).at[0, 0, 0].set(3.0))
     assert float(s) == 11 * 1.0 + 4.0 and float(c) == 12.0
+
+
+def test_decision_loss_is_the_classifier_cross_entropy_skipping_unknown_scenes(tiny_config):
+    model = PolicyModel(tiny_config.model, rngs=nnx.Rngs(0))
+    batch = {k: jnp.asarray(v) for k, v in fake_batch(tiny_config, 3, seed=1).items()}
+    batch["decision_id"] = jnp.array([2, -1, 7], jnp.int32)  # the second scene has no label
+    s, c = decision_readout_terms(model, batch)["decision"]
+    vision = model.backbone.vision
+    logits = np.asarray(vision.decision_logits(vision(batch["images"])[0]), np.float64)
+    assert logits.shape == (3, tiny_config.model.vision.decision_classes)
+    log_p = logits - np.log(np.exp(logits).sum(axis=-1, keepdims=True))
+    assert float(c) == 2.0
+    np.testing.assert_allclose(float(s), -log_p[0, 2] - log_p[2, 7], rtol=1e-5)
+
+
+def test_a_vision_tower_without_a_classifier_says_which_setting_is_missing(tiny_config):
+    cfg = tiny_config.model.vision.copy_and_resolve_references()
+    cfg.decision_classes = 0
+    vision = VisionEncoder(cfg, rngs=nnx.Rngs(0))
+    assert vision.decision_head is None
+    with pytest.raises(ValueError) as err:
+        vision.decision_logits(jnp.zeros((1, 4, cfg.out_hidden)))
+    assert str(err.value) == "the decision classifier needs model.vision.decision_classes > 0, got 0"
 
 
 def _velocity_from_forward(model, tokens, batch, x_t, t):

@@ -69,7 +69,7 @@ def test_a_nan_loss_stops_the_run_before_saving_it(tmp_path):
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [
-        ("stage", "stage3", "train.stage must be one of ('stage1', 'stage2', 'joint'), got 'stage3'"),
+        ("stage", "stage3", "train.stage must be one of ('vision', 'stage1', 'stage2', 'joint'), got 'stage3'"),
         ("grad_accum_steps", 3, "train.batch_size must be a multiple of train.grad_accum_steps=3, got 8"),
         ("compute_dtype", "float16", "train.compute_dtype must be one of ('float32', 'bfloat16'), got 'float16'"),
     ],

@@ -1,4 +1,5 @@
-"""The real policy (configs/tiny.py) through the train step: each SFT stage learns a fixed batch."""
+"""The real policy (configs/tiny.py) through the train step: each stage learns a fixed batch and
+moves only the parameters it trains."""
 
 import jax
 import numpy as np
@@ -15,9 +16,10 @@ from alpamayo_jax.training.step import make_train_step
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("stage", ["stage1", "stage2"])
+@pytest.mark.parametrize("stage", ["vision", "stage1", "stage2"])
 def test_each_stage_lowers_its_loss_on_a_fixed_batch(repo_root, stage):
-    config = load_config(repo_root / "configs/tiny.py", [
+    name = "tiny_vision.py" if stage == "vision" else "tiny.py"  # the vision stage trains at x1
+    config = load_config(repo_root / "configs" / name, [
         f"--config.train.stage={stage}", "--config.train.lr=0.003", "--config.train.warmup_steps=0",
         "--config.train.steps=6",
     ])  # fmt: skip
@@ -34,6 +36,9 @@ def test_each_stage_lowers_its_loss_on_a_fixed_batch(repo_root, stage):
         state, metrics = step(state, batch, key)
         losses.append(float(metrics["loss"]))
     assert losses[-1] < losses[0] * (0.95 if stage == "stage1" else 0.8), losses
+    if stage == "vision":
+        assert set(state.params) == {"backbone"} and set(state.params["backbone"]) == {"vision"}
     if stage == "stage2":
         assert set(state.params) == {"expert"}
+    if stage != "stage1":
         jax.tree.map(np.testing.assert_array_equal, state.frozen, frozen_before)

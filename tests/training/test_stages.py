@@ -3,7 +3,9 @@
 import pytest
 
 from alpamayo_jax.config.train import train_config
-from alpamayo_jax.training.stages import StageError, loss_weights
+from flax import nnx
+
+from alpamayo_jax.training.stages import StageError, is_trainable, loss_weights
 
 
 def _train(**values):
@@ -14,13 +16,15 @@ def _train(**values):
 
 
 @pytest.mark.parametrize(("stage", "want"), [
-    ("stage1", {"ce": 1.0}), ("stage2", {"flow": 1.0}), ("joint", {"ce": 1.0, "flow": 1.0}),
+    ("vision", {"decision": 1.0}), ("stage1", {"ce": 1.0}), ("stage2", {"flow": 1.0}),
+    ("joint", {"ce": 1.0, "flow": 1.0}),
 ])
 def test_default_weights_are_the_papers_plain_losses(stage, want):
     assert loss_weights(_train(stage=stage)) == want
 
 
 @pytest.mark.parametrize(("stage", "want"), [
+    ("vision", {"decision": 1.0}),
     ("stage1", {"ce": 1.0, "reasoning": 2.0}),
     ("stage2", {"flow": 1.0}),  # no token loss in stage 2: the weight has nothing to scale
     ("joint", {"ce": 1.0, "flow": 1.0, "reasoning": 2.0}),
@@ -39,3 +43,15 @@ def test_zero_main_weight_is_refused():
     with pytest.raises(StageError) as err:
         loss_weights(_train(stage="joint", flow_weight=0.0))
     assert str(err.value) == "train.flow_weight must be > 0 in train.stage='joint', got 0.0"
+
+
+@pytest.mark.parametrize(("stage", "trained"), [
+    ("vision", {"backbone/vision/merger/fc2/kernel"}),
+    ("stage1", {"backbone/vision/merger/fc2/kernel", "backbone/llm/embedding", "expert/out/kernel"}),
+    ("stage2", {"expert/out/kernel"}),
+])
+def test_each_stage_trains_its_own_parameters(stage, trained):
+    param = nnx.Param(0.0)
+    paths = ("backbone/vision/merger/fc2/kernel", "backbone/llm/embedding", "expert/out/kernel")
+    assert {p for p in paths if is_trainable(p, param, _train(stage=stage))} == trained
+    assert not is_trainable(paths[0], nnx.BatchStat(0.0), _train(stage=stage))  # only parameters train

@@ -47,7 +47,7 @@ def test_a_bad_stage_fails_before_any_data_is_generated(capsys, repo_root, tmp_p
     code, _, err = _train(capsys, repo_root, tmp_path / "w", "--config.train.stage=stage3",
                           f"--config.data.cache_dir={cache}")
     assert code == 2
-    assert "train.stage must be one of ('stage1', 'stage2', 'joint'), got 'stage3'" in err
+    assert "train.stage must be one of ('vision', 'stage1', 'stage2', 'joint'), got 'stage3'" in err
     assert not cache.exists()
 
 
@@ -85,6 +85,27 @@ def test_stage1_then_stage2_on_the_synthetic_world(capsys, repo_root, tmp_path):
     assert changed == {"expert"}, changed  # the VLM (backbone) did not move in stage 2
     flow = [r["loss/flow"] for r in read_metrics(s2, "train")]
     assert len(flow) == 2 and all(np.isfinite(flow))
+
+
+@pytest.mark.slow
+def test_the_vision_stage_trains_the_vit_alone_and_stage1_starts_from_it(capsys, repo_root, tmp_path):
+    from alpamayo_jax.training.metrics import read_metrics
+
+    common = [*SMALL_DATA, f"--config.data.cache_dir={tmp_path / 'cache'}", "--config.train.batch_size=8",
+              "--config.train.eval_batches=1", "--config.train.log_every=1"]
+    s0, s1 = tmp_path / "vision", tmp_path / "stage1"
+    code, out, err = _train(capsys, repo_root, s0, *common, "--config.train.steps=2", "--config.train.stage=vision")
+    assert code == 0, err
+    assert "alpamayo train: vision of tiny reached step 2" in out
+    (val,) = read_metrics(s0, "val")
+    assert np.isfinite(val["loss/decision"]) and "minADE" not in val  # no planning: no language trained
+    # Stage 1 with the ViT frozen: its tower is the vision stage's, bit for bit.
+    code, out, err = _train(capsys, repo_root, s1, *common, "--config.train.steps=1",
+                            f"--config.train.init_from={s0}", "--config.train.frozen=('^backbone/vision/',)")
+    assert code == 0, err
+    v0, v1 = (traverse_util.flatten_dict(_variables(w)) for w in (s0, s1))
+    changed = {k[:2] for k in v0 if not np.array_equal(v0[k], v1[k])}
+    assert ("backbone", "vision") not in changed and ("backbone", "llm") in changed
 
 
 def _variables(workdir):
