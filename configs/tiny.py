@@ -17,8 +17,9 @@ def get_config():
     # The random ViT is first trained to classify the world's decisions (configs/tiny_vision.py).
     config.model.vision.decision_classes = len(DECISION_NAMES)
 
-    # -- Training of the Quick-start demo (tools/demo.sh; stage 2: configs/tiny_stage2.py) --------
-    # Budget: stage 1 + stage 2 + eval in about 11 minutes on 2 cores (~0.35 s per stage-1 step of 8).
+    # -- Training of the Quick-start demo (tools/demo.sh; configs/tiny_vision.py, tiny_stage2.py) --
+    # Budget: vision stage + stage 1 + stage 2 + eval in about 12 minutes on 2 cores (~0.33 s per
+    # stage-1 step of 8).
     # The longest chat of the world is 391 tokens (227 prompt + CoC + 128 future + delimiters);
     # padding to 512 cost ~25% more per step for nothing.
     config.data.max_tokens = 416
