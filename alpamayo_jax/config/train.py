@@ -4,7 +4,7 @@ Read by `training/` only. The stage is a *mode*, not a bundle of defaults, so th
 `--config.train.stage=stage2` alone is a correct stage-2 run:
 
 - `vision`: pretraining of the vision tower alone, before stage 1, for a model whose ViT starts
-  random (`tiny`, `small`) where the paper starts from a pretrained VLM: every parameter whose path
+  random (`tiny`) where the paper starts from a pretrained VLM: every parameter whose path
   does not match `vision_patterns` is frozen, and the loss is `decision` (models/losses.py), the
   scene's driving decision classified from the mean of the tower's merged tokens. Without it the
   tiny language model learns to state its decision from the history alone (README "Results").

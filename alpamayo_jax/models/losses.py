@@ -124,7 +124,7 @@ def sft_loss_terms(
     return {"ce": ce, "reasoning": reasoning, "flow": flow}
 
 
-def decision_readout_terms(model: PolicyModel, batch: Batch) -> dict[str, SumCount]:
+def decision_terms(model: PolicyModel, batch: Batch) -> dict[str, SumCount]:
     """{'decision'}: (sum, count) of the cross-entropy of each labelled scene's decision under the
     vision tower's classifier (`model.vision.decision_classes` > every `decision_id`)."""
     vision = model.backbone.vision
@@ -146,7 +146,7 @@ def make_sft_loss_fn(
     saves the backward pass through it). The vision stage runs the vision tower alone.
     """
     if config.train.stage == "vision":
-        return lambda model, batch, rng: decision_readout_terms(model, batch)
+        return lambda model, batch, rng: decision_terms(model, batch)
     stop = bool(config.train.stop_gradient_prefix) or config.train.stage == "stage2"
     flow_cfg = config.flow
 

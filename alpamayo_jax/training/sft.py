@@ -9,7 +9,8 @@ The loop is model-agnostic; this file binds it to the Alpamayo policy and its da
    `config.action.mean/std` before the run's config is saved, and into every checkpoint's meta;
 3. the tokenizer of the dataset, copied into the workdir so planning reads the very same file;
 4. the task: `PolicyModel` from the config, the (sum, count) SFT loss of `models/losses.py`, the
-   stage's loss weights, this host's shard of the grain pipeline, and the fixed val subset;
+   stage's loss weights, this host's shard of the grain pipeline, and the fixed val subset (the
+   vision stage first checks the classifier and the labels it needs, and plans nothing);
 5. the planning eval (`PlanEvaluator`): losses alone do not say whether the policy drives, so each
    eval also plans the first `train.eval_plan_scenes` val scenes with the inference program itself
    (`inference.planner.plan_scenes`) and reports minADE, ADE, the decision accuracy of the

@@ -1,8 +1,8 @@
 """What each SFT stage trains: which parameters, and which loss terms with which weights.
 
 The stage is a mode (`config/train.py`): `vision` optimises the decision classification of the
-vision tower alone (pretraining before stage 1); `stage1` optimises the cross-entropy of reasoning text and
-discrete trajectory tokens over the whole model; `stage2` optimises the flow-matching loss of the
+vision tower alone (pretraining before stage 1); `stage1` optimises the cross-entropy of reasoning
+text and discrete trajectory tokens over the whole model; `stage2` optimises the flow-matching loss of the
 action expert with the VLM frozen; `joint` optimises both. Keeping the two decisions in one place
 means a stage switch on the command line cannot train one set of parameters on the other's loss.
 """
@@ -42,8 +42,8 @@ def is_trainable(path: str, variable: nnx.Variable, train_cfg: ml_collections.Co
 def loss_weights(train_cfg: ml_collections.ConfigDict) -> dict[str, float]:
     """{loss term: weight} optimised in this stage (terms of models/losses.py).
 
-    The stage's main terms (`decision`, `ce`, `flow`) need a weight above 0; the optional `reasoning` term
-    joins the token stages only when `train.reasoning_weight` is above 0.
+    The stage's main terms (`decision`, `ce`, `flow`) need a weight above 0; the optional
+    `reasoning` term joins the token stages only when `train.reasoning_weight` is above 0.
     """
     _check(train_cfg)
     weights = {

@@ -14,7 +14,7 @@ from alpamayo_jax.config import load_config
 from alpamayo_jax.models.expert import prefix_key_mask
 from alpamayo_jax.models.fake_batch import fake_batch
 from alpamayo_jax.models.losses import (
-    decision_readout_terms,
+    decision_terms,
     flow_matching_loss,
     reasoning_mask,
     token_cross_entropy,
@@ -61,7 +61,7 @@ def test_decision_loss_is_the_classifier_cross_entropy_skipping_unknown_scenes(t
     model = PolicyModel(tiny_config.model, rngs=nnx.Rngs(0))
     batch = {k: jnp.asarray(v) for k, v in fake_batch(tiny_config, 3, seed=1).items()}
     batch["decision_id"] = jnp.array([2, -1, 7], jnp.int32)  # the second scene has no label
-    s, c = decision_readout_terms(model, batch)["decision"]
+    s, c = decision_terms(model, batch)["decision"]
     vision = model.backbone.vision
     logits = np.asarray(vision.decision_logits(vision(batch["images"])[0]), np.float64)
     assert logits.shape == (3, tiny_config.model.vision.decision_classes)
