@@ -29,6 +29,7 @@ from collections.abc import Callable, Mapping
 import jax
 import jax.numpy as jnp
 import ml_collections
+import optax
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from alpamayo_jax.models.expert import prefix_key_mask
@@ -132,8 +133,7 @@ def decision_terms(model: PolicyModel, batch: Batch) -> dict[str, SumCount]:
     logits = vision.decision_logits(features).astype(jnp.float32)
     labels = batch["decision_id"].astype(jnp.int32)
     known = (labels >= 0).astype(jnp.float32)
-    picked = jnp.sum(logits * jax.nn.one_hot(labels, logits.shape[-1], dtype=logits.dtype), axis=-1)
-    nll = jax.nn.logsumexp(logits, axis=-1) - picked
+    nll = optax.softmax_cross_entropy_with_integer_labels(logits, jnp.maximum(labels, 0))
     return {"decision": (jnp.sum(nll * known), jnp.sum(known))}
 
 
