@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 DEMO_DIR ?= runs/demo
 DEMO_CONFIG ?= configs/tiny.py
 
-.PHONY: demo test venv clean-demo
+.PHONY: demo test lint venv clean-demo
 
 venv: $(VENV)/.installed
 
@@ -15,8 +15,13 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev,deploy]'
 	touch $@
 
-test: venv
+test: venv lint
 	$(BIN)/python -m pytest
+
+# Style and structure: ruff's lint and format check (config in pyproject.toml).
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 demo: venv
 	BIN=$(BIN) DEMO_DIR=$(DEMO_DIR) DEMO_CONFIG=$(DEMO_CONFIG) bash tools/demo.sh

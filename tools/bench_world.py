@@ -22,7 +22,9 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=112)
     parser.add_argument("--frames", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--repeat", type=int, default=1, help="rounds over the same samples; the fastest counts")
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="rounds over the same samples; the fastest counts"
+    )
     args = parser.parse_args()
     if args.num < 1 or args.repeat < 1:
         parser.error(f"--num and --repeat must be >= 1, got {args.num} and {args.repeat}")
@@ -30,8 +32,12 @@ def main() -> None:
     from alpamayo_jax.data.world.generate import WorldConfig, generate_sample
 
     multiple = 32 if args.height % 28 or args.width % 28 else 28
-    config = WorldConfig(image_height=args.height, image_width=args.width, frames_per_camera=args.frames,
-                         image_multiple=multiple)
+    config = WorldConfig(
+        image_height=args.height,
+        image_width=args.width,
+        frames_per_camera=args.frames,
+        image_multiple=multiple,
+    )
     generate_sample(config, args.seed, 0)  # warm caches (camera rays)
     rounds = []
     for _ in range(args.repeat):
@@ -40,9 +46,15 @@ def main() -> None:
             generate_sample(config, args.seed, i)
         rounds.append((time.process_time() - cpu, time.perf_counter() - wall))
     cpu, wall = min(rounds)
-    out = {"samples": args.num, "image": [args.height, args.width], "frames_per_camera": args.frames,
-           "cameras": len(config.cameras), "ms_per_sample_cpu": round(1000 * cpu / args.num, 2),
-           "samples_per_s_per_core": round(args.num / cpu, 1), "wall_s": round(wall, 2)}
+    out = {
+        "samples": args.num,
+        "image": [args.height, args.width],
+        "frames_per_camera": args.frames,
+        "cameras": len(config.cameras),
+        "ms_per_sample_cpu": round(1000 * cpu / args.num, 2),
+        "samples_per_s_per_core": round(args.num / cpu, 1),
+        "wall_s": round(wall, 2),
+    }
     if args.repeat > 1:
         out["rounds_ms_per_sample_cpu"] = [round(1000 * c / args.num, 2) for c, _ in rounds]
     print(json.dumps(out))

@@ -59,8 +59,17 @@ class Block(nnx.Module):
 
 
 class Probe(nnx.Module):
-    def __init__(self, config, inputs: str, head: str, history_stats, image_shape, history_steps: int,
-                 positions: bool, rngs: nnx.Rngs):
+    def __init__(
+        self,
+        config,
+        inputs: str,
+        head: str,
+        history_stats,
+        image_shape,
+        history_steps: int,
+        positions: bool,
+        rngs: nnx.Rngs,
+    ):
         self.inputs, self.head = inputs, head
         self.mean, self.std = history_stats
         width = config.model.vision.out_hidden
@@ -70,13 +79,20 @@ class Probe(nnx.Module):
         self.history = nnx.Linear(3 if head == "attention" else 3 * history_steps, width, rngs=rngs)
         self.flat = nnx.Linear(tokens * width, width, rngs=rngs) if head == "flat" and tokens else None
         llm = config.model.llm
-        self.blocks = nnx.List([Block(width, llm.heads, rngs) for _ in range(2)] if head == "attention" else [])
+        self.blocks = nnx.List(
+            [Block(width, llm.heads, rngs) for _ in range(2)] if head == "attention" else []
+        )
         init = nnx.initializers.normal(0.02)
         self.readout = nnx.Param(init(rngs.params(), (1, 1, width))) if head == "attention" else None
         # a learned embedding per token slot (which camera, frame, place, history step) unless off
         slots = tokens + history_steps + 1
-        self.positions = nnx.Param(init(rngs.params(), (1, slots, width))) if head == "attention" and positions else None
-        self.hidden, self.out = nnx.Linear(width, width, rngs=rngs), nnx.Linear(width, len(DECISION_NAMES), rngs=rngs)
+        self.positions = (
+            nnx.Param(init(rngs.params(), (1, slots, width))) if head == "attention" and positions else None
+        )
+        self.hidden, self.out = (
+            nnx.Linear(width, width, rngs=rngs),
+            nnx.Linear(width, len(DECISION_NAMES), rngs=rngs),
+        )
 
     def __call__(self, images, history):
         history = (history - self.mean) / self.std
@@ -89,7 +105,7 @@ class Probe(nnx.Module):
             parts.append(jnp.broadcast_to(self.readout[...], (history.shape[0], 1, self.readout.shape[-1])))
             x = jnp.concatenate(parts, axis=1)
             if self.positions is not None:
-                x = x + self.positions[...][:, -x.shape[1]:]
+                x = x + self.positions[...][:, -x.shape[1] :]
             for block in self.blocks:
                 x = block(x)
             z = x[:, -1]
@@ -109,8 +125,11 @@ def main() -> None:
     parser.add_argument("--head", choices=("flat", "mean", "attention"), default="flat")
     parser.add_argument("--lr", type=float, default=None, help="default: the config's train.lr")
     parser.add_argument("--steps", type=int, default=None, help="default: the config's train.steps")
-    parser.add_argument("--no-positions", action="store_true",
-                        help="attention head: no learned slot embeddings (it must route by content alone)")
+    parser.add_argument(
+        "--no-positions",
+        action="store_true",
+        help="attention head: no learned slot embeddings (it must route by content alone)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
@@ -120,8 +139,16 @@ def main() -> None:
     batch = int(config.train.batch_size)
     train, test = load(config, "train"), load(config, "test")
     stats = (train[1].mean(axis=(0, 1)), train[1].std(axis=(0, 1)) + 1e-6)
-    model = Probe(config, args.inputs, args.head, stats, train[0].shape[1:], train[1].shape[1],
-                  not args.no_positions, nnx.Rngs(args.seed))
+    model = Probe(
+        config,
+        args.inputs,
+        args.head,
+        stats,
+        train[0].shape[1:],
+        train[1].shape[1],
+        not args.no_positions,
+        nnx.Rngs(args.seed),
+    )
     optimizer = nnx.Optimizer(model, optax.adamw(lr), wrt=nnx.Param)
 
     @nnx.jit
@@ -136,20 +163,27 @@ def main() -> None:
     predict = nnx.jit(lambda m, images, history: m(images, history).argmax(-1))
 
     def test_accuracy() -> float:
-        hits = [np.asarray(predict(model, test[0][i:i + 50], test[1][i:i + 50])) == test[2][i:i + 50]
-                for i in range(0, len(test[2]), 50)]
+        hits = [
+            np.asarray(predict(model, test[0][i : i + 50], test[1][i : i + 50])) == test[2][i : i + 50]
+            for i in range(0, len(test[2]), 50)
+        ]
         return float(np.concatenate(hits).mean())
 
     rng, start = np.random.default_rng(args.seed), time.time()
-    print(f"{args.config}: inputs={args.inputs} head={args.head} lr={lr:g}{' no positions' * args.no_positions}, {steps} steps of {batch}; "
-          f"majority class {np.bincount(test[2]).max() / len(test[2]):.3f} of {len(test[2])} test scenes")
+    print(
+        f"{args.config}: inputs={args.inputs} head={args.head} lr={lr:g}{' no positions' * args.no_positions}, {steps} steps of {batch}; "
+        f"majority class {np.bincount(test[2]).max() / len(test[2]):.3f} of {len(test[2])} test scenes"
+    )
     losses = []
     for n in range(1, steps + 1):
         pick = np.sort(rng.choice(len(train[2]), batch, replace=False))
         losses.append(float(step(model, optimizer, train[0][pick], train[1][pick], train[2][pick])))
         if n % max(steps // 4, 1) == 0 or n == steps:
-            print(f"step {n}: train loss {np.mean(losses[-100:]):.3f}, test accuracy {test_accuracy():.3f} "
-                  f"({time.time() - start:.0f} s)", flush=True)
+            print(
+                f"step {n}: train loss {np.mean(losses[-100:]):.3f}, test accuracy {test_accuracy():.3f} "
+                f"({time.time() - start:.0f} s)",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -35,16 +35,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("kind", choices=["train", "latency"], help="what to measure")
     parser.add_argument("--config", required=True, help="a configs/*.py file")
     parser.add_argument("--json", metavar="OUT", help="write machine-readable results here")
-    parser.add_argument("--steps", type=int, default=3, help="timed steps (train) or runs per stage (latency); default 3")
+    parser.add_argument(
+        "--steps", type=int, default=3, help="timed steps (train) or runs per stage (latency); default 3"
+    )
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps after compiling (default 1)")
-    parser.add_argument("--batch-size", type=int, default=None,
-                        help="global batch (default: config train.batch_size)")
-    parser.add_argument("--samples", type=int, default=6,
-                        help="latency: trajectory samples per scene, timed beside 1 (default 6)")
-    parser.add_argument("--peak-matmul-size", type=int, default=2048,
-                        help="train: side of the square matmuls that measure the FLOP/s peak (default 2048)")
-    parser.add_argument("--max-reasoning-tokens", type=int, default=32,
-                        help="latency: reasoning tokens decoded per plan at most (default 32)")
+    parser.add_argument(
+        "--batch-size", type=int, default=None, help="global batch (default: config train.batch_size)"
+    )
+    parser.add_argument(
+        "--samples",
+        type=int,
+        default=6,
+        help="latency: trajectory samples per scene, timed beside 1 (default 6)",
+    )
+    parser.add_argument(
+        "--peak-matmul-size",
+        type=int,
+        default=2048,
+        help="train: side of the square matmuls that measure the FLOP/s peak (default 2048)",
+    )
+    parser.add_argument(
+        "--max-reasoning-tokens",
+        type=int,
+        default=32,
+        help="latency: reasoning tokens decoded per plan at most (default 32)",
+    )
 
 
 def _check_args(args: argparse.Namespace) -> str | None:
@@ -98,12 +113,14 @@ def bench_train(
         return jax.value_and_grad(objective)(state)
 
     with sharding.activate(mesh, rules):
-        init = jax.jit(lambda: nnx.split(build_policy(config, nnx.Rngs(config.seed)))[1],
-                       out_shardings=state_sh)
+        init = jax.jit(
+            lambda: nnx.split(build_policy(config, nnx.Rngs(config.seed)))[1], out_shardings=state_sh
+        )
         state = init()
         batch = jax.device_put(batch, batch_sh)
-        step = jax.jit(fwd_bwd, in_shardings=(state_sh, batch_sh, replicated),
-                       out_shardings=(replicated, state_sh))
+        step = jax.jit(
+            fwd_bwd, in_shardings=(state_sh, batch_sh, replicated), out_shardings=(replicated, state_sh)
+        )
         rng = jax.random.key(config.seed)
         start = time.perf_counter()
         compiled = step.lower(state, batch, rng).compile()
@@ -125,8 +142,13 @@ def bench_train(
     stats = compiled.memory_analysis()
     memory = {}
     if stats is not None:
-        for key in ("argument_size_in_bytes", "output_size_in_bytes", "alias_size_in_bytes",
-                    "temp_size_in_bytes", "generated_code_size_in_bytes"):
+        for key in (
+            "argument_size_in_bytes",
+            "output_size_in_bytes",
+            "alias_size_in_bytes",
+            "temp_size_in_bytes",
+            "generated_code_size_in_bytes",
+        ):
             if hasattr(stats, key):
                 memory[key] = int(getattr(stats, key))
     # The compiled SPMD program is one device's share: the step's FLOPs are that times the devices.
@@ -179,11 +201,18 @@ def run(args: argparse.Namespace, overrides: list[str]) -> int:
 
     config = load_config(args.config, overrides)  # ConfigError -> exit 2 in cli.py
     if args.peak_matmul_size < 64:
-        print(f"alpamayo bench: --peak-matmul-size must be >= 64, got {args.peak_matmul_size}", file=sys.stderr)
+        print(
+            f"alpamayo bench: --peak-matmul-size must be >= 64, got {args.peak_matmul_size}", file=sys.stderr
+        )
         return 2
-    results = bench_train(config, steps=args.steps, warmup=args.warmup, batch_size=args.batch_size,
-                          peak_matmul_size=args.peak_matmul_size,
-                          log=lambda line: print(line, file=sys.stderr, flush=True))
+    results = bench_train(
+        config,
+        steps=args.steps,
+        warmup=args.warmup,
+        batch_size=args.batch_size,
+        peak_matmul_size=args.peak_matmul_size,
+        log=lambda line: print(line, file=sys.stderr, flush=True),
+    )
     p = results["params"]
     print(
         f"bench train {results['config']} ({p['total'] / 1e6:.1f}M params: vision "
@@ -202,14 +231,27 @@ def run(args: argparse.Namespace, overrides: list[str]) -> int:
     mem = results["peak_memory"]
     flops_s = results["flops_per_s"]
     peak_s = results["matmul_peak"]["total_peak_flops_per_s"]
-    utilization = "n/a (no FLOP count from this backend)" if results["mfu"] is None else (
-        f"{100 * results['mfu']:.1f}% ({flops_s / 1e9:.1f} GFLOP/s of a measured "
-        f"{peak_s / 1e9:.1f} GFLOP/s matmul peak; {results['flops_per_step'] / 1e9:.1f} GFLOP per step)")
+    utilization = (
+        "n/a (no FLOP count from this backend)"
+        if results["mfu"] is None
+        else (
+            f"{100 * results['mfu']:.1f}% ({flops_s / 1e9:.1f} GFLOP/s of a measured "
+            f"{peak_s / 1e9:.1f} GFLOP/s matmul peak; {results['flops_per_step'] / 1e9:.1f} GFLOP per step)"
+        )
+    )
     print(f"  model FLOPs utilisation {utilization}")
-    print("  peak memory: " + ", ".join(
-        f"{label} {mem[key] / gib:.2f} GiB" for label, key in (
-            ("compiled plan per device", "compiled_peak_bytes"), ("device high-water", "device_peak_bytes"),
-            ("process RSS", "host_max_rss_bytes")) if key in mem))
+    print(
+        "  peak memory: "
+        + ", ".join(
+            f"{label} {mem[key] / gib:.2f} GiB"
+            for label, key in (
+                ("compiled plan per device", "compiled_peak_bytes"),
+                ("device high-water", "device_peak_bytes"),
+                ("process RSS", "host_max_rss_bytes"),
+            )
+            if key in mem
+        )
+    )
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)

@@ -49,6 +49,8 @@ def _convert(args: argparse.Namespace) -> int:
     cfg, backbone = load_hf_backbone(src)
     path = save_backbone(args.out, cfg, backbone)
     n = count_params(nnx.state(backbone, nnx.Param))
-    print(f"wrote {path} and model_config.json: {n / 1e6:.1f}M backbone parameters "
-          f"({cfg.llm.layers} LLM layers, ViT depth {cfg.vision.depth})")
+    print(
+        f"wrote {path} and model_config.json: {n / 1e6:.1f}M backbone parameters "
+        f"({cfg.llm.layers} LLM layers, ViT depth {cfg.vision.depth})"
+    )
     return 0

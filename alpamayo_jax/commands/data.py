@@ -65,17 +65,27 @@ def _synth(args, overrides) -> int:
     world = WorldConfig.from_config(config)
     workers = args.workers or int(config.data.workers) or default_workers()
     start = time.time()
-    with tqdm(total=args.num, desc=f"synth {args.split}", unit="sample", file=sys.stderr,
-              disable=None) as bar:
-        manifest = write_split(args.out, args.split, generate(world, args.seed, range(args.num), workers=workers),
-                               args.num, seed=args.seed, config=world.to_dict(),
-                               shard_size=int(config.data.shard_size), on_sample=lambda _: bar.update(1))
+    with tqdm(
+        total=args.num, desc=f"synth {args.split}", unit="sample", file=sys.stderr, disable=None
+    ) as bar:
+        manifest = write_split(
+            args.out,
+            args.split,
+            generate(world, args.seed, range(args.num), workers=workers),
+            args.num,
+            seed=args.seed,
+            config=world.to_dict(),
+            shard_size=int(config.data.shard_size),
+            on_sample=lambda _: bar.update(1),
+        )
     seconds = time.time() - start
     shape = "x".join(str(v) for v in manifest["image_shape"])
     present = sum(1 for n in manifest["counts"].values() if n)
-    print(f"wrote {args.num} samples ({args.split}, seed {args.seed}) to {args.out}/{args.split} in "
-          f"{seconds:.1f} s ({args.num / max(seconds, 1e-9):.0f} samples/s, {workers} workers): "
-          f"{manifest['common']} common, {manifest['hard']} hard, {present} decisions, images {shape}")
+    print(
+        f"wrote {args.num} samples ({args.split}, seed {args.seed}) to {args.out}/{args.split} in "
+        f"{seconds:.1f} s ({args.num / max(seconds, 1e-9):.0f} samples/s, {workers} workers): "
+        f"{manifest['common']} common, {manifest['hard']} hard, {present} decisions, images {shape}"
+    )
     return 0
 
 
@@ -89,15 +99,24 @@ def _inspect(args, overrides) -> int:
     for split in splits:
         reader = ShardReader(args.dir, split) if split != _name(args.dir) else ShardReader(args.dir)
         m = reader.manifest
-        summary[split] = {"num_samples": len(reader), "seed": m.get("seed"), "image_shape": m.get("image_shape"),
-                          "shards": len(m["shards"]), "counts": m["counts"], "common": m.get("common"),
-                          "hard": m.get("hard"), "config": m["config"]}
+        summary[split] = {
+            "num_samples": len(reader),
+            "seed": m.get("seed"),
+            "image_shape": m.get("image_shape"),
+            "shards": len(m["shards"]),
+            "counts": m["counts"],
+            "common": m.get("common"),
+            "hard": m.get("hard"),
+            "config": m["config"],
+        }
     if args.json:
         print(json.dumps(summary, indent=1))
         return 0
     for split, s in summary.items():
-        print(f"{split}: {s['num_samples']} samples in {s['shards']} shard(s), seed {s['seed']}, "
-              f"images {s['image_shape']}, {s['common']} common / {s['hard']} hard")
+        print(
+            f"{split}: {s['num_samples']} samples in {s['shards']} shard(s), seed {s['seed']}, "
+            f"images {s['image_shape']}, {s['common']} common / {s['hard']} hard"
+        )
         width = max(len(k) for k in s["counts"])
         for name, count in s["counts"].items():
             share = count / max(s["num_samples"], 1)
@@ -112,9 +131,10 @@ def _name(path) -> str:
 
 
 def _show(args, overrides) -> int:
+    import pathlib
+
     from alpamayo_jax.data.shards import MANIFEST, ShardReader, list_splits
     from alpamayo_jax.data.world.figure import draw
-    import pathlib
 
     root = pathlib.Path(args.dir)
     if (root / MANIFEST).is_file():

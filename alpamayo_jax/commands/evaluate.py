@@ -13,7 +13,9 @@ ACCEPTS_OVERRIDES = False
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workdir", required=True, help="a training workdir")
     parser.add_argument("--split", default="test", help="dataset split to evaluate (default: test)")
-    parser.add_argument("--closed-loop", action="store_true", help="also drive the synthetic world closed loop")
+    parser.add_argument(
+        "--closed-loop", action="store_true", help="also drive the synthetic world closed loop"
+    )
     parser.add_argument("--json", metavar="OUT", help="write machine-readable results here")
     parser.add_argument(
         "--policies",
@@ -21,13 +23,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="comma-separated rows to evaluate (default: model,constant_velocity,expert)",
     )
     parser.add_argument(
-        "--trajectory-samples", type=int, default=6,
+        "--trajectory-samples",
+        type=int,
+        default=6,
         help="trajectories the model samples per scene; minADE takes the best (default 6)",
     )
-    parser.add_argument("--max-samples", type=int, default=None, help="evaluate only the first N samples of the split")
-    parser.add_argument("--num-scenarios", type=int, default=26, help="closed-loop scenes (default 26: two per decision)")
+    parser.add_argument(
+        "--max-samples", type=int, default=None, help="evaluate only the first N samples of the split"
+    )
+    parser.add_argument(
+        "--num-scenarios", type=int, default=26, help="closed-loop scenes (default 26: two per decision)"
+    )
     parser.add_argument("--scenario-seed", type=int, default=0, help="seed of the closed-loop scenario set")
-    parser.add_argument("--pictures", type=int, default=3, help="sample panels and episode GIFs to write (default 3)")
+    parser.add_argument(
+        "--pictures", type=int, default=3, help="sample panels and episode GIFs to write (default 3)"
+    )
     parser.add_argument("--out-dir", default=None, help="where pictures go (default WORKDIR/eval)")
 
 

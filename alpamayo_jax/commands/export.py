@@ -38,7 +38,9 @@ def parse_platforms(text: str) -> tuple[str, ...]:
     platforms = tuple(p.strip() for p in text.split(",") if p.strip())
     unknown = [p for p in platforms if p not in PLATFORMS]
     if not platforms or unknown:
-        raise ValueError(f"--platforms: expected a comma-separated subset of {','.join(PLATFORMS)}, got {text!r}")
+        raise ValueError(
+            f"--platforms: expected a comma-separated subset of {','.join(PLATFORMS)}, got {text!r}"
+        )
     return platforms
 
 
@@ -70,8 +72,14 @@ def artifact_metadata(policy) -> dict:
         },
         "token_ids": {
             name: int(getattr(layout, name))
-            for name in ("pad_id", "cot_start_id", "cot_end_id", "traj_future_start_id",
-                         "history_token_offset", "future_token_offset")  # fmt: skip
+            for name in (
+                "pad_id",
+                "cot_start_id",
+                "cot_end_id",
+                "traj_future_start_id",
+                "history_token_offset",
+                "future_token_offset",
+            )  # fmt: skip
         },
         "tokenizer": "tokenizer.json",
         "inputs_doc": {

@@ -28,8 +28,12 @@ def add_planner_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--samples", type=int, default=1, help="trajectory samples per scene (default 1)")
     parser.add_argument("--max-reasoning-tokens", type=int, default=96, help="reasoning budget (default 96)")
     parser.add_argument("--no-reasoning", action="store_true", help="the fast path: no chain of causation")
-    parser.add_argument("--trajectory", choices=("flow", "tokens"), default=None,
-                        help="trajectory head (default: flow; tokens for a stage-1 checkpoint)")
+    parser.add_argument(
+        "--trajectory",
+        choices=("flow", "tokens"),
+        default=None,
+        help="trajectory head (default: flow; tokens for a stage-1 checkpoint)",
+    )
     parser.add_argument("--flow-steps", type=int, default=10, help="Euler steps of the expert (default 10)")
     parser.add_argument("--temperature", type=float, default=0.0, help="0 = greedy reasoning (default)")
     parser.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass (default 1)")
@@ -185,6 +189,8 @@ def run(args: argparse.Namespace, overrides: list[str]) -> int:
     else:
         print("\n".join(summary_lines(record, sample)))
     where = f"; picture in {args.png}" if args.png else ""
-    _log(f"alpamayo plan: sample {args.index} of {reader.path} planned in "
-         f"{time.perf_counter() - start:.1f} s{where}")
+    _log(
+        f"alpamayo plan: sample {args.index} of {reader.path} planned in "
+        f"{time.perf_counter() - start:.1f} s{where}"
+    )
     return 0

@@ -87,6 +87,8 @@ def run(args: argparse.Namespace, overrides: list[str]) -> int:
         print(json.dumps(record))
     else:
         print("\n".join(summary_lines(record, sample)))
-    log(f"alpamayo run-exported: sample {args.index} of {reader.path} planned by {args.artifact} "
-        f"({', '.join(artifact.exported.platforms)} artifact) in {time.perf_counter() - start:.1f} s")
+    log(
+        f"alpamayo run-exported: sample {args.index} of {reader.path} planned by {args.artifact} "
+        f"({', '.join(artifact.exported.platforms)} artifact) in {time.perf_counter() - start:.1f} s"
+    )
     return 0

@@ -43,7 +43,9 @@ def _camera_overrides(pairs: list[str]) -> dict[str, str]:
     for pair in pairs:
         ours, sep, theirs = pair.partition("=")
         if not sep or not ours or not theirs:
-            raise SystemExit(f"alpamayo serve: --camera expects OURS=THEIRS (e.g. front_wide=camera_front), got {pair!r}")
+            raise SystemExit(
+                f"alpamayo serve: --camera expects OURS=THEIRS (e.g. front_wide=camera_front), got {pair!r}"
+            )
         mapping[ours] = theirs
     return mapping
 
@@ -87,8 +89,11 @@ def run(args: argparse.Namespace, overrides: list[str]) -> int:
         signal.signal(sig, lambda *_: stop.set())
     server.start()
     cams = ", ".join(f"{ours}<-{theirs}" for ours, theirs in zip(spec.camera_names, camera_ids)) or "none"
-    print(f"alpamayo serve: policy {policy.name} serving egodriver.EgodriverService on {args.host}:{port} "
-          f"({args.mode} mode; cameras {cams}); Ctrl-C or SIGTERM stops", flush=True)
+    print(
+        f"alpamayo serve: policy {policy.name} serving egodriver.EgodriverService on {args.host}:{port} "
+        f"({args.mode} mode; cameras {cams}); Ctrl-C or SIGTERM stops",
+        flush=True,
+    )
     while not stop.wait(0.5):  # a timed wait, so signals are handled promptly
         pass
     server.stop(grace=2.0).wait()

@@ -73,7 +73,9 @@ def run(args: argparse.Namespace, overrides: list[str]) -> int:
         lines.append(f"  train loss at step {last}: {result.losses[last]:.4f}")
     if result.eval:
         lines.append("  val: " + ", ".join(f"{k} {v:.4f}" for k, v in result.eval.items()))
-    lines.append(f"  checkpoints {result.checkpoints} in {args.workdir}/checkpoints; metrics in "
-                 f"{args.workdir}/metrics.jsonl")
+    lines.append(
+        f"  checkpoints {result.checkpoints} in {args.workdir}/checkpoints; metrics in "
+        f"{args.workdir}/metrics.jsonl"
+    )
     print("\n".join(lines))
     return 0

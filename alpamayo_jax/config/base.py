@@ -12,8 +12,8 @@ import ml_collections
 
 from alpamayo_jax.config.data import data_config
 from alpamayo_jax.config.mesh import mesh_config
-from alpamayo_jax.config.train import train_config
 from alpamayo_jax.config.text import text_config
+from alpamayo_jax.config.train import train_config
 
 
 def action_config() -> ml_collections.ConfigDict:

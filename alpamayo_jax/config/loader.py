@@ -69,9 +69,7 @@ def _parse_value(key: str, text: str, current):
     try:
         value = ast.literal_eval(text)
     except (ValueError, SyntaxError) as err:
-        raise ConfigError(
-            f"--config.{key} expects a {type(current).__name__}, got {text!r}"
-        ) from err
+        raise ConfigError(f"--config.{key} expects a {type(current).__name__}, got {text!r}") from err
     if isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if isinstance(current, tuple) and isinstance(value, list):
@@ -79,9 +77,7 @@ def _parse_value(key: str, text: str, current):
     if isinstance(current, (tuple, list)) and isinstance(value, (int, float, str)):
         value = type(current)([value])
     if not isinstance(value, type(current)):
-        raise ConfigError(
-            f"--config.{key} expects a {type(current).__name__}, got {text!r}"
-        )
+        raise ConfigError(f"--config.{key} expects a {type(current).__name__}, got {text!r}")
     return value
 
 
@@ -114,7 +110,7 @@ def parse_overrides(args: Sequence[str]) -> list[tuple[str, str]]:
         arg = args[i]
         if not arg.startswith(OVERRIDE_PREFIX):
             raise ConfigError(f"unrecognised argument {arg!r}; overrides look like --config.train.steps=200")
-        body = arg[len(OVERRIDE_PREFIX):]
+        body = arg[len(OVERRIDE_PREFIX) :]
         if "=" in body:
             key, text = body.split("=", 1)
         elif i + 1 < len(args):

@@ -28,8 +28,9 @@ QWEN3_STD = (0.5, 0.5, 0.5)
 FAMILIES = ("qwen2_5_vl", "qwen3_vl")
 
 
-def vision_config(family: str, *, hidden: int, depth: int, heads: int, mlp: int, out_hidden: int,
-                  **overrides) -> ml_collections.ConfigDict:
+def vision_config(
+    family: str, *, hidden: int, depth: int, heads: int, mlp: int, out_hidden: int, **overrides
+) -> ml_collections.ConfigDict:
     """ViT section with the family's defaults (patch sizes, norms, positions, attention pattern)."""
     if family not in FAMILIES:
         raise ValueError(f"model family {family!r} unknown; expected one of {FAMILIES}")
@@ -66,8 +67,19 @@ def vision_config(family: str, *, hidden: int, depth: int, heads: int, mlp: int,
     return c
 
 
-def llm_config(family: str, *, vocab: int, hidden: int, mlp: int, layers: int, heads: int,
-               kv_heads: int, head_dim: int, tied: bool, **overrides) -> ml_collections.ConfigDict:
+def llm_config(
+    family: str,
+    *,
+    vocab: int,
+    hidden: int,
+    mlp: int,
+    layers: int,
+    heads: int,
+    kv_heads: int,
+    head_dim: int,
+    tied: bool,
+    **overrides,
+) -> ml_collections.ConfigDict:
     """Decoder LM section with the family's attention and M-RoPE conventions."""
     if family not in FAMILIES:
         raise ValueError(f"model family {family!r} unknown; expected one of {FAMILIES}")
@@ -92,8 +104,9 @@ def llm_config(family: str, *, vocab: int, hidden: int, mlp: int, layers: int, h
     return c
 
 
-def expert_config(*, hidden: int, heads: int, mlp: int, action_mlp_width: int = 1024,
-                  **overrides) -> ml_collections.ConfigDict:
+def expert_config(
+    *, hidden: int, heads: int, mlp: int, action_mlp_width: int = 1024, **overrides
+) -> ml_collections.ConfigDict:
     """Action-expert sizes of its own (layers / kv_heads / head_dim come from the LLM).
 
     The action input projection (SPEC.md section 5): each action dim and t get Fourier features
@@ -111,9 +124,18 @@ def expert_config(*, hidden: int, heads: int, mlp: int, action_mlp_width: int = 
     return c
 
 
-def _model(family: str, vision, llm, expert, *, remat: str, dtype: str = "float32",
-           image_token_id: int = 151655, vision_start_token_id: int = 151652,
-           vision_end_token_id: int = 151653) -> ml_collections.ConfigDict:
+def _model(
+    family: str,
+    vision,
+    llm,
+    expert,
+    *,
+    remat: str,
+    dtype: str = "float32",
+    image_token_id: int = 151655,
+    vision_start_token_id: int = 151652,
+    vision_end_token_id: int = 151653,
+) -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.family = family
     c.vision, c.llm, c.expert = vision, llm, expert
@@ -129,10 +151,17 @@ def _model(family: str, vision, llm, expert, *, remat: str, dtype: str = "float3
 def tiny() -> ml_collections.ConfigDict:
     """Seconds-per-step on CPU: the release family (Qwen3-VL) at toy width."""
     f = "qwen3_vl"
-    vision = vision_config(f, hidden=32, depth=2, heads=2, mlp=64, out_hidden=64,
-                           num_position_embeddings=16, deepstack_blocks=(0,))
-    llm = llm_config(f, vocab=4096, hidden=64, mlp=128, layers=2, heads=4, kv_heads=2,
-                     head_dim=16, tied=True)
+    vision = vision_config(
+        f,
+        hidden=32,
+        depth=2,
+        heads=2,
+        mlp=64,
+        out_hidden=64,
+        num_position_embeddings=16,
+        deepstack_blocks=(0,),
+    )
+    llm = llm_config(f, vocab=4096, hidden=64, mlp=128, layers=2, heads=4, kv_heads=2, head_dim=16, tied=True)
     expert = expert_config(hidden=32, heads=2, mlp=64, action_mlp_width=64)
     return _model(f, vision, llm, expert, remat="none")
 
@@ -140,10 +169,19 @@ def tiny() -> ml_collections.ConfigDict:
 def small() -> ml_collections.ConfigDict:
     """Tens of millions of parameters: benchmarks and scaling sweeps on one host."""
     f = "qwen3_vl"
-    vision = vision_config(f, hidden=192, depth=4, heads=3, mlp=768, out_hidden=384,
-                           num_position_embeddings=256, deepstack_blocks=(1, 2))
-    llm = llm_config(f, vocab=8192, hidden=384, mlp=1024, layers=6, heads=6, kv_heads=2,
-                     head_dim=64, tied=True)
+    vision = vision_config(
+        f,
+        hidden=192,
+        depth=4,
+        heads=3,
+        mlp=768,
+        out_hidden=384,
+        num_position_embeddings=256,
+        deepstack_blocks=(1, 2),
+    )
+    llm = llm_config(
+        f, vocab=8192, hidden=384, mlp=1024, layers=6, heads=6, kv_heads=2, head_dim=64, tied=True
+    )
     expert = expert_config(hidden=256, heads=4, mlp=768, action_mlp_width=256)
     return _model(f, vision, llm, expert, remat="none")
 
@@ -155,42 +193,66 @@ def _qwen2_5_vit(out_hidden: int) -> ml_collections.ConfigDict:
 def r1_0p5b() -> ml_collections.ConfigDict:
     """Paper's 0.5B ablation: Qwen2.5-0.5B LLM plus a Qwen2.5-VL ViT."""
     f = "qwen2_5_vl"
-    llm = llm_config(f, vocab=151936, hidden=896, mlp=4864, layers=24, heads=14, kv_heads=2,
-                     head_dim=64, tied=True)
-    return _model(f, _qwen2_5_vit(896), llm, expert_config(hidden=512, heads=8, mlp=2048),
-                  remat="dots_no_batch")
+    llm = llm_config(
+        f, vocab=151936, hidden=896, mlp=4864, layers=24, heads=14, kv_heads=2, head_dim=64, tied=True
+    )
+    return _model(
+        f, _qwen2_5_vit(896), llm, expert_config(hidden=512, heads=8, mlp=2048), remat="dots_no_batch"
+    )
 
 
 def r1_3b() -> ml_collections.ConfigDict:
     """Qwen2.5-VL-3B backbone."""
     f = "qwen2_5_vl"
-    llm = llm_config(f, vocab=151936, hidden=2048, mlp=11008, layers=36, heads=16, kv_heads=2,
-                     head_dim=128, tied=True)
-    return _model(f, _qwen2_5_vit(2048), llm, expert_config(hidden=1024, heads=8, mlp=4096),
-                  remat="dots_no_batch")
+    llm = llm_config(
+        f, vocab=151936, hidden=2048, mlp=11008, layers=36, heads=16, kv_heads=2, head_dim=128, tied=True
+    )
+    return _model(
+        f, _qwen2_5_vit(2048), llm, expert_config(hidden=1024, heads=8, mlp=4096), remat="dots_no_batch"
+    )
 
 
 def r1_7b() -> ml_collections.ConfigDict:
     """Qwen2.5-VL-7B (= Cosmos-Reason1-7B, the paper's backbone) + a ~2B expert (unverified sizes)."""
     f = "qwen2_5_vl"
-    llm = llm_config(f, vocab=152064, hidden=3584, mlp=18944, layers=28, heads=28, kv_heads=4,
-                     head_dim=128, tied=False)
-    return _model(f, _qwen2_5_vit(3584), llm, expert_config(hidden=2048, heads=16, mlp=9728),
-                  remat="dots_no_batch", dtype="bfloat16")
+    llm = llm_config(
+        f, vocab=152064, hidden=3584, mlp=18944, layers=28, heads=28, kv_heads=4, head_dim=128, tied=False
+    )
+    return _model(
+        f,
+        _qwen2_5_vit(3584),
+        llm,
+        expert_config(hidden=2048, heads=16, mlp=9728),
+        remat="dots_no_batch",
+        dtype="bfloat16",
+    )
 
 
 def r1_release() -> ml_collections.ConfigDict:
     """The public checkpoint's shape: Qwen3-VL-8B (vocab 155697) + ~2.3B expert (hidden unverified)."""
     f = "qwen3_vl"
     vision = vision_config(f, hidden=1152, depth=27, heads=16, mlp=4304, out_hidden=4096)
-    llm = llm_config(f, vocab=155697, hidden=4096, mlp=12288, layers=36, heads=32, kv_heads=8,
-                     head_dim=128, tied=False)
-    return _model(f, vision, llm, expert_config(hidden=2048, heads=16, mlp=8192),
-                  remat="dots_no_batch", dtype="bfloat16")
+    llm = llm_config(
+        f, vocab=155697, hidden=4096, mlp=12288, layers=36, heads=32, kv_heads=8, head_dim=128, tied=False
+    )
+    return _model(
+        f,
+        vision,
+        llm,
+        expert_config(hidden=2048, heads=16, mlp=8192),
+        remat="dots_no_batch",
+        dtype="bfloat16",
+    )
 
 
-PRESETS = {"tiny": tiny, "small": small, "r1_0p5b": r1_0p5b, "r1_3b": r1_3b, "r1_7b": r1_7b,
-           "r1_release": r1_release}
+PRESETS = {
+    "tiny": tiny,
+    "small": small,
+    "r1_0p5b": r1_0p5b,
+    "r1_3b": r1_3b,
+    "r1_7b": r1_7b,
+    "r1_release": r1_release,
+}
 
 
 def model_preset(name: str) -> ml_collections.ConfigDict:

@@ -59,9 +59,14 @@ def model_config_from_hf(hf: dict) -> ml_collections.ConfigDict:
     rope = t.get("rope_parameters") or t.get("rope_scaling") or {}
     head_dim = t.get("head_dim") or t["hidden_size"] // t["num_attention_heads"]
     llm = llm_config(
-        family, vocab=t["vocab_size"], hidden=t["hidden_size"], mlp=t["intermediate_size"],
-        layers=t["num_hidden_layers"], heads=t["num_attention_heads"],
-        kv_heads=t.get("num_key_value_heads") or t["num_attention_heads"], head_dim=head_dim,
+        family,
+        vocab=t["vocab_size"],
+        hidden=t["hidden_size"],
+        mlp=t["intermediate_size"],
+        layers=t["num_hidden_layers"],
+        heads=t["num_attention_heads"],
+        kv_heads=t.get("num_key_value_heads") or t["num_attention_heads"],
+        head_dim=head_dim,
         tied=bool(hf.get("tie_word_embeddings", False)),
         norm_eps=float(t.get("rms_norm_eps", 1e-6)),
         rope_theta=float(rope.get("rope_theta", t.get("rope_theta", 1e6 if family == "qwen2_5_vl" else 5e6))),
@@ -71,49 +76,102 @@ def model_config_from_hf(hf: dict) -> ml_collections.ConfigDict:
     if family == "qwen3_vl":
         llm.mrope_interleaved = bool(rope.get("mrope_interleaved", True))
     vrope = v.get("rope_parameters") or {}
-    common = dict(hidden=v["hidden_size"], depth=v["depth"], heads=v["num_heads"], mlp=v["intermediate_size"],
-                  out_hidden=v.get("out_hidden_size", t["hidden_size"]), patch_size=v.get("patch_size"),
-                  temporal_patch_size=v.get("temporal_patch_size", 2), merge_size=v.get("spatial_merge_size", 2),
-                  rope_theta=float(vrope.get("rope_theta", 10000.0)))
+    common = dict(
+        hidden=v["hidden_size"],
+        depth=v["depth"],
+        heads=v["num_heads"],
+        mlp=v["intermediate_size"],
+        out_hidden=v.get("out_hidden_size", t["hidden_size"]),
+        patch_size=v.get("patch_size"),
+        temporal_patch_size=v.get("temporal_patch_size", 2),
+        merge_size=v.get("spatial_merge_size", 2),
+        rope_theta=float(vrope.get("rope_theta", 10000.0)),
+    )
     if family == "qwen2_5_vl":
-        vis = vision_config(family, **common, window_size=v.get("window_size", 112),
-                            fullatt_blocks=tuple(v.get("fullatt_block_indexes", (7, 15, 23, 31))))
+        vis = vision_config(
+            family,
+            **common,
+            window_size=v.get("window_size", 112),
+            fullatt_blocks=tuple(v.get("fullatt_block_indexes", (7, 15, 23, 31))),
+        )
     else:
-        vis = vision_config(family, **common, num_position_embeddings=v.get("num_position_embeddings", 2304),
-                            deepstack_blocks=tuple(v.get("deepstack_visual_indexes", (8, 16, 24))))
-    cfg = _model(family, vis, llm, expert_config(hidden=t["hidden_size"] // 2, heads=max(1, t["num_attention_heads"] // 2),
-                                                 mlp=t["intermediate_size"] // 2), remat="none",
-                 image_token_id=hf.get("image_token_id", 151655),
-                 vision_start_token_id=hf.get("vision_start_token_id", 151652),
-                 vision_end_token_id=hf.get("vision_end_token_id", 151653))
+        vis = vision_config(
+            family,
+            **common,
+            num_position_embeddings=v.get("num_position_embeddings", 2304),
+            deepstack_blocks=tuple(v.get("deepstack_visual_indexes", (8, 16, 24))),
+        )
+    cfg = _model(
+        family,
+        vis,
+        llm,
+        expert_config(
+            hidden=t["hidden_size"] // 2,
+            heads=max(1, t["num_attention_heads"] // 2),
+            mlp=t["intermediate_size"] // 2,
+        ),
+        remat="none",
+        image_token_id=hf.get("image_token_id", 151655),
+        vision_start_token_id=hf.get("vision_start_token_id", 151652),
+        vision_end_token_id=hf.get("vision_end_token_id", 151653),
+    )
     return cfg
 
 
 def hf_config_from_model(cfg: ml_collections.ConfigDict) -> dict:
     """A transformers 5 `config.json` dict for our backbone config (meta-device counts, export)."""
     v, t = cfg.vision, cfg.llm
-    vision = dict(depth=v.depth, hidden_size=v.hidden, intermediate_size=v.mlp, num_heads=v.heads,
-                  out_hidden_size=v.out_hidden, patch_size=v.patch_size, temporal_patch_size=v.temporal_patch_size,
-                  spatial_merge_size=v.merge_size, in_channels=3,
-                  rope_parameters={"rope_type": "axial", "rope_theta": v.rope_theta})
-    text = dict(vocab_size=t.vocab, hidden_size=t.hidden, intermediate_size=t.mlp, num_hidden_layers=t.layers,
-                num_attention_heads=t.heads, num_key_value_heads=t.kv_heads, rms_norm_eps=t.norm_eps,
-                rope_parameters={"rope_type": "default", "rope_theta": t.rope_theta,
-                                 "mrope_section": list(t.mrope_sections)})
+    vision = dict(
+        depth=v.depth,
+        hidden_size=v.hidden,
+        intermediate_size=v.mlp,
+        num_heads=v.heads,
+        out_hidden_size=v.out_hidden,
+        patch_size=v.patch_size,
+        temporal_patch_size=v.temporal_patch_size,
+        spatial_merge_size=v.merge_size,
+        in_channels=3,
+        rope_parameters={"rope_type": "axial", "rope_theta": v.rope_theta},
+    )
+    text = dict(
+        vocab_size=t.vocab,
+        hidden_size=t.hidden,
+        intermediate_size=t.mlp,
+        num_hidden_layers=t.layers,
+        num_attention_heads=t.heads,
+        num_key_value_heads=t.kv_heads,
+        rms_norm_eps=t.norm_eps,
+        rope_parameters={
+            "rope_type": "default",
+            "rope_theta": t.rope_theta,
+            "mrope_section": list(t.mrope_sections),
+        },
+    )
     if cfg.family == "qwen2_5_vl":
-        vision.update(hidden_act="silu", window_size=v.window_size, fullatt_block_indexes=list(v.fullatt_blocks))
+        vision.update(
+            hidden_act="silu", window_size=v.window_size, fullatt_block_indexes=list(v.fullatt_blocks)
+        )
         model_type = "qwen2_5_vl"
         if t.hidden // t.heads != t.head_dim:
             raise ConversionError(f"Qwen2.5-VL needs head_dim == hidden / heads, got {t.head_dim}")
     else:
-        vision.update(hidden_act="gelu_pytorch_tanh", num_position_embeddings=v.num_position_embeddings,
-                      deepstack_visual_indexes=list(v.deepstack_blocks))
+        vision.update(
+            hidden_act="gelu_pytorch_tanh",
+            num_position_embeddings=v.num_position_embeddings,
+            deepstack_visual_indexes=list(v.deepstack_blocks),
+        )
         text.update(head_dim=t.head_dim, attention_bias=False)
         text["rope_parameters"]["mrope_interleaved"] = bool(t.mrope_interleaved)
         model_type = "qwen3_vl"
-    return dict(model_type=model_type, vision_config=vision, text_config=text, tie_word_embeddings=bool(t.tied),
-                image_token_id=cfg.image_token_id, vision_start_token_id=cfg.vision_start_token_id,
-                vision_end_token_id=cfg.vision_end_token_id)
+    return dict(
+        model_type=model_type,
+        vision_config=vision,
+        text_config=text,
+        tie_word_embeddings=bool(t.tied),
+        image_token_id=cfg.image_token_id,
+        vision_start_token_id=cfg.vision_start_token_id,
+        vision_end_token_id=cfg.vision_end_token_id,
+    )
 
 
 # --- the plan ------------------------------------------------------------------------------------------
@@ -165,29 +223,50 @@ def conversion_plan(cfg: ml_collections.ConfigDict) -> dict[str, Entry]:
         add(p + "input_layernorm.weight", (d,), Target(lay + ("attn_norm", "scale"), i, _ident))
         add(p + "post_attention_layernorm.weight", (d,), Target(lay + ("mlp_norm", "scale"), i, _ident))
         for proj, ours, heads in (("q", "wq", h), ("k", "wk", g), ("v", "wv", g)):
-            add(p + f"self_attn.{proj}_proj.weight", (heads * hd, d),
-                Target(lay + ("attn", ours), i, _linear((d, heads, hd))))
+            add(
+                p + f"self_attn.{proj}_proj.weight",
+                (heads * hd, d),
+                Target(lay + ("attn", ours), i, _linear((d, heads, hd))),
+            )
             if t.qkv_bias:
-                add(p + f"self_attn.{proj}_proj.bias", (heads * hd,),
-                    Target(lay + ("attn", "b" + proj), i, _reshape((heads, hd))))
+                add(
+                    p + f"self_attn.{proj}_proj.bias",
+                    (heads * hd,),
+                    Target(lay + ("attn", "b" + proj), i, _reshape((heads, hd))),
+                )
         add(p + "self_attn.o_proj.weight", (d, h * hd), Target(lay + ("attn", "wo"), i, _linear((h, hd, d))))
         if t.qk_norm:
             add(p + "self_attn.q_norm.weight", (hd,), Target(lay + ("attn", "q_norm", "scale"), i, _ident))
             add(p + "self_attn.k_norm.weight", (hd,), Target(lay + ("attn", "k_norm", "scale"), i, _ident))
         for proj in ("gate", "up"):
-            add(p + f"mlp.{proj}_proj.weight", (t.mlp, d), Target(lay + ("mlp", proj, "kernel"), i, _linear((d, t.mlp))))
-        add(p + "mlp.down_proj.weight", (d, t.mlp), Target(lay + ("mlp", "down", "kernel"), i, _linear((t.mlp, d))))
+            add(
+                p + f"mlp.{proj}_proj.weight",
+                (t.mlp, d),
+                Target(lay + ("mlp", proj, "kernel"), i, _linear((d, t.mlp))),
+            )
+        add(
+            p + "mlp.down_proj.weight",
+            (d, t.mlp),
+            Target(lay + ("mlp", "down", "kernel"), i, _linear((t.mlp, d))),
+        )
 
     V = ("vision",)
     e, vh = v.hidden, v.heads
     vhd = e // vh
     patch_dim = 3 * v.temporal_patch_size * v.patch_size**2
-    add("visual.patch_embed.proj.weight", (e, 3, v.temporal_patch_size, v.patch_size, v.patch_size),
-        Target(V + ("patch_kernel",), None, lambda a: np.ascontiguousarray(a.reshape(e, patch_dim).T)))
+    add(
+        "visual.patch_embed.proj.weight",
+        (e, 3, v.temporal_patch_size, v.patch_size, v.patch_size),
+        Target(V + ("patch_kernel",), None, lambda a: np.ascontiguousarray(a.reshape(e, patch_dim).T)),
+    )
     if v.patch_bias:
         add("visual.patch_embed.proj.bias", (e,), Target(V + ("patch_bias",), None, _ident))
     if v.num_position_embeddings:
-        add("visual.pos_embed.weight", (v.num_position_embeddings, e), Target(V + ("pos_table",), None, _ident))
+        add(
+            "visual.pos_embed.weight",
+            (v.num_position_embeddings, e),
+            Target(V + ("pos_table",), None, _ident),
+        )
     norm_names = ("weight", "scale"), ("bias", "bias")
     norm_parts = norm_names if v.norm == "layer" else norm_names[:1]
 
@@ -201,12 +280,20 @@ def conversion_plan(cfg: ml_collections.ConfigDict) -> dict[str, Entry]:
         for n in ("norm1", "norm2"):
             for hf_part, our_part in norm_parts:
                 add(p + f"{n}.{hf_part}", (e,), Target(blk + (n, our_part), i, _ident))
-        split = lambda k, shape: (lambda a: np.ascontiguousarray(a[k * e:(k + 1) * e].T).reshape(shape))  # noqa: E731
-        add(p + "attn.qkv.weight", (3 * e, e),
-            *(Target(blk + ("attn", w), i, split(k, (e, vh, vhd))) for k, w in enumerate(("wq", "wk", "wv"))))
-        add(p + "attn.qkv.bias", (3 * e,),
-            *(Target(blk + ("attn", b), i, lambda a, k=k: a[k * e:(k + 1) * e].reshape(vh, vhd))
-              for k, b in enumerate(("bq", "bk", "bv"))))
+        split = lambda k, shape: lambda a: np.ascontiguousarray(a[k * e : (k + 1) * e].T).reshape(shape)  # noqa: E731
+        add(
+            p + "attn.qkv.weight",
+            (3 * e, e),
+            *(Target(blk + ("attn", w), i, split(k, (e, vh, vhd))) for k, w in enumerate(("wq", "wk", "wv"))),
+        )
+        add(
+            p + "attn.qkv.bias",
+            (3 * e,),
+            *(
+                Target(blk + ("attn", b), i, lambda a, k=k: a[k * e : (k + 1) * e].reshape(vh, vhd))
+                for k, b in enumerate(("bq", "bk", "bv"))
+            ),
+        )
         add(p + "attn.proj.weight", (e, e), Target(blk + ("attn", "wo"), i, _linear((vh, vhd, e))))
         add(p + "attn.proj.bias", (e,), Target(blk + ("attn", "bo"), i, _ident))
         if v.mlp_type == "swiglu":
@@ -217,8 +304,10 @@ def conversion_plan(cfg: ml_collections.ConfigDict) -> dict[str, Entry]:
             linear(p + "mlp.linear_fc2", blk + ("mlp", "fc2"), v.mlp, e, i)
     wide = e * v.merge_size**2
     mergers = [("visual.merger", V + ("merger",), False)]
-    mergers += [(f"visual.deepstack_merger_list.{j}", V + ("deepstack_mergers", j), True)
-                for j in range(len(v.deepstack_blocks))]
+    mergers += [
+        (f"visual.deepstack_merger_list.{j}", V + ("deepstack_mergers", j), True)
+        for j in range(len(v.deepstack_blocks))
+    ]
     for prefix, ours, post in mergers:
         width = wide if post else e
         if v.norm == "rms":
@@ -235,10 +324,14 @@ def conversion_plan(cfg: ml_collections.ConfigDict) -> dict[str, Entry]:
 
 def canonical_name(name: str) -> str:
     """Map either on-disk layout to the plan's names (`visual.*`, `llm.*`, `lm_head.weight`)."""
-    for prefix, repl in (("model.visual.", "visual."), ("model.language_model.", "llm."), ("visual.", "visual."),
-                         ("model.", "llm.")):
+    for prefix, repl in (
+        ("model.visual.", "visual."),
+        ("model.language_model.", "llm."),
+        ("visual.", "visual."),
+        ("model.", "llm."),
+    ):
         if name.startswith(prefix):
-            return repl + name[len(prefix):]
+            return repl + name[len(prefix) :]
     return name
 
 
@@ -286,7 +379,9 @@ def load_hf_backbone(src: str | pathlib.Path, cfg: ml_collections.ConfigDict | N
                 if name == "lm_head.weight" and cfg.llm.tied:
                     continue  # tied head: the embedding is the head
                 if name not in plan:
-                    raise ConversionError(f"unexpected tensor {raw!r} in {file.name}: the model config has no place for it")
+                    raise ConversionError(
+                        f"unexpected tensor {raw!r} in {file.name}: the model config has no place for it"
+                    )
                 entry = plan[name]
                 shape = tuple(f.get_slice(raw).get_shape())
                 if shape != entry.hf_shape:
@@ -296,9 +391,13 @@ def load_hf_backbone(src: str | pathlib.Path, cfg: ml_collections.ConfigDict | N
                     if target.path not in buffers:
                         raise ConversionError(f"tensor {raw!r} maps to {target.path}, which the model lacks")
                     value = target.transform(array)
-                    dest = buffers[target.path] if target.layer is None else buffers[target.path][target.layer]
+                    dest = (
+                        buffers[target.path] if target.layer is None else buffers[target.path][target.layer]
+                    )
                     if value.shape != dest.shape:
-                        raise ConversionError(f"tensor {raw!r} converts to shape {value.shape}, expected {dest.shape}")
+                        raise ConversionError(
+                            f"tensor {raw!r} converts to shape {value.shape}, expected {dest.shape}"
+                        )
                     dest[...] = value
                 seen.add(name)
     missing = sorted(set(plan) - seen)
@@ -322,8 +421,10 @@ def save_backbone(out: str | pathlib.Path, cfg: ml_collections.ConfigDict, backb
 
     out = pathlib.Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    flat = {"/".join(str(p) for p in path): np.asarray(var.get_value())
-            for path, var in nnx.to_flat_state(nnx.state(backbone, nnx.Param))}
+    flat = {
+        "/".join(str(p) for p in path): np.asarray(var.get_value())
+        for path, var in nnx.to_flat_state(nnx.state(backbone, nnx.Param))
+    }
     tmp = out / (BACKBONE_FILE + ".tmp")
     save_file(flat, str(tmp))
     (out / CONFIG_FILE).write_text(cfg.to_json(indent=1))
@@ -341,6 +442,7 @@ def load_backbone(src: str | pathlib.Path):
     for name in (CONFIG_FILE, BACKBONE_FILE):
         if not (src / name).exists():
             raise ConversionError(f"{src / name} not found (write it with `alpamayo convert`)")
+
     def tuples(x):  # JSON has no tuples; the config's sequences are tuples
         if isinstance(x, dict):
             return {k: tuples(v) for k, v in x.items()}

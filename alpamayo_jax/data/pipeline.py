@@ -82,7 +82,9 @@ class ImageSpec:
     def from_config(cls, config: ml_collections.ConfigDict) -> ImageSpec:
         """From `config.data` (cameras, frames_per_camera, image_height, image_width)."""
         data = config.data
-        return cls(tuple(data.cameras), int(data.frames_per_camera), int(data.image_height), int(data.image_width))
+        return cls(
+            tuple(data.cameras), int(data.frames_per_camera), int(data.image_height), int(data.image_width)
+        )
 
 
 # -- one sample -> one example ------------------------------------------------------------------
@@ -171,10 +173,14 @@ class SampleEncoder(grain.transforms.Map):
             raise ValueError(f"{name}: images are {images.dtype} {images.shape}, expected uint8 {want}")
         actions = np.asarray(sample.future_actions, np.float32)
         if actions.shape != (self.future_steps, 2):
-            raise ValueError(f"{name}: future_actions has shape {actions.shape}, expected ({self.future_steps}, 2)")
+            raise ValueError(
+                f"{name}: future_actions has shape {actions.shape}, expected ({self.future_steps}, 2)"
+            )
         history_xyz = np.asarray(sample.history_xyz, np.float32)
         if history_xyz.shape != (self.history_steps, 3):
-            raise ValueError(f"{name}: history_xyz has shape {history_xyz.shape}, expected ({self.history_steps}, 3)")
+            raise ValueError(
+                f"{name}: history_xyz has shape {history_xyz.shape}, expected ({self.history_steps}, 3)"
+            )
         actions_norm = (actions - self.mean) / self.std
         history_bins, future_bins = self._bins(history_xyz, actions_norm)
         coc = sample.coc if self.include_reasoning else ""
@@ -302,7 +308,9 @@ class BatchIterator(Iterator[dict[str, np.ndarray]]):
             if not flags.FLAGS.is_parsed():  # grain reads absl flags; plain scripts never parse them
                 flags.FLAGS.mark_as_parsed()
             iter_ds = iter_ds.mp_prefetch(
-                grain.MultiprocessingOptions(num_workers=int(worker_count), per_worker_buffer_size=int(prefetch)),
+                grain.MultiprocessingOptions(
+                    num_workers=int(worker_count), per_worker_buffer_size=int(prefetch)
+                ),
                 worker_init_fn=_cpu_only_worker,
             )
         self._iterator = iter(iter_ds)
@@ -317,7 +325,9 @@ class BatchIterator(Iterator[dict[str, np.ndarray]]):
 
     def set_state(self, state: dict[str, Any]) -> None:
         if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
-            raise ValueError(f"data iterator state must be a dict of version {STATE_VERSION}, got {str(state)[:120]}")
+            raise ValueError(
+                f"data iterator state must be a dict of version {STATE_VERSION}, got {str(state)[:120]}"
+            )
         saved = state["pipeline"]
         for key in sorted(set(saved) | set(self.fingerprint)):
             if saved.get(key) != self.fingerprint.get(key):
@@ -373,7 +383,9 @@ def make_batch_iterator(
         "drop_remainder": bool(drop_remainder),
         "max_tokens": encoder.max_tokens,
     }
-    return BatchIterator(dataset, fingerprint, worker_count=worker_count, read_threads=read_threads, prefetch=prefetch)
+    return BatchIterator(
+        dataset, fingerprint, worker_count=worker_count, read_threads=read_threads, prefetch=prefetch
+    )
 
 
 def encoder_from_config(
@@ -383,9 +395,13 @@ def encoder_from_config(
     length from `config.data.max_tokens`, cameras from `config.data` unless `images` is given."""
     images = images or ImageSpec.from_config(config)
     vision = config.model.vision
-    per_image = image_tokens_per_image(images.height, images.width, int(vision.patch_size), int(vision.merge_size))
+    per_image = image_tokens_per_image(
+        images.height, images.width, int(vision.patch_size), int(vision.merge_size)
+    )
     tokenizer.check_model_vocab_size(config.model.llm.vocab, what="config.model.llm.vocab")
-    return SampleEncoder(config, tokenizer, images, max_tokens=int(config.data.max_tokens), tokens_per_image=per_image)
+    return SampleEncoder(
+        config, tokenizer, images, max_tokens=int(config.data.max_tokens), tokens_per_image=per_image
+    )
 
 
 def iterator_from_config(
@@ -440,8 +456,11 @@ def action_stats(
 
 
 def tokenizer_corpus(
-    source: SampleSource, config: ml_collections.ConfigDict, camera_names: Sequence[str],
-    *, max_samples: int = 20000,
+    source: SampleSource,
+    config: ml_collections.ConfigDict,
+    camera_names: Sequence[str],
+    *,
+    max_samples: int = 20000,
 ) -> list[str]:
     """CoC texts of (up to `max_samples` evenly spaced) records plus the prompt's text pieces,
     repeated as often as they occur in training so BPE merges them like the CoC."""
@@ -449,7 +468,11 @@ def tokenizer_corpus(
     indices = np.unique(np.linspace(0, n - 1, min(n, max_samples)).round().astype(int)) if n else []
     cocs = [source[int(i)].coc for i in indices]
     text = config.text
-    segments = list(prompt_text_segments(text.system_prompt, text.instruction, camera_names, text.camera_name_text).values())
+    segments = list(
+        prompt_text_segments(
+            text.system_prompt, text.instruction, camera_names, text.camera_name_text
+        ).values()
+    )
     return [c for c in cocs if c] + segments * max(2, len(cocs))
 
 

@@ -46,10 +46,14 @@ class Sample:
 
 def _array(name: str, value: Any, dtype: np.dtype, shape_text: str) -> np.ndarray:
     if not isinstance(value, np.ndarray):
-        raise SampleError(f"Sample.{name}: expected a numpy {np.dtype(dtype).name} array {shape_text}, "
-                          f"got {type(value).__name__}")
+        raise SampleError(
+            f"Sample.{name}: expected a numpy {np.dtype(dtype).name} array {shape_text}, "
+            f"got {type(value).__name__}"
+        )
     if value.dtype != dtype:
-        raise SampleError(f"Sample.{name}: expected dtype {np.dtype(dtype).name} {shape_text}, got {value.dtype}")
+        raise SampleError(
+            f"Sample.{name}: expected dtype {np.dtype(dtype).name} {shape_text}, got {value.dtype}"
+        )
     return value
 
 
@@ -65,36 +69,62 @@ def _finite(name: str, value: np.ndarray) -> None:
         raise SampleError(f"Sample.{name}: expected finite values, got {bad} NaN/inf")
 
 
-def validate(sample: Sample, *, num_images: int | None = None, image_size: tuple[int, int] | None = None,
-             future_steps: int | None = None, history_steps: int | None = None) -> None:
+def validate(
+    sample: Sample,
+    *,
+    num_images: int | None = None,
+    image_size: tuple[int, int] | None = None,
+    future_steps: int | None = None,
+    history_steps: int | None = None,
+) -> None:
     """Check every field; the keyword arguments pin sizes a consumer requires (e.g. from its config)."""
     images = _array("images", sample.images, np.uint8, "[N_img, H_px, W_px, 3]")
-    _shape("images", images, (num_images, *(image_size or (None, None)), 3),
-           f"[{num_images or 'N_img'}, {image_size[0] if image_size else 'H_px'}, "
-           f"{image_size[1] if image_size else 'W_px'}, 3]")
+    _shape(
+        "images",
+        images,
+        (num_images, *(image_size or (None, None)), 3),
+        f"[{num_images or 'N_img'}, {image_size[0] if image_size else 'H_px'}, "
+        f"{image_size[1] if image_size else 'W_px'}, 3]",
+    )
     if min(images.shape[:3]) == 0:
-        raise SampleError(f"Sample.images: expected non-empty [N_img, H_px, W_px, 3], got {list(images.shape)}")
+        raise SampleError(
+            f"Sample.images: expected non-empty [N_img, H_px, W_px, 3], got {list(images.shape)}"
+        )
     hist = _array("history_xyz", sample.history_xyz, np.float32, "[H, 3]")
     h = history_steps if history_steps is not None else hist.shape[0] if hist.ndim == 2 else None
     _shape("history_xyz", hist, (h, 3), f"[{h if h is not None else 'H'}, 3]")
-    _shape("history_heading", _array("history_heading", sample.history_heading, np.float32, f"[{h}]"),
-           (h,), f"[{h}]")
+    _shape(
+        "history_heading",
+        _array("history_heading", sample.history_heading, np.float32, f"[{h}]"),
+        (h,),
+        f"[{h}]",
+    )
     v0 = _array("v0", sample.v0, np.float32, "[] (a scalar)")
     _shape("v0", v0, (), "[] (a scalar)")
     fut = _array("future_xyz", sample.future_xyz, np.float32, "[T, 3]")
     t = future_steps if future_steps is not None else fut.shape[0] if fut.ndim == 2 else None
     _shape("future_xyz", fut, (t, 3), f"[{t if t is not None else 'T'}, 3]")
-    _shape("future_heading", _array("future_heading", sample.future_heading, np.float32, f"[{t}]"),
-           (t,), f"[{t}]")
-    _shape("future_actions", _array("future_actions", sample.future_actions, np.float32, f"[{t}, 2]"),
-           (t, 2), f"[{t}, 2]")
+    _shape(
+        "future_heading",
+        _array("future_heading", sample.future_heading, np.float32, f"[{t}]"),
+        (t,),
+        f"[{t}]",
+    )
+    _shape(
+        "future_actions",
+        _array("future_actions", sample.future_actions, np.float32, f"[{t}, 2]"),
+        (t, 2),
+        f"[{t}, 2]",
+    )
     for name in ("history_xyz", "history_heading", "v0", "future_xyz", "future_heading", "future_actions"):
         _finite(name, getattr(sample, name))
     if float(sample.v0) < 0:
         raise SampleError(f"Sample.v0: expected a speed >= 0 m/s, got {float(sample.v0)}")
     if sample.decision != UNKNOWN and sample.decision not in DECISION_NAMES:
-        raise SampleError(f"Sample.decision: expected one of {', '.join(DECISION_NAMES)} or {UNKNOWN!r}, "
-                          f"got {sample.decision!r}")
+        raise SampleError(
+            f"Sample.decision: expected one of {', '.join(DECISION_NAMES)} or {UNKNOWN!r}, "
+            f"got {sample.decision!r}"
+        )
     if not isinstance(sample.hard, (bool, np.bool_)):
         raise SampleError(f"Sample.hard: expected a bool, got {type(sample.hard).__name__}")
     for name in ("coc", "clip_id"):

@@ -33,8 +33,15 @@ from alpamayo_jax.data.world.decisions import DECISION_NAMES, UNKNOWN
 FORMAT = "alpamayo_jax.samples/v1"
 MAGIC = b"AJS1"
 MANIFEST = "manifest.json"
-ARRAY_FIELDS = ("images", "history_xyz", "history_heading", "v0", "future_xyz", "future_heading",
-                "future_actions")
+ARRAY_FIELDS = (
+    "images",
+    "history_xyz",
+    "history_heading",
+    "v0",
+    "future_xyz",
+    "future_heading",
+    "future_actions",
+)
 WRITER_OPTIONS = "group_size:1"  # one record per chunk: true random access for shuffled reads
 
 
@@ -44,13 +51,17 @@ class ShardError(ValueError):
 
 # ------------------------------------------------------------------------------------ records
 
+
 def encode(sample: Sample) -> bytes:
     """One sample as bytes (see the module docstring for the layout)."""
     arrays = [np.asarray(getattr(sample, name)) for name in ARRAY_FIELDS]  # tobytes() is C order
     header = {
         "arrays": [[name, a.dtype.str, list(a.shape)] for name, a in zip(ARRAY_FIELDS, arrays)],
-        "decision": sample.decision, "hard": bool(sample.hard), "coc": sample.coc,
-        "clip_id": sample.clip_id, "meta": sample.meta,
+        "decision": sample.decision,
+        "hard": bool(sample.hard),
+        "coc": sample.coc,
+        "clip_id": sample.clip_id,
+        "meta": sample.meta,
     }
     head = json.dumps(header, separators=(",", ":")).encode()
     body = struct.pack("<I", len(head)) + head + b"".join(a.tobytes() for a in arrays)
@@ -66,30 +77,45 @@ def decode(data: bytes, where: str = "record") -> Sample:
     if zlib.crc32(body) != crc:
         raise ShardError(f"{where}: checksum mismatch (corrupt shard)")
     (head_len,) = struct.unpack("<I", body[:4])
-    header = json.loads(bytes(body[4:4 + head_len]))
+    header = json.loads(bytes(body[4 : 4 + head_len]))
     offset = 4 + head_len
     fields = {}
     for name, dtype, shape in header["arrays"]:
         dt = np.dtype(dtype)
         size = int(np.prod(shape)) * dt.itemsize
-        fields[name] = np.frombuffer(body[offset:offset + size], dtype=dt).reshape(shape).copy()
+        fields[name] = np.frombuffer(body[offset : offset + size], dtype=dt).reshape(shape).copy()
         offset += size
     try:
-        return Sample(**fields, decision=header["decision"], hard=header["hard"], coc=header["coc"],
-                      clip_id=header["clip_id"], meta=header["meta"])
+        return Sample(
+            **fields,
+            decision=header["decision"],
+            hard=header["hard"],
+            coc=header["coc"],
+            clip_id=header["clip_id"],
+            meta=header["meta"],
+        )
     except SampleError as err:
         raise ShardError(f"{where}: {err}") from None
 
 
 # ------------------------------------------------------------------------------------ writing
 
+
 def shard_name(i: int, n: int) -> str:
     return f"shard-{i:05d}-of-{n:05d}.array_record"
 
 
-def write_split(out_dir: str | os.PathLike, split: str, samples: Iterable[Sample], num_samples: int, *,
-                seed: int, config: dict, shard_size: int = 1000,
-                on_sample: Callable[[Sample], None] | None = None) -> dict:
+def write_split(
+    out_dir: str | os.PathLike,
+    split: str,
+    samples: Iterable[Sample],
+    num_samples: int,
+    *,
+    seed: int,
+    config: dict,
+    shard_size: int = 1000,
+    on_sample: Callable[[Sample], None] | None = None,
+) -> dict:
     """Write `num_samples` samples as `out_dir/split/`, replacing that split if it exists.
 
     Returns the manifest. `config` (e.g. the world config) is stored in it so a reader can check
@@ -119,12 +145,16 @@ def write_split(out_dir: str | os.PathLike, split: str, samples: Iterable[Sample
                 try:
                     sample = next(iterator)
                 except StopIteration:
-                    raise ValueError(f"samples: expected {num_samples} samples, the iterator ended early") from None
+                    raise ValueError(
+                        f"samples: expected {num_samples} samples, the iterator ended early"
+                    ) from None
                 if image_shape is None:
                     image_shape = list(sample.images.shape)
                 elif list(sample.images.shape) != image_shape:
-                    raise ValueError(f"sample {sample.clip_id}: images of shape {list(sample.images.shape)}, "
-                                     f"expected {image_shape} like the first sample")
+                    raise ValueError(
+                        f"sample {sample.clip_id}: images of shape {list(sample.images.shape)}, "
+                        f"expected {image_shape} like the first sample"
+                    )
                 writer.write(encode(sample))
                 counts[sample.decision] += 1
                 hard += bool(sample.hard)
@@ -133,11 +163,20 @@ def write_split(out_dir: str | os.PathLike, split: str, samples: Iterable[Sample
             writer.close()
             shards.append({"file": name, "num_records": n})
         manifest = {
-            "format": FORMAT, "split": split, "num_samples": num_samples, "seed": seed, "config": config,
-            "image_shape": image_shape, "shards": shards,
-            "counts": {name: counts.get(name, 0) for name in (*DECISION_NAMES, UNKNOWN) if
-                       name != UNKNOWN or counts.get(name)},
-            "common": num_samples - hard, "hard": hard,
+            "format": FORMAT,
+            "split": split,
+            "num_samples": num_samples,
+            "seed": seed,
+            "config": config,
+            "image_shape": image_shape,
+            "shards": shards,
+            "counts": {
+                name: counts.get(name, 0)
+                for name in (*DECISION_NAMES, UNKNOWN)
+                if name != UNKNOWN or counts.get(name)
+            },
+            "common": num_samples - hard,
+            "hard": hard,
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
         if final.exists():
@@ -154,6 +193,7 @@ def write_split(out_dir: str | os.PathLike, split: str, samples: Iterable[Sample
 
 
 # ------------------------------------------------------------------------------------ reading
+
 
 def list_splits(path: str | os.PathLike) -> list[str]:
     """Splits of the dataset at `path` (sub-directories holding a manifest)."""
@@ -188,7 +228,9 @@ def read_manifest(split_dir: str | os.PathLike) -> dict:
 class ShardReader:
     """Random access to the samples of one split: `len(reader)`, `reader[i] -> Sample`."""
 
-    def __init__(self, path: str | os.PathLike, split: str | None = None, *, expect_config: dict | None = None):
+    def __init__(
+        self, path: str | os.PathLike, split: str | None = None, *, expect_config: dict | None = None
+    ):
         path = pathlib.Path(path)
         if split is not None and not (path / MANIFEST).is_file():
             path = path / split
@@ -201,10 +243,15 @@ class ShardReader:
         self.manifest = read_manifest(path)
         self.split = self.manifest.get("split", path.name)
         if expect_config is not None:
-            diff = {k: (self.manifest["config"].get(k), v) for k, v in expect_config.items()
-                    if self.manifest["config"].get(k) != v}
+            diff = {
+                k: (self.manifest["config"].get(k), v)
+                for k, v in expect_config.items()
+                if self.manifest["config"].get(k) != v
+            }
             if diff:
-                detail = ", ".join(f"{k}: dataset has {a!r}, expected {b!r}" for k, (a, b) in sorted(diff.items()))
+                detail = ", ".join(
+                    f"{k}: dataset has {a!r}, expected {b!r}" for k, (a, b) in sorted(diff.items())
+                )
                 raise ShardError(f"{path / MANIFEST}: does not match the config ({detail})")
         self._files = [path / s["file"] for s in self.manifest["shards"]]
         counts = [int(s["num_records"]) for s in self.manifest["shards"]]

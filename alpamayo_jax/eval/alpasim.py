@@ -24,7 +24,6 @@ answered with a gRPC error naming it, never a crash: the server keeps serving th
 from __future__ import annotations
 
 import bisect
-import dataclasses
 import io
 import logging
 import threading
@@ -89,7 +88,8 @@ def ego_history(
     cos0, sin0 = np.cos(yaw[-1]), np.sin(yaw[-1])
     delta = xyz - xyz[-1]
     local = np.stack(
-        [cos0 * delta[:, 0] + sin0 * delta[:, 1], -sin0 * delta[:, 0] + cos0 * delta[:, 1], delta[:, 2]], axis=-1
+        [cos0 * delta[:, 0] + sin0 * delta[:, 1], -sin0 * delta[:, 0] + cos0 * delta[:, 1], delta[:, 2]],
+        axis=-1,
     )
     heading = yaw - yaw[-1]
     return local.astype(np.float32), heading.astype(np.float32), anchor
@@ -122,7 +122,9 @@ def camera_images(
             )
         frames = [f for f in session.frame_history.get(camera, []) if isinstance(f, CameraFrame)]
         if not frames:
-            raise ObservationError(f"camera {camera!r} has sent no frame yet; every mapped camera must send one before drive")
+            raise ObservationError(
+                f"camera {camera!r} has sent no frame yet; every mapped camera must send one before drive"
+            )
         ends = [f.frame_end_us for f in frames]
         for k in range(spec.frames_per_camera - 1, -1, -1):
             instant = time_now_us - int(round(k * spec.frame_dt * US_PER_S))
@@ -148,9 +150,13 @@ def plan_to_rig(poses: np.ndarray, time_now_us: int, dt: float, t0_in_rig: Pose 
 class AlpamayoDriver(BaseDriver):
     """`BaseDriver` around one of our policies (the model, or a baseline for tests)."""
 
-    def __init__(self, policy: DrivingPolicy, spec: InputSpec, camera_ids: Sequence[str] | None = None) -> None:
+    def __init__(
+        self, policy: DrivingPolicy, spec: InputSpec, camera_ids: Sequence[str] | None = None
+    ) -> None:
         if policy.privileged:
-            raise ValueError(f"policy {policy.name!r} reads privileged world state; a runtime cannot provide it")
+            raise ValueError(
+                f"policy {policy.name!r} reads privileged world state; a runtime cannot provide it"
+            )
         camera_ids = default_camera_ids(spec.camera_names) if camera_ids is None else tuple(camera_ids)
         if len(camera_ids) != len(spec.camera_names) or len(set(camera_ids)) != len(camera_ids):
             raise ValueError(
@@ -178,19 +184,27 @@ class AlpamayoDriver(BaseDriver):
         """The observation at `time_now_us`, and the t0 ego frame in the rig frame of the newest
         received pose (where the servicer anchors the plan; identity when that pose is at t0)."""
         with session.lock:
-            trajectory = Trajectory(list(session.ego_trajectory.timestamps_us), list(session.ego_trajectory.poses))
+            trajectory = Trajectory(
+                list(session.ego_trajectory.timestamps_us), list(session.ego_trajectory.poses)
+            )
             speed = session.speed_mps()
             images = camera_images(session, time_now_us, self.spec, self.camera_ids)
         history_xyz, history_heading, anchor = ego_history(trajectory, time_now_us, speed, self.spec)
         t0_in_rig = trajectory.last_pose.inverse() @ anchor
-        return Observation(history_xyz=history_xyz, history_heading=history_heading, v0=speed, images=images), t0_in_rig
+        return Observation(
+            history_xyz=history_xyz, history_heading=history_heading, v0=speed, images=images
+        ), t0_in_rig
 
     def drive(self, ctx: DriveContext) -> DriveResult:
         started = time.perf_counter()
         with ctx.session.lock:
             posed = ctx.session.latest_pose() is not None
         if not posed:
-            logger.info("session %s t=%d us: no egomotion yet, answering an empty plan (hold)", ctx.session.uuid, ctx.time_now_us)
+            logger.info(
+                "session %s t=%d us: no egomotion yet, answering an empty plan (hold)",
+                ctx.session.uuid,
+                ctx.time_now_us,
+            )
             return DriveResult(trajectory_in_rig=Trajectory.empty())
         observation, t0_in_rig = self.observe(ctx.session, ctx.time_now_us)
         prepared = time.perf_counter()

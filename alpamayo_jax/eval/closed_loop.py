@@ -89,7 +89,13 @@ def ego_box(state: VehicleState) -> np.ndarray:
     """The ego's box (x, y, heading, length, width): its origin is the rear axle, the box centre ahead."""
     offset = EGO_FRONT - EGO_LENGTH / 2
     return np.array(
-        [state.x + offset * math.cos(state.heading), state.y + offset * math.sin(state.heading), state.heading, EGO_LENGTH, EGO_WIDTH]
+        [
+            state.x + offset * math.cos(state.heading),
+            state.y + offset * math.sin(state.heading),
+            state.heading,
+            EGO_LENGTH,
+            EGO_WIDTH,
+        ]
     )
 
 
@@ -107,7 +113,9 @@ class Episode:
     accels: list[float] = dataclasses.field(default_factory=list)
     tracker: PlanTracker | None = None
     plan_step: int = 0
-    plans: list[tuple[int, np.ndarray, str | None]] = dataclasses.field(default_factory=list)  # (step, poses, reasoning)
+    plans: list[tuple[int, np.ndarray, str | None]] = dataclasses.field(
+        default_factory=list
+    )  # (step, poses, reasoning)
     agent_boxes: list[np.ndarray] = dataclasses.field(default_factory=list)
     collided: bool = False
     collision_kind: str | None = None
@@ -145,13 +153,20 @@ class Episode:
         s = self.states[min(int(round(t / DT)), len(self.states) - 1)]
         return (s.x, s.y, s.heading)
 
-    def cameras(self, view: "WorldView", inputs: InputSpec) -> np.ndarray:
+    def cameras(self, view: WorldView, inputs: InputSpec) -> np.ndarray:
         """Freshly rendered camera frames at now, as the dataset lays them out (camera-major)."""
         if round(inputs.frame_dt / DT) < 1 or abs(round(inputs.frame_dt / DT) * DT - inputs.frame_dt) > 1e-9:
-            raise ValueError(f"inputs.frame_dt: expected a multiple of the world step {DT} s, got {inputs.frame_dt}")
-        times = [round(view.t - (inputs.frames_per_camera - 1 - f) * inputs.frame_dt, 6) for f in range(inputs.frames_per_camera)]
+            raise ValueError(
+                f"inputs.frame_dt: expected a multiple of the world step {DT} s, got {inputs.frame_dt}"
+            )
+        times = [
+            round(view.t - (inputs.frames_per_camera - 1 - f) * inputs.frame_dt, 6)
+            for f in range(inputs.frames_per_camera)
+        ]
         scene = dataclasses.replace(self.scene, agents=view.agents)
-        images, _ = render(scene, [self.pose_at(t) for t in times], times, inputs.camera_names, *inputs.image_hw)
+        images, _ = render(
+            scene, [self.pose_at(t) for t in times], times, inputs.camera_names, *inputs.image_hw
+        )
         return images
 
     def view(self) -> WorldView:
@@ -160,7 +175,9 @@ class Episode:
 
 
 def start_episode(scenario_id: str, scene: Scene, config: ClosedLoopConfig) -> Episode:
-    expert = world_planner.plan(scene.road, scene.agents, scene.intent, future_steps=config.future_steps, emergency=scene.emergency)
+    expert = world_planner.plan(
+        scene.road, scene.agents, scene.intent, future_steps=config.future_steps, emergency=scene.emergency
+    )
     distance = np.concatenate([[0.0], np.cumsum((expert.speeds[:-1] + expert.speeds[1:]) * DT / 2)])
     episode = Episode(
         scenario_id=scenario_id,
@@ -187,7 +204,9 @@ def _check(episode: Episode, config: ClosedLoopConfig) -> None:
             episode.collided = True
             episode.collision_kind = episode.traffic.kinds()[int(np.argmax(hit))]
             return
-        ttc = safety.time_to_collision(box, state.velocity(), others, episode.traffic.velocities(), horizon_s=config.ttc_horizon_s)
+        ttc = safety.time_to_collision(
+            box, state.velocity(), others, episode.traffic.velocities(), horizon_s=config.ttc_horizon_s
+        )
         episode.min_ttc = min(episode.min_ttc, float(ttc.min()))
     corners = safety.box_corners(box)
     if not np.all(episode.scene.road.is_drivable(corners[:, 0], corners[:, 1])):
@@ -198,7 +217,12 @@ def _check(episode: Episode, config: ClosedLoopConfig) -> None:
         if state.speed < 0.3 and s_line - 8.0 < s_front <= s_line + 0.5:
             episode.stopped_at.add(k)
         crossed = s_front > s_line + 0.5
-        if crossed and episode.traffic.t < release and k not in episode.stopped_at and s_line + 0.5 >= episode.start_front:
+        if (
+            crossed
+            and episode.traffic.t < release
+            and k not in episode.stopped_at
+            and s_line + 0.5 >= episode.start_front
+        ):
             episode.stop_line_violation = True
 
 
@@ -216,7 +240,9 @@ def run_episodes(
     looks (`policy.uses_images`); blind policies get no images and cost no rendering.
     """
     if policy.uses_images and (inputs is None or not inputs.camera_names):
-        raise ValueError(f"policy {policy.name!r} looks at cameras: run_episodes needs inputs with camera_names")
+        raise ValueError(
+            f"policy {policy.name!r} looks at cameras: run_episodes needs inputs with camera_names"
+        )
     episodes = [start_episode(sid, scene, config) for sid, scene in scenarios]
     for step in range(config.steps):
         active = [e for e in episodes if not e.done]
@@ -267,7 +293,14 @@ def comfort_violated(episodes: Sequence[Episode]) -> np.ndarray:
         driven = np.array([[s.x, s.y, s.heading] for s in e.states[1:]], np.float32).reshape(-1, 3)
         last = e.states[-1]
         k = np.arange(1, paths.shape[1] - driven.shape[0] + 1)
-        extra = np.stack([last.x + k * DT * last.speed * math.cos(last.heading), last.y + k * DT * last.speed * math.sin(last.heading), np.full(k.shape, last.heading)], -1)
+        extra = np.stack(
+            [
+                last.x + k * DT * last.speed * math.cos(last.heading),
+                last.y + k * DT * last.speed * math.sin(last.heading),
+                np.full(k.shape, last.heading),
+            ],
+            -1,
+        )
         paths[n] = np.concatenate([driven, extra], axis=0)
         valid[n, : driven.shape[0]] = True
     quantities = _comfort_quantities(paths, DT)
@@ -320,5 +353,7 @@ def closed_loop(
     progress: Callable[[int], None] | None = None,
 ) -> tuple[dict[str, Any], list[Episode]]:
     """Drive the seeded scenario set with `policy`; returns (summary, episodes)."""
-    episodes = run_episodes(policy, scenario_set(num_scenarios, seed), config, inputs=inputs, progress=progress)
+    episodes = run_episodes(
+        policy, scenario_set(num_scenarios, seed), config, inputs=inputs, progress=progress
+    )
     return summarize(episodes, config), episodes

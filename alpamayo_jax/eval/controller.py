@@ -41,11 +41,19 @@ class VehicleState:
         """Points in this car's frame moved into the world frame."""
         p = np.asarray(points, np.float64)
         c, s = np.cos(self.heading), np.sin(self.heading)
-        return np.stack([self.x + c * p[..., 0] - s * p[..., 1], self.y + s * p[..., 0] + c * p[..., 1]], axis=-1)
+        return np.stack(
+            [self.x + c * p[..., 0] - s * p[..., 1], self.y + s * p[..., 0] + c * p[..., 1]], axis=-1
+        )
 
 
 def step_unicycle(
-    state: VehicleState, accel: float, curvature: float, dt: float, *, accel_bound: float = 9.8, curvature_bound: float = 0.2
+    state: VehicleState,
+    accel: float,
+    curvature: float,
+    dt: float,
+    *,
+    accel_bound: float = 9.8,
+    curvature_bound: float = 0.2,
 ) -> VehicleState:
     """One dt of the unicycle model (SPEC.md section 4), bounded, never reversing.
 
@@ -97,7 +105,9 @@ class PlanTracker:
 
     def _point(self, t: float) -> np.ndarray:
         t = float(np.clip(t, 0.0, self._times[-1]))
-        return np.array([np.interp(t, self._times, self._world[:, 0]), np.interp(t, self._times, self._world[:, 1])])
+        return np.array(
+            [np.interp(t, self._times, self._world[:, 0]), np.interp(t, self._times, self._world[:, 1])]
+        )
 
     def _speed(self, t: float) -> float:
         return float(np.interp(t, self._times, self._speeds))

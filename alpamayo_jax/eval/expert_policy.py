@@ -97,9 +97,16 @@ def expert_poses(view: WorldView, future_steps: int = 64) -> tuple[np.ndarray, n
     lateral = _ShiftedLateral(intent.lateral, s_e, road.ego_offset - d_e)
     stop_lines = tuple((s - s_e, release - view.t) for s, release in intent.stop_lines)
     local_intent = dataclasses.replace(
-        intent, v0=float(ego.speed), a0=float(view.accel), history_accel=0.0, stop_lines=stop_lines, lateral=lateral
+        intent,
+        v0=float(ego.speed),
+        a0=float(view.accel),
+        history_accel=0.0,
+        stop_lines=stop_lines,
+        lateral=lateral,
     )
-    result = world_planner.plan(local_road, agents, local_intent, future_steps=future_steps, emergency=scene.emergency)
+    result = world_planner.plan(
+        local_road, agents, local_intent, future_steps=future_steps, emergency=scene.emergency
+    )
     speeds = np.asarray(result.speeds, np.float64)
     dist = np.cumsum((speeds[:-1] + speeds[1:]) * world_planner.DT / 2)
     s_path = s_e + dist
@@ -126,6 +133,8 @@ class ExpertPolicy:
     def plan(self, observation: Observation) -> PolicyPlan:
         view = observation.world
         if not isinstance(view, WorldView):
-            raise ObservationError("the expert policy needs the world state (Observation.world = WorldView); it runs only in the synthetic closed loop")
+            raise ObservationError(
+                "the expert policy needs the world state (Observation.world = WorldView); it runs only in the synthetic closed loop"
+            )
         poses, _ = expert_poses(view, self.future_steps)
         return PolicyPlan(poses=poses[None], actions=None, reasoning_text=None)

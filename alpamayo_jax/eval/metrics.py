@@ -56,7 +56,9 @@ def trajectory_metrics(
     pred = np.asarray(pred, np.float32)
     gt = np.asarray(gt, np.float32)
     if pred.ndim != 4 or gt.ndim != 3 or pred.shape[0] != gt.shape[0] or pred.shape[2:] != gt.shape[1:]:
-        raise ValueError(f"pred must be [N, K, T, 3] and gt [N, T, 3] with matching N, T; got {pred.shape}, {gt.shape}")
+        raise ValueError(
+            f"pred must be [N, K, T, 3] and gt [N, T, 3] with matching N, T; got {pred.shape}, {gt.shape}"
+        )
     out = {k: np.asarray(v, np.float64) for k, v in _trajectory_metrics(pred, gt, float(dt)).items()}
     out["comfort_violation_rate"] = 1.0 - out.pop("comfortable")
     return out
@@ -82,7 +84,9 @@ def aggregate(
     names = list(metrics) if metrics is not None else list(per_scene)
     for name, values in per_scene.items():
         if np.shape(values) != hard.shape:
-            raise ValueError(f"metric {name!r}: expected one value per scene ({hard.shape}), got shape {np.shape(values)}")
+            raise ValueError(
+                f"metric {name!r}: expected one value per scene ({hard.shape}), got shape {np.shape(values)}"
+            )
 
     def subset(mask: np.ndarray) -> dict[str, Any]:
         row: dict[str, Any] = {}
@@ -124,7 +128,11 @@ def open_loop(
         plans = plan_all(policy, observations)
         for sample, plan in zip(batch, plans):
             pred.append(plan.poses)
-            gt.append(np.concatenate([np.asarray(sample.future_xyz)[:, :2], np.asarray(sample.future_heading)[:, None]], -1))
+            gt.append(
+                np.concatenate(
+                    [np.asarray(sample.future_xyz)[:, :2], np.asarray(sample.future_heading)[:, None]], -1
+                )
+            )
             hard.append(bool(sample.hard))
         if reasoning_scorer is not None:
             for name, values in reasoning_scorer(batch, plans).items():

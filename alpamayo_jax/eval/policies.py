@@ -91,7 +91,7 @@ class Observation:
         object.__setattr__(self, "v0", v0)
 
     @classmethod
-    def from_sample(cls, sample: Any, *, with_images: bool = True, world: Any = None) -> "Observation":
+    def from_sample(cls, sample: Any, *, with_images: bool = True, world: Any = None) -> Observation:
         """The t0 view of a dataset sample (anything with the Sample field names)."""
         return cls(
             history_xyz=sample.history_xyz,
@@ -150,7 +150,9 @@ def plan_all(policy: DrivingPolicy, observations: Sequence[Observation]) -> list
     if batch_fn is not None and len(observations) > 1:
         plans = list(batch_fn(list(observations)))
         if len(plans) != len(observations):
-            raise ValueError(f"{policy.name}.plan_batch returned {len(plans)} plans for {len(observations)} inputs")
+            raise ValueError(
+                f"{policy.name}.plan_batch returned {len(plans)} plans for {len(observations)} inputs"
+            )
         return plans
     return [policy.plan(obs) for obs in observations]
 

@@ -29,7 +29,9 @@ import numpy as np
 from alpamayo_jax.data.world import meta_action
 from alpamayo_jax.data.world.reasoning import ACTIONS
 
-_STOPWORDS = frozenset({"the", "a", "an", "to", "and", "at", "it", "in", "of", "for", "its", "on", "with", "from", "before"})
+_STOPWORDS = frozenset(
+    {"the", "a", "an", "to", "and", "at", "it", "in", "of", "for", "its", "on", "with", "from", "before"}
+)
 # A shared phrase is settled by the cause the text names: decision -> words that point to it.
 _DISAMBIGUATION = {
     "stop_for_red_light": ("traffic light", "light", "red", "yellow"),
@@ -56,7 +58,9 @@ def _phrases() -> tuple[tuple[str, frozenset[str]], ...]:
 def _settle(candidates: set[str], lowered: str) -> str | None:
     if len(candidates) == 1:
         return next(iter(candidates))
-    named = {d for d in candidates if any(re.search(rf"\b{w}\b", lowered) for w in _DISAMBIGUATION.get(d, ()))}
+    named = {
+        d for d in candidates if any(re.search(rf"\b{w}\b", lowered) for w in _DISAMBIGUATION.get(d, ()))
+    }
     return next(iter(named)) if len(named) == 1 else None
 
 

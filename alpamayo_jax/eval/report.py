@@ -47,7 +47,9 @@ def _policies(section: Mapping[str, Any]) -> list[str]:
     return known + sorted(p for p in section if p not in POLICY_ORDER)
 
 
-def format_section(title: str, section: Mapping[str, Mapping[str, Any]], metrics: list[str] | None = None) -> str:
+def format_section(
+    title: str, section: Mapping[str, Mapping[str, Any]], metrics: list[str] | None = None
+) -> str:
     """One table: a row per (policy, subset), a column per metric, metrics as they appear."""
     if not section:
         return f"{title}: (not run)"
@@ -62,7 +64,10 @@ def format_section(title: str, section: Mapping[str, Mapping[str, Any]], metrics
                 rows.append([policy, subset, *(_fmt(entry[subset].get(m)) for m in metrics)])
     widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows)]
     line = "  ".join(h.ljust(w) for h, w in zip(header, widths))
-    body = ["  ".join(c.rjust(w) if i > 1 else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))) for row in rows]
+    body = [
+        "  ".join(c.rjust(w) if i > 1 else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths)))
+        for row in rows
+    ]
     return "\n".join([title, line, "-" * len(line), *body])
 
 

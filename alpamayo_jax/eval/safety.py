@@ -66,8 +66,8 @@ def box_gap(a: Float[np.ndarray, "... 5"], b: Float[np.ndarray, "... 5"]) -> np.
 
 
 def time_to_collision(
-    ego: Float[np.ndarray, "5"],
-    ego_velocity: Float[np.ndarray, "2"],
+    ego: Float[np.ndarray, 5],
+    ego_velocity: Float[np.ndarray, 2],
     others: Float[np.ndarray, "n 5"],
     other_velocities: Float[np.ndarray, "n 2"],
     *,

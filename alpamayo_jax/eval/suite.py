@@ -41,7 +41,9 @@ class SuiteOptions:
     def __post_init__(self):
         unknown = [p for p in self.policies if p not in POLICIES]
         if unknown or not self.policies:
-            raise ValueError(f"policies: expected a non-empty subset of {', '.join(POLICIES)}, got {list(self.policies)}")
+            raise ValueError(
+                f"policies: expected a non-empty subset of {', '.join(POLICIES)}, got {list(self.policies)}"
+            )
         if self.trajectory_samples < 1:
             raise ValueError(f"trajectory_samples: expected >= 1, got {self.trajectory_samples}")
 
@@ -102,7 +104,9 @@ def run_suite(
 ) -> dict[str, Any]:
     """Evaluate the requested policies; pictures go to `out_dir` (default `<workdir>/eval`)."""
     out_dir = pathlib.Path(out_dir) if out_dir is not None else pathlib.Path(workdir) / "eval"
-    policies = build_policies(options.policies, workdir, config, trajectory_samples=options.trajectory_samples)
+    policies = build_policies(
+        options.policies, workdir, config, trajectory_samples=options.trajectory_samples
+    )
     results: dict[str, Any] = {"open_loop": {}, "closed_loop": {}}
 
     reader = open_split(config, options.split)
@@ -118,7 +122,11 @@ def run_suite(
                 if pictured[0] >= options.pictures:
                     return
                 fig = viz.sample_panel(
-                    sample.images, sample.history_xyz, plan.poses, sample.future_xyz, plan.reasoning_text,
+                    sample.images,
+                    sample.history_xyz,
+                    plan.poses,
+                    sample.future_xyz,
+                    plan.reasoning_text,
                     frames_per_camera=int(config.data.frames_per_camera),
                     title=f"{name}: {sample.clip_id} ({'hard' if sample.hard else 'common'})",
                     truth_text=f"{sample.decision}: {sample.coc}",
@@ -149,7 +157,9 @@ def run_suite(
                 episodes = cl.run_episodes(policy, scenarios, loop_config, inputs=spec, progress=bar.update)
             results["closed_loop"][name] = cl.summarize(episodes, loop_config)
             for k, episode in enumerate(episodes[: options.pictures]):
-                viz.save_episode_gif(episode, out_dir / f"closed_loop_{name}_{k}.gif", title=f"{name} {episode.scenario_id}")
+                viz.save_episode_gif(
+                    episode, out_dir / f"closed_loop_{name}_{k}.gif", title=f"{name} {episode.scenario_id}"
+                )
 
     results["meta"] = {
         "workdir": str(workdir),

@@ -118,7 +118,9 @@ class Traffic:
                 self.followers[i] = _Follower(i, direction, s0, speed, np.asarray(s), np.asarray(d))
         self._scripted_only = np.array([i for i in range(n) if i not in self.followers], dtype=int)
         # Simulated history: the states of every agent at every simulated time so far.
-        self._history: dict[float, tuple[np.ndarray, np.ndarray, np.ndarray]] = {0.0: (self.x.copy(), self.y.copy(), self.yaw.copy())}
+        self._history: dict[float, tuple[np.ndarray, np.ndarray, np.ndarray]] = {
+            0.0: (self.x.copy(), self.y.copy(), self.yaw.copy())
+        }
 
     def _scripted(self, t: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Scripted states of all agents at grid time `t` (extrapolated at the end velocity after +10 s)."""
@@ -143,7 +145,9 @@ class Traffic:
     def boxes(self) -> np.ndarray:
         """[N_obstacles, 5] current boxes of obstacle agents (x, y, yaw, length, width)."""
         idx = self.obstacles
-        return np.stack([self.x[idx], self.y[idx], self.yaw[idx], self.lengths[idx], self.widths[idx]], axis=-1)
+        return np.stack(
+            [self.x[idx], self.y[idx], self.yaw[idx], self.lengths[idx], self.widths[idx]], axis=-1
+        )
 
     def velocities(self) -> np.ndarray:
         idx = self.obstacles
@@ -204,7 +208,10 @@ class Traffic:
     def _script_speed(self, f: _Follower, t: float) -> float:
         if t >= TIMES[-1]:
             return abs(float(f.script_s[-1] - f.script_s[-2])) / DT
-        return abs(float(np.interp(t + DT / 2, TIMES, f.script_s) - np.interp(t - DT / 2, TIMES, f.script_s))) / DT
+        return (
+            abs(float(np.interp(t + DT / 2, TIMES, f.script_s) - np.interp(t - DT / 2, TIMES, f.script_s)))
+            / DT
+        )
 
     def _follower_accel(self, f: _Follower, ego_box: np.ndarray, ego_velocity: np.ndarray) -> float:
         idm = self.idm
@@ -233,7 +240,11 @@ class Traffic:
         lead_speed = max(0.0, float(vxs[k] * math.cos(heading) + vys[k] * math.sin(heading)))
         if gap <= 0.1:
             return -idm.b_max
-        desired = idm.min_gap + f.speed * idm.time_headway + f.speed * (f.speed - lead_speed) / (2 * math.sqrt(idm.a_max * idm.b_comf))
+        desired = (
+            idm.min_gap
+            + f.speed * idm.time_headway
+            + f.speed * (f.speed - lead_speed) / (2 * math.sqrt(idm.a_max * idm.b_comf))
+        )
         interaction = idm.a_max * (1.0 - (max(desired, 0.0) / gap) ** 2)
         return float(max(-idm.b_max, min(accel, interaction)))
 
@@ -243,4 +254,3 @@ def _nearest(sorted_times: np.ndarray, t: float) -> float:
     if j > 0 and abs(sorted_times[j - 1] - t) < abs(sorted_times[j] - t):
         j -= 1
     return float(sorted_times[j])
-

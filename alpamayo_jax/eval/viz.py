@@ -67,7 +67,14 @@ def sample_panel(
     `images` are camera-major (cam0 f0..fF-1, cam1 ...), so the newest frame of camera c is index
     c * F + F - 1. `planned_poses` sample 0 is drawn strongest (the one that would be driven).
     """
-    cams = [] if images is None else [images[c * frames_per_camera + frames_per_camera - 1] for c in range(len(images) // frames_per_camera)]
+    cams = (
+        []
+        if images is None
+        else [
+            images[c * frames_per_camera + frames_per_camera - 1]
+            for c in range(len(images) // frames_per_camera)
+        ]
+    )
     ncols = max(len(cams), 2)
     fig = plt.figure(figsize=(3.0 * ncols, 6.2), dpi=80)
     grid = fig.add_gridspec(2, ncols, height_ratios=[1, 2.2])
@@ -110,7 +117,9 @@ def sample_panel(
     lines = []
     if truth_text:
         lines += textwrap.wrap("truth: " + truth_text, width) + [""]
-    lines += ["reasoning:"] + (textwrap.wrap(reasoning_text, width) if reasoning_text else ["(none: this policy does not reason)"])
+    lines += ["reasoning:"] + (
+        textwrap.wrap(reasoning_text, width) if reasoning_text else ["(none: this policy does not reason)"]
+    )
     text_ax.text(0.0, 1.0, "\n".join(lines), va="top", ha="left", fontsize=8, family="monospace", wrap=True)
     if title:
         fig.suptitle(title, fontsize=10)
@@ -142,7 +151,9 @@ def figure_to_image(fig: plt.Figure) -> Image.Image:
     return Image.open(buffer).convert("RGB")
 
 
-def save_gif(frames: Sequence[Image.Image], path: str | pathlib.Path, *, frame_ms: int = 200, colors: int = 32) -> pathlib.Path:
+def save_gif(
+    frames: Sequence[Image.Image], path: str | pathlib.Path, *, frame_ms: int = 200, colors: int = 32
+) -> pathlib.Path:
     """An animated GIF of `frames`, looping, with one shared small palette (keeps the file small)."""
     if not frames:
         raise ValueError("save_gif needs at least one frame")
@@ -150,13 +161,20 @@ def save_gif(frames: Sequence[Image.Image], path: str | pathlib.Path, *, frame_m
     path.parent.mkdir(parents=True, exist_ok=True)
     palette = frames[len(frames) // 2].quantize(colors=colors, method=Image.Quantize.MEDIANCUT)
     quantised = [f.quantize(palette=palette, dither=Image.Dither.NONE) for f in frames]
-    quantised[0].save(path, save_all=True, append_images=quantised[1:], duration=frame_ms, loop=0, optimize=True)
+    quantised[0].save(
+        path, save_all=True, append_images=quantised[1:], duration=frame_ms, loop=0, optimize=True
+    )
     return path
 
 
 # ------------------------------------------------------------------------------ closed-loop episodes
 
-KIND_COLORS = {"pedestrian": PEDESTRIAN_COLOR, "cyclist": PEDESTRIAN_COLOR, "cone": "#ff7f0e", "barrier": "#ff7f0e"}
+KIND_COLORS = {
+    "pedestrian": PEDESTRIAN_COLOR,
+    "cyclist": PEDESTRIAN_COLOR,
+    "cone": "#ff7f0e",
+    "barrier": "#ff7f0e",
+}
 
 
 def _draw_road(ax, road, s_range: tuple[float, float]) -> None:
@@ -167,14 +185,21 @@ def _draw_road(ax, road, s_range: tuple[float, float]) -> None:
     ax.fill(np.concatenate([rx, lx[::-1]]), np.concatenate([ry, ly[::-1]]), color="#b4b4b4", zorder=0)
     if road.cross_center is not None:
         half = road.cross_width / 2
-        ax.fill([road.cross_center - half, road.cross_center + half] * 1 + [road.cross_center + half, road.cross_center - half],
-                [road.curb_right - 40, road.curb_right - 40, road.left_edge + 40, road.left_edge + 40], color="#b4b4b4", zorder=0)
+        ax.fill(
+            [road.cross_center - half, road.cross_center + half] * 1
+            + [road.cross_center + half, road.cross_center - half],
+            [road.curb_right - 40, road.curb_right - 40, road.left_edge + 40, road.left_edge + 40],
+            color="#b4b4b4",
+            zorder=0,
+        )
     lanes = [road.lane_center(k) + road.lane_width / 2 for k in range(road.lanes_same - 1)]
     lanes += [road.center_line + (k + 1) * road.lane_width for k in range(road.lanes_opposite - 1)]
-    for d, style in (
-        [(road.curb_right, "k-"), (road.left_edge, "k-"), (road.right_edge, "k:"), (road.center_line, "y-")]
-        + [(d, "k--") for d in lanes]
-    ):
+    for d, style in [
+        (road.curb_right, "k-"),
+        (road.left_edge, "k-"),
+        (road.right_edge, "k:"),
+        (road.center_line, "y-"),
+    ] + [(d, "k--") for d in lanes]:
         x, y, _ = road.point_at(s, np.full_like(s, d))
         ax.plot(x, y, style, lw=0.8 if style != "y-" else 1.4, alpha=0.7)
     if road.cross_center is not None:
@@ -187,7 +212,9 @@ def _draw_road(ax, road, s_range: tuple[float, float]) -> None:
         ax.plot(x, y, "-", color="black", lw=0.6)
 
 
-def episode_frame(episode, step: int, *, title: str = "", window: tuple[float, float, float] = (20.0, 45.0, 11.0)) -> plt.Figure:
+def episode_frame(
+    episode, step: int, *, title: str = "", window: tuple[float, float, float] = (20.0, 45.0, 11.0)
+) -> plt.Figure:
     """Bird's-eye view of a closed-loop episode at `step`: road, agents, the ego, its path and plan."""
     step = min(step, len(episode.states) - 1)
     state = episode.states[step]
@@ -206,12 +233,21 @@ def episode_frame(episode, step: int, *, title: str = "", window: tuple[float, f
         _draw_box(ax, *box, KIND_COLORS.get(kind, AGENT_COLOR), ego_view=False)
     path = np.array([[s.x, s.y] for s in episode.states[: step + 1]])
     ax.plot(path[:, 0], path[:, 1], "-", color=HISTORY_COLOR, lw=1.5)
-    plan_step, poses, _ = max((p for p in episode.plans if p[0] <= step), key=lambda p: p[0], default=(0, None, None))
+    plan_step, poses, _ = max(
+        (p for p in episode.plans if p[0] <= step), key=lambda p: p[0], default=(0, None, None)
+    )
     if poses is not None:
         origin = episode.states[plan_step]
         for k in range(poses.shape[0] - 1, -1, -1):
             world = origin.to_world(poses[k, :, :2])
-            ax.plot(world[:, 0], world[:, 1], "-", color=PLAN_COLOR, lw=1.8 if k == 0 else 0.7, alpha=1.0 if k == 0 else 0.35)
+            ax.plot(
+                world[:, 0],
+                world[:, 1],
+                "-",
+                color=PLAN_COLOR,
+                lw=1.8 if k == 0 else 0.7,
+                alpha=1.0 if k == 0 else 0.35,
+            )
     offset = EGO_FRONT - EGO_LENGTH / 2
     collided = episode.collided and step == len(episode.states) - 1
     centre = (state.x + offset * np.cos(state.heading), state.y + offset * np.sin(state.heading))

@@ -208,9 +208,7 @@ class LoadedArtifact:
         missing = [n for n in self.input_names if n not in inputs]
         extra = [n for n in inputs if n not in self.input_names]
         if missing or extra:
-            raise ValueError(
-                f"artifact inputs are {self.input_names}; missing {missing}, unexpected {extra}"
-            )
+            raise ValueError(f"artifact inputs are {self.input_names}; missing {missing}, unexpected {extra}")
         arrays, batch = [], None
         for spec in self.manifest["inputs"]:
             x = np.asarray(inputs[spec["name"]])
@@ -228,8 +226,7 @@ class LoadedArtifact:
                     ok = got == w
                 if not ok:
                     raise ValueError(
-                        f"input {spec['name']}: expected shape {want} (b = {batch}), "
-                        f"got {list(x.shape)}"
+                        f"input {spec['name']}: expected shape {want} (b = {batch}), got {list(x.shape)}"
                     )
             arrays.append(x)
         return arrays
@@ -238,9 +235,7 @@ class LoadedArtifact:
         """Shapes of the flat call (params then inputs) with the batch symbol set to `batch`."""
         specs = [*self.manifest["params"], *self.manifest["inputs"]]
         return [
-            jax.ShapeDtypeStruct(
-                tuple(batch if d == BATCH else d for d in s["shape"]), np.dtype(s["dtype"])
-            )
+            jax.ShapeDtypeStruct(tuple(batch if d == BATCH else d for d in s["shape"]), np.dtype(s["dtype"]))
             for s in specs
         ]
 

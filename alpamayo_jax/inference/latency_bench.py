@@ -83,8 +83,13 @@ def bench_latency(
 ) -> dict:
     """Time every planning stage of `config`'s policy (random init) for K = 1 and K = `samples`,
     with and without reasoning; returns the results dict (keys: see the module docstring)."""
-    for name, value, low in (("samples", samples, 1), ("repeats", repeats, 1), ("warmup", warmup, 0),
-                             ("max_reasoning_tokens", max_reasoning_tokens, 2), ("flow_steps", flow_steps, 1)):
+    for name, value, low in (
+        ("samples", samples, 1),
+        ("repeats", repeats, 1),
+        ("warmup", warmup, 0),
+        ("max_reasoning_tokens", max_reasoning_tokens, 2),
+        ("flow_steps", flow_steps, 1),
+    ):
         if value < low:
             raise ValueError(f"{name} must be >= {low}, got {value}")
     import jax
@@ -151,15 +156,28 @@ def bench_latency(
             spec = spec_r.replace(samples=k)
             logits, cache = repeat_batch((logits1, cache1), k, batch_axis=(0, PolicyCache.batch_axes()))
             start = jnp.full((k,), spec.prompt_length, jnp.int32)
-            run = {"samples": k, "reasoning": reasoning, "prompt_tokens": spec.prompt_length,
-                   "cache_slots": spec.cache_length, "prefill_ms": prefill_ms, "decode_token_ms": 0.0}
+            run = {
+                "samples": k,
+                "reasoning": reasoning,
+                "prompt_tokens": spec.prompt_length,
+                "cache_slots": spec.cache_length,
+                "prefill_ms": prefill_ms,
+                "decode_token_ms": 0.0,
+            }
             if reasoning:
 
                 def decode(s, cache, logits, start, keys, spec=spec):
                     model = nnx.merge(graphdef, s)
-                    return decode_loop(model.decode_step, cache, logits, start, keys,
-                                       max_new_tokens=spec.max_reasoning_tokens, stop_token_id=-1,
-                                       pad_id=spec.pad_id).tokens
+                    return decode_loop(
+                        model.decode_step,
+                        cache,
+                        logits,
+                        start,
+                        keys,
+                        max_new_tokens=spec.max_reasoning_tokens,
+                        stop_token_id=-1,
+                        pad_id=spec.pad_id,
+                    ).tokens
 
                 keys = jax.vmap(jax.random.key)(jnp.arange(k, dtype=jnp.uint32))
                 loop_ms, _ = timed(decode, state, cache, logits, start, keys)
@@ -215,8 +233,10 @@ def format_table(results: dict) -> str:
             f"{r['reasoning_decode_ms']:>8.2f} {r['flow_step_ms']:>8.2f} {r['flow_total_ms']:>8.2f} "
             f"{r['stages_sum_ms']:>8.2f} {r['plan_ms']:>8.2f}"
         )
-    lines.append(f"  (tok = per reasoning token for all K samples; flow = {results['flow_steps']} Euler "
-                 "steps; sum = prefill + n_tok * tok + flow; plan = plan_scenes end to end)")
+    lines.append(
+        f"  (tok = per reasoning token for all K samples; flow = {results['flow_steps']} Euler "
+        "steps; sum = prefill + n_tok * tok + flow; plan = plan_scenes end to end)"
+    )
     return "\n".join(lines)
 
 
@@ -225,7 +245,10 @@ def run_latency(args, overrides: list[str]) -> int:
     from alpamayo_jax.config import load_config
     from alpamayo_jax.text.tokenizer import TokenizerError
 
-    for flag, value, low in (("--samples", args.samples, 1), ("--max-reasoning-tokens", args.max_reasoning_tokens, 2)):
+    for flag, value, low in (
+        ("--samples", args.samples, 1),
+        ("--max-reasoning-tokens", args.max_reasoning_tokens, 2),
+    ):
         if value < low:
             print(f"alpamayo bench: {flag} must be >= {low}, got {value}", file=sys.stderr)
             return 2

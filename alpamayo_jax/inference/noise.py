@@ -63,8 +63,8 @@ def _rotate_left(x: jax.Array, r: int) -> jax.Array:
 
 
 def threefry2x32(
-    key: KeyWords, x0: UInt32[Array, "..."], x1: UInt32[Array, "..."]
-) -> tuple[UInt32[Array, "..."], UInt32[Array, "..."]]:
+    key: KeyWords, x0: UInt32[Array, ...], x1: UInt32[Array, ...]
+) -> tuple[UInt32[Array, ...], UInt32[Array, ...]]:
     """Threefry-2x32 (20 rounds) of the counter pair (x0, x1) under `key`, unrolled, broadcasting
     key words [..., 2] (trailing word axis dropped) against the counters."""
     k0, k1 = key[..., 0], key[..., 1]

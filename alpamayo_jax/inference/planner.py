@@ -167,7 +167,9 @@ def build_prompt(spec: PlannerSpec, history_xyz: Float[Array, "b h 3"]) -> Int[A
         jnp.broadcast_to(jnp.asarray(spec.prompt_after), (b, len(spec.prompt_after))),
     ]
     if not spec.reasoning:
-        parts.append(jnp.broadcast_to(jnp.array([spec.cot_end_id, spec.traj_future_start_id], jnp.int32), (b, 2)))
+        parts.append(
+            jnp.broadcast_to(jnp.array([spec.cot_end_id, spec.traj_future_start_id], jnp.int32), (b, 2))
+        )
     return jnp.concatenate(parts, axis=1)
 
 

@@ -124,9 +124,7 @@ class Policy:
 
     # -- loading ----------------------------------------------------------------------------
     @classmethod
-    def from_workdir(
-        cls, workdir: str | pathlib.Path, *, step: int | None = None, **options: Any
-    ) -> Policy:
+    def from_workdir(cls, workdir: str | pathlib.Path, *, step: int | None = None, **options: Any) -> Policy:
         """The policy of a training workdir (latest checkpoint unless `step`); `options` are the
         planning choices of `__init__` (samples, reasoning, trajectory, temperature, seed, ...).
 

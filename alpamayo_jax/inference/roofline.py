@@ -33,8 +33,7 @@ DEVICES = {
         "RTX PRO 6000 Blackwell",
         500e12,
         1.792e12,
-        "RTX 6000-class: 1.79 TB/s GDDR7; ~500 TFLOP/s dense bf16 (approximate: 4 PFLOP/s "
-        "sparse FP4 / 8)",
+        "RTX 6000-class: 1.79 TB/s GDDR7; ~500 TFLOP/s dense bf16 (approximate: 4 PFLOP/s sparse FP4 / 8)",
     ),
 }
 
@@ -182,12 +181,16 @@ def roofline_markdown(model: ml_collections.ConfigDict, name: str, workloads: di
         f"Roofline of `{name}` (bf16 weights and cache; {base.images} images "
         f"{base.height}x{base.width}, {base.text_tokens} text tokens):",
         "",
-        "| stage | GFLOP | MB moved | bound on " + " | bound on ".join(d.name for d in DEVICES.values()) + " |",
+        "| stage | GFLOP | MB moved | bound on "
+        + " | bound on ".join(d.name for d in DEVICES.values())
+        + " |",
         "|---|---|---|" + "---|" * len(DEVICES),
     ]
     for cost in stage_costs(model, base):
         cells = [f"{cost.bound_s(d) * 1e3:.3f} ms ({cost.bound_by(d)})" for d in DEVICES.values()]
-        lines.append(f"| {cost.name} | {cost.flops / 1e9:,.1f} | {cost.bytes / 1e6:,.1f} | " + " | ".join(cells) + " |")
+        lines.append(
+            f"| {cost.name} | {cost.flops / 1e9:,.1f} | {cost.bytes / 1e6:,.1f} | " + " | ".join(cells) + " |"
+        )
     lines += ["", "| workload | " + " | ".join(d.name for d in DEVICES.values()) + " |",
               "|---|" + "---|" * len(DEVICES)]  # fmt: skip
     for label, w in workloads.items():

@@ -88,20 +88,16 @@ def top_p_filter(logits: Float[Array, "b v"], top_p: float) -> Float[Array, "b v
     return jnp.where(logits >= threshold, logits, -jnp.inf)
 
 
-def mask_banned(
-    logits: Float[Array, "b v"], banned: Bool[Array, " v"] | None
-) -> Float[Array, "b v"]:
+def mask_banned(logits: Float[Array, "b v"], banned: Bool[Array, " v"] | None) -> Float[Array, "b v"]:
     """Logit -inf for banned token ids (e.g. trajectory bins while decoding reasoning text)."""
     if banned is None:
         return logits
     if banned.shape != logits.shape[-1:]:
-        raise ValueError(
-            f"banned mask must be [vocab] = ({logits.shape[-1]},), got shape {banned.shape}"
-        )
+        raise ValueError(f"banned mask must be [vocab] = ({logits.shape[-1]},), got shape {banned.shape}")
     return jnp.where(banned, -jnp.inf, logits)
 
 
-def sequence_keys(rng: PRNGKeyArray | UInt32[Array, "2"], batch: int) -> UInt32[Array, "b 2"]:
+def sequence_keys(rng: PRNGKeyArray | UInt32[Array, 2], batch: int) -> UInt32[Array, "b 2"]:
     """One independent key per sequence, as raw key words: `fold_in(rng, b)` (not `split`, whose
     i-th key depends on how many keys are split)."""
     return noise.fold_in(noise.key_words(rng)[None], jnp.arange(batch))

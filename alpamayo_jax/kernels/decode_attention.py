@@ -139,9 +139,7 @@ def decode_attention_pallas(
     block_h = max(_MIN_ROWS, pl.next_power_of_2(group))
 
     qg = q.reshape(b, kv_heads, group, head_dim)
-    kernel = functools.partial(
-        _kernel, scale=scale, block_k=block_k, block_h=block_h, chunk=chunk
-    )
+    kernel = functools.partial(_kernel, scale=scale, block_k=block_k, block_h=block_h, chunk=chunk)
     acc, m, l = pl.pallas_call(
         kernel,
         grid=(b, kv_heads, splits),

@@ -55,9 +55,7 @@ def _reference_rule(q, k, v, lengths, *, scale, block_k, num_splits):
 
 
 def _kernel_rule(q, k, v, lengths, *, scale, block_k, num_splits):
-    return decode_attention_pallas(
-        q, k, v, lengths, scale=scale, block_k=block_k, num_splits=num_splits
-    )
+    return decode_attention_pallas(q, k, v, lengths, scale=scale, block_k=block_k, num_splits=num_splits)
 
 
 def _abstract_eval(q, k, v, lengths, **_):
@@ -72,8 +70,7 @@ def _batch_rule(args, dims, **params):
     """vmap: fold the mapped axis into the sequence axis (every sequence is independent)."""
     size = next(a.shape[d] for a, d in zip(args, dims) if d is not None)
     moved = [
-        jnp.broadcast_to(a[None], (size, *a.shape)) if d is None
-        else jnp.moveaxis(a, d, 0)
+        jnp.broadcast_to(a[None], (size, *a.shape)) if d is None else jnp.moveaxis(a, d, 0)
         for a, d in zip(args, dims)
     ]
     flat = [a.reshape(-1, *a.shape[2:]) for a in moved]

@@ -23,9 +23,7 @@ def check_shapes(q: jax.Array, k: jax.Array, v: jax.Array, lengths: jax.Array) -
         )
     b, heads, head_dim = q.shape
     if k.shape[0] != b or k.shape[3] != head_dim:
-        raise ValueError(
-            f"k/v batch and head_dim must match q ({b}, {head_dim}), got k shape {k.shape}"
-        )
+        raise ValueError(f"k/v batch and head_dim must match q ({b}, {head_dim}), got k shape {k.shape}")
     kv_heads = k.shape[2]
     if heads % kv_heads:
         raise ValueError(f"heads ({heads}) must be a multiple of kv_heads ({kv_heads})")

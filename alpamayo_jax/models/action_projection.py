@@ -78,9 +78,7 @@ class ActionInProjection(nnx.Module):
         self.linears = nnx.List(linears)
         self.out_norm = LayerNorm(out_dim, eps=norm_eps, rngs=rngs, param_dtype=param_dtype)
 
-    def __call__(
-        self, x_t: Float[Array, "b t a"], t: Float[Array, " b"]
-    ) -> Float[Array, "b t d"]:
+    def __call__(self, x_t: Float[Array, "b t a"], t: Float[Array, " b"]) -> Float[Array, "b t d"]:
         if x_t.shape[-1] != self.action_dim:
             raise ValueError(
                 f"noisy actions must have {self.action_dim} values per step (accel, curvature), "
@@ -100,8 +98,15 @@ class ActionOutProjection(nnx.Module):
     """Expert hidden states -> velocity per step: Linear(width, action_dim), in float32."""
 
     def __init__(self, *, in_dim: int, action_dim: int, rngs: nnx.Rngs, param_dtype=jnp.float32):
-        self.proj = Dense(in_dim, action_dim, names=("embed", "action_dim"), use_bias=True,
-                          rngs=rngs, dtype=jnp.float32, param_dtype=param_dtype)
+        self.proj = Dense(
+            in_dim,
+            action_dim,
+            names=("embed", "action_dim"),
+            use_bias=True,
+            rngs=rngs,
+            dtype=jnp.float32,
+            param_dtype=param_dtype,
+        )
 
     def __call__(self, h: Float[Array, "b t d"]) -> Float[Array, "b t a"]:
         return self.proj(h.astype(jnp.float32))

@@ -43,11 +43,17 @@ class Backbone(nnx.Module):
             raise ValueError(
                 f"model.vision.out_hidden ({cfg.vision.out_hidden}) must equal model.llm.hidden ({cfg.llm.hidden})"
             )
-        self.vision = VisionEncoder(cfg.vision, rngs=rngs, dtype=dtype, param_dtype=param_dtype,
-                                    remat_policy=remat_policy)
-        self.llm = LanguageModel(cfg.llm, rngs=rngs, dtype=dtype, param_dtype=param_dtype,
-                                 remat_policy=remat_policy,
-                                 decode_attention=cfg.get("decode_attention", "xla"))
+        self.vision = VisionEncoder(
+            cfg.vision, rngs=rngs, dtype=dtype, param_dtype=param_dtype, remat_policy=remat_policy
+        )
+        self.llm = LanguageModel(
+            cfg.llm,
+            rngs=rngs,
+            dtype=dtype,
+            param_dtype=param_dtype,
+            remat_policy=remat_policy,
+            decode_attention=cfg.get("decode_attention", "xla"),
+        )
 
     def merged_grid(self, height: int, width: int) -> tuple[int, int]:
         step = self.cfg.vision.patch_size * self.cfg.vision.merge_size

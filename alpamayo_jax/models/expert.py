@@ -91,10 +91,10 @@ class ActionExpert(nnx.Module):
             return DecoderLayer(layer_cfg, rngs=r, dtype=dtype, param_dtype=param_dtype)
 
         self.layers = make_layers(rngs.split(llm_cfg.layers))
-        self.final_norm = RMSNorm(expert_cfg.hidden, eps=llm_cfg.norm_eps, rngs=rngs,
-                                  param_dtype=param_dtype)
-        self.out_proj = ActionOutProjection(in_dim=expert_cfg.hidden, action_dim=action_dim,
-                                            rngs=rngs, param_dtype=param_dtype)
+        self.final_norm = RMSNorm(expert_cfg.hidden, eps=llm_cfg.norm_eps, rngs=rngs, param_dtype=param_dtype)
+        self.out_proj = ActionOutProjection(
+            in_dim=expert_cfg.hidden, action_dim=action_dim, rngs=rngs, param_dtype=param_dtype
+        )
 
     def __call__(
         self,

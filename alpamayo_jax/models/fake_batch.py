@@ -9,8 +9,8 @@ tokenizer file or a dataset. CoC lengths differ per row so `prefix_len` varies a
 
 from __future__ import annotations
 
-import numpy as np
 import ml_collections
+import numpy as np
 
 DEFAULT_NUM_IMAGES = 2
 DEFAULT_IMAGE_UNITS = 2  # image side in units of patch_size * merge_size
@@ -21,7 +21,9 @@ def image_layout(config: ml_collections.ConfigDict) -> tuple[int, tuple[int, int
     data = config.get("data")
     if data is not None and "cameras" in data:
         return len(data.cameras) * int(data.frames_per_camera), (
-            int(data.image_height), int(data.image_width))
+            int(data.image_height),
+            int(data.image_width),
+        )
     unit = config.model.vision.patch_size * config.model.vision.merge_size
     return DEFAULT_NUM_IMAGES, (DEFAULT_IMAGE_UNITS * unit, DEFAULT_IMAGE_UNITS * unit)
 

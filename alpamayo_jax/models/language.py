@@ -40,12 +40,22 @@ def dtype_of(name: str | None):
 class DecoderLayer(nnx.Module):
     """Pre-norm block: x + attn(norm(x)), then x + mlp(norm(x))."""
 
-    def __init__(self, cfg: ml_collections.ConfigDict, *, rngs: nnx.Rngs, dtype=None,
-                 param_dtype=jnp.float32):
+    def __init__(
+        self, cfg: ml_collections.ConfigDict, *, rngs: nnx.Rngs, dtype=None, param_dtype=jnp.float32
+    ):
         kw = dict(rngs=rngs, param_dtype=param_dtype)
         self.attn_norm = RMSNorm(cfg.hidden, eps=cfg.norm_eps, **kw)
-        self.attn = Attention(cfg.hidden, cfg.heads, cfg.kv_heads, cfg.head_dim, qkv_bias=cfg.qkv_bias,
-                              qk_norm=cfg.qk_norm, norm_eps=cfg.norm_eps, dtype=dtype, **kw)
+        self.attn = Attention(
+            cfg.hidden,
+            cfg.heads,
+            cfg.kv_heads,
+            cfg.head_dim,
+            qkv_bias=cfg.qkv_bias,
+            qk_norm=cfg.qk_norm,
+            norm_eps=cfg.norm_eps,
+            dtype=dtype,
+            **kw,
+        )
         self.mlp_norm = RMSNorm(cfg.hidden, eps=cfg.norm_eps, **kw)
         self.mlp = SwiGLU(cfg.hidden, cfg.mlp, use_bias=False, dtype=dtype, **kw)
 
@@ -75,8 +85,16 @@ class DecoderLayer(nnx.Module):
 class LanguageModel(nnx.Module):
     """Token embedding, scanned decoder layers, final RMSNorm, LM head (tied or not)."""
 
-    def __init__(self, cfg: ml_collections.ConfigDict, *, rngs: nnx.Rngs, dtype=None,
-                 param_dtype=jnp.float32, remat_policy: str = "none", decode_attention: str = "xla"):
+    def __init__(
+        self,
+        cfg: ml_collections.ConfigDict,
+        *,
+        rngs: nnx.Rngs,
+        dtype=None,
+        param_dtype=jnp.float32,
+        remat_policy: str = "none",
+        decode_attention: str = "xla",
+    ):
         self.cfg = cfg
         self.dtype = dtype
         self.remat_policy = remat_policy
@@ -89,8 +107,11 @@ class LanguageModel(nnx.Module):
 
         self.layers = make_layers(rngs.split(cfg.layers))
         self.final_norm = RMSNorm(cfg.hidden, eps=cfg.norm_eps, rngs=rngs, param_dtype=param_dtype)
-        self.lm_head = (None if cfg.tied else
-                        make_param(rngs, (cfg.hidden, cfg.vocab), ("embed", "vocab"), dtype=param_dtype))
+        self.lm_head = (
+            None
+            if cfg.tied
+            else make_param(rngs, (cfg.hidden, cfg.vocab), ("embed", "vocab"), dtype=param_dtype)
+        )
 
     @property
     def num_layers(self) -> int:
@@ -112,7 +133,9 @@ class LanguageModel(nnx.Module):
         valid: Bool[Array, "b l"],
         blocks: Int[Array, "b l"] | None = None,
         deepstack: Float[Array, "n b l d"] | None = None,
-    ) -> tuple[Float[Array, "b l d"], tuple[Float[Array, "layers b l g hd"], Float[Array, "layers b l g hd"]]]:
+    ) -> tuple[
+        Float[Array, "b l d"], tuple[Float[Array, "layers b l g hd"], Float[Array, "layers b l g hd"]]
+    ]:
         """Full forward over embeddings x; `blocks` defaults to causal (see nn/attention.py)."""
         blocks = causal_blocks(valid) if blocks is None else blocks
         mask = block_mask(blocks, blocks, valid)
@@ -148,7 +171,8 @@ class LanguageModel(nnx.Module):
             h, k_all, v_all = carry
             layer_state, i = xs
             return nnx.merge(graphdef, layer_state).decode(
-                h, angles, k_all, v_all, i, cache.lengths, mask, impl), None
+                h, angles, k_all, v_all, i, cache.lengths, mask, impl
+            ), None
 
         layers = jnp.arange(self.cfg.layers, dtype=jnp.int32)
         (x, k, v), _ = jax.lax.scan(body, (x, cache.k, cache.v), (state, layers))

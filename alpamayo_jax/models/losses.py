@@ -67,7 +67,9 @@ def token_cross_entropy(
     return masked_sum(next_token_nll(logits, tokens), loss_mask)
 
 
-def reasoning_mask(loss_mask: Float[Array, "b l"], cot_start: Int[Array, " b"], prefix_len: Int[Array, " b"]) -> Float[Array, "b l"]:
+def reasoning_mask(
+    loss_mask: Float[Array, "b l"], cot_start: Int[Array, " b"], prefix_len: Int[Array, " b"]
+) -> Float[Array, "b l"]:
     """The entries of `loss_mask` whose target is part of the reasoning answer.
 
     Position i predicts token i+1; the answer's reasoning spans the tokens after `[cot_start]` up to
@@ -80,9 +82,7 @@ def reasoning_mask(loss_mask: Float[Array, "b l"], cot_start: Int[Array, " b"], 
     return loss_mask * inside.astype(loss_mask.dtype)
 
 
-def flow_matching_loss(
-    predicted: Float[Array, "b t a"], target: Float[Array, "b t a"]
-) -> SumCount:
+def flow_matching_loss(predicted: Float[Array, "b t a"], target: Float[Array, "b t a"]) -> SumCount:
     """Squared error summed over every element, and the number of elements (MSE = sum / count)."""
     err = jnp.square(predicted.astype(jnp.float32) - target.astype(jnp.float32))
     return jnp.sum(err), jnp.asarray(err.size, jnp.float32)
@@ -106,7 +106,9 @@ def sft_loss_terms(
     hidden, (k, v), positions, _ = model.forward(tokens, valid, batch.get("images"))
     nll = next_token_nll(model.logits(hidden), tokens)  # one softmax serves both token terms
     ce = masked_sum(nll, batch["loss_mask"])
-    text_mask = reasoning_mask(batch["loss_mask"], batch["cot_start"].astype(jnp.int32), batch["prefix_len"].astype(jnp.int32))
+    text_mask = reasoning_mask(
+        batch["loss_mask"], batch["cot_start"].astype(jnp.int32), batch["prefix_len"].astype(jnp.int32)
+    )
     reasoning = masked_sum(nll, text_mask)
 
     actions = batch["actions_norm"].astype(jnp.float32)

@@ -136,14 +136,25 @@ def vision_layout(cfg: ml_collections.ConfigDict, grids: Sequence[tuple[int, int
 class VisionBlock(nnx.Module):
     """Pre-norm ViT block (RMSNorm + SwiGLU for Qwen2.5-VL, LayerNorm + GELU-tanh for Qwen3-VL)."""
 
-    def __init__(self, cfg: ml_collections.ConfigDict, *, rngs: nnx.Rngs, dtype=None, param_dtype=jnp.float32):
+    def __init__(
+        self, cfg: ml_collections.ConfigDict, *, rngs: nnx.Rngs, dtype=None, param_dtype=jnp.float32
+    ):
         kw = dict(rngs=rngs, param_dtype=param_dtype)
         norm = RMSNorm if cfg.norm == "rms" else LayerNorm
         self.norm1 = norm(cfg.hidden, eps=cfg.norm_eps, **kw)
         self.norm2 = norm(cfg.hidden, eps=cfg.norm_eps, **kw)
         head_dim = cfg.hidden // cfg.heads
-        self.attn = Attention(cfg.hidden, cfg.heads, cfg.heads, head_dim, qkv_bias=True, qk_norm=False,
-                              out_bias=True, dtype=dtype, **kw)
+        self.attn = Attention(
+            cfg.hidden,
+            cfg.heads,
+            cfg.heads,
+            head_dim,
+            qkv_bias=True,
+            qk_norm=False,
+            out_bias=True,
+            dtype=dtype,
+            **kw,
+        )
         if cfg.mlp_type == "swiglu":
             self.mlp = SwiGLU(cfg.hidden, cfg.mlp, use_bias=True, dtype=dtype, **kw)
         elif cfg.mlp_type == "gelu_tanh":
@@ -163,16 +174,25 @@ class PatchMerger(nnx.Module):
     `postshuffle` (Qwen3-VL DeepStack mergers) normalises after the concatenation instead of before.
     """
 
-    def __init__(self, cfg: ml_collections.ConfigDict, *, postshuffle: bool, rngs: nnx.Rngs, dtype=None,
-                 param_dtype=jnp.float32):
+    def __init__(
+        self,
+        cfg: ml_collections.ConfigDict,
+        *,
+        postshuffle: bool,
+        rngs: nnx.Rngs,
+        dtype=None,
+        param_dtype=jnp.float32,
+    ):
         self.unit = cfg.merge_size**2
         self.postshuffle = postshuffle
         wide = cfg.hidden * self.unit
         norm = RMSNorm if cfg.norm == "rms" else LayerNorm
-        self.norm = norm(wide if postshuffle else cfg.hidden, eps=cfg.norm_eps, rngs=rngs,
-                         param_dtype=param_dtype)
-        self.mlp = GeluMLP(wide, wide, cfg.out_hidden, approximate=False, rngs=rngs, dtype=dtype,
-                           param_dtype=param_dtype)
+        self.norm = norm(
+            wide if postshuffle else cfg.hidden, eps=cfg.norm_eps, rngs=rngs, param_dtype=param_dtype
+        )
+        self.mlp = GeluMLP(
+            wide, wide, cfg.out_hidden, approximate=False, rngs=rngs, dtype=dtype, param_dtype=param_dtype
+        )
 
     def __call__(self, x: Float[Array, "g n d"]) -> Float[Array, "g n4 o"]:
         g, n, d = x.shape
@@ -202,17 +222,29 @@ class DecisionHead(nnx.Module):
 class VisionEncoder(nnx.Module):
     """Patch embedding, (positions), scanned blocks, merger (+ DeepStack mergers)."""
 
-    def __init__(self, cfg: ml_collections.ConfigDict, *, rngs: nnx.Rngs, dtype=None,
-                 param_dtype=jnp.float32, remat_policy: str = "none"):
+    def __init__(
+        self,
+        cfg: ml_collections.ConfigDict,
+        *,
+        rngs: nnx.Rngs,
+        dtype=None,
+        param_dtype=jnp.float32,
+        remat_policy: str = "none",
+    ):
         self.cfg = cfg
         self.dtype = dtype
         self.remat_policy = remat_policy
         patch_dim = 3 * cfg.temporal_patch_size * cfg.patch_size**2
         p = lambda shape, names, **kw: make_param(rngs, shape, names, dtype=param_dtype, **kw)  # noqa: E731
         self.patch_kernel = p((patch_dim, cfg.hidden), ("patch", "embed"))
-        self.patch_bias = p((cfg.hidden,), ("embed",), init=nnx.initializers.zeros) if cfg.patch_bias else None
-        self.pos_table = (p((cfg.num_position_embeddings, cfg.hidden), ("positions", "embed"))
-                          if cfg.num_position_embeddings else None)
+        self.patch_bias = (
+            p((cfg.hidden,), ("embed",), init=nnx.initializers.zeros) if cfg.patch_bias else None
+        )
+        self.pos_table = (
+            p((cfg.num_position_embeddings, cfg.hidden), ("positions", "embed"))
+            if cfg.num_position_embeddings
+            else None
+        )
 
         @nnx.vmap(in_axes=0, out_axes=0, transform_metadata={nnx.PARTITION_NAME: "layers"})
         def make_blocks(r):
@@ -220,10 +252,12 @@ class VisionEncoder(nnx.Module):
 
         self.blocks = make_blocks(rngs.split(cfg.depth))
         self.merger = PatchMerger(cfg, postshuffle=False, rngs=rngs, dtype=dtype, param_dtype=param_dtype)
-        self.deepstack_mergers = nnx.List([
-            PatchMerger(cfg, postshuffle=True, rngs=rngs, dtype=dtype, param_dtype=param_dtype)
-            for _ in cfg.deepstack_blocks
-        ])
+        self.deepstack_mergers = nnx.List(
+            [
+                PatchMerger(cfg, postshuffle=True, rngs=rngs, dtype=dtype, param_dtype=param_dtype)
+                for _ in cfg.deepstack_blocks
+            ]
+        )
         # Only the vision stage reads it (models/losses.py `decision`); planning never runs it.
         classes = int(cfg.get("decision_classes", 0))
         self.decision_head = (
@@ -287,7 +321,9 @@ class VisionEncoder(nnx.Module):
                 raise ValueError(f"grid_thw rows must have t == 1 (still images), got {tuple(g)}")
         layout = vision_layout(self.cfg, [(int(g[1]), int(g[2])) for g in grids])
         if patches.shape[0] != layout.hw.shape[0]:
-            raise ValueError(f"pixel_values has {patches.shape[0]} patches; grid_thw implies {layout.hw.shape[0]}")
+            raise ValueError(
+                f"pixel_values has {patches.shape[0]} patches; grid_thw implies {layout.hw.shape[0]}"
+            )
         merged, deep = self._encode(patches[None], self.patch_kernel[...], layout)
         return merged[0], deep[:, 0]
 
@@ -312,8 +348,9 @@ class VisionEncoder(nnx.Module):
             image_seg = image_seg[layout.perm]
         full_mask = segment_mask(jnp.asarray(image_seg)[None], jnp.asarray(image_seg)[None])
         window_mask = segment_mask(jnp.asarray(window_seg)[None], jnp.asarray(window_seg)[None])
-        is_full = jnp.asarray([i in tuple(cfg.fullatt_blocks) or not cfg.window_size
-                               for i in range(cfg.depth)])
+        is_full = jnp.asarray(
+            [i in tuple(cfg.fullatt_blocks) or not cfg.window_size for i in range(cfg.depth)]
+        )
         angles = angles[None]
 
         graphdef, state = nnx.split(self.blocks)

@@ -71,9 +71,21 @@ class Attention(nnx.Module):
     expert's joint attention.
     """
 
-    def __init__(self, dim: int, heads: int, kv_heads: int, head_dim: int, *, qkv_bias: bool,
-                 qk_norm: bool, out_bias: bool = False, norm_eps: float = 1e-6, rngs: nnx.Rngs,
-                 dtype=None, param_dtype=jnp.float32):
+    def __init__(
+        self,
+        dim: int,
+        heads: int,
+        kv_heads: int,
+        head_dim: int,
+        *,
+        qkv_bias: bool,
+        qk_norm: bool,
+        out_bias: bool = False,
+        norm_eps: float = 1e-6,
+        rngs: nnx.Rngs,
+        dtype=None,
+        param_dtype=jnp.float32,
+    ):
         self.heads, self.kv_heads, self.head_dim, self.dtype = heads, kv_heads, head_dim, dtype
         p = lambda shape, names, **kw: make_param(rngs, shape, names, dtype=param_dtype, **kw)  # noqa: E731
         zeros = nnx.initializers.zeros

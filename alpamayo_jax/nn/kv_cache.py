@@ -31,8 +31,9 @@ class KVCache(NamedTuple):
         return self.k.shape[2]
 
     @classmethod
-    def zeros(cls, layers: int, batch: int, max_len: int, kv_heads: int, head_dim: int,
-              dtype=jnp.float32) -> KVCache:
+    def zeros(
+        cls, layers: int, batch: int, max_len: int, kv_heads: int, head_dim: int, dtype=jnp.float32
+    ) -> KVCache:
         shape = (layers, batch, max_len, kv_heads, head_dim)
         return cls(jnp.zeros(shape, dtype), jnp.zeros(shape, dtype), jnp.zeros((batch,), jnp.int32))
 

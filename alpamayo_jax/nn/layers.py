@@ -31,7 +31,9 @@ def make_param(
 ) -> nnx.Param:
     """A parameter annotated with one logical axis name per dimension (checked against the shape)."""
     if len(names) != len(shape):
-        raise ValueError(f"parameter of shape {tuple(shape)} needs {len(shape)} axis names, got {tuple(names)}")
+        raise ValueError(
+            f"parameter of shape {tuple(shape)} needs {len(shape)} axis names, got {tuple(names)}"
+        )
     value = init(rngs.params(), tuple(shape), dtype)
     return nnx.Param(value, out_sharding=tuple(names), eager_sharding=False)
 
@@ -43,8 +45,9 @@ def _cast(x: jax.Array, dtype: jnp.dtype | None) -> jax.Array:
 class RMSNorm(nnx.Module):
     """y = scale * x / sqrt(mean(x^2) + eps), the statistics in float32."""
 
-    def __init__(self, dim: int, *, eps: float = 1e-6, rngs: nnx.Rngs, param_dtype=jnp.float32,
-                 name: str = "norm"):
+    def __init__(
+        self, dim: int, *, eps: float = 1e-6, rngs: nnx.Rngs, param_dtype=jnp.float32, name: str = "norm"
+    ):
         self.eps = eps
         self.scale = make_param(rngs, (dim,), (name,), nnx.initializers.ones, param_dtype)
 
@@ -57,8 +60,9 @@ class RMSNorm(nnx.Module):
 class LayerNorm(nnx.Module):
     """Standard LayerNorm (mean and variance in float32) with scale and bias."""
 
-    def __init__(self, dim: int, *, eps: float = 1e-6, rngs: nnx.Rngs, param_dtype=jnp.float32,
-                 name: str = "norm"):
+    def __init__(
+        self, dim: int, *, eps: float = 1e-6, rngs: nnx.Rngs, param_dtype=jnp.float32, name: str = "norm"
+    ):
         self.eps = eps
         self.scale = make_param(rngs, (dim,), (name,), nnx.initializers.ones, param_dtype)
         self.bias = make_param(rngs, (dim,), (name,), nnx.initializers.zeros, param_dtype)
@@ -75,13 +79,25 @@ class LayerNorm(nnx.Module):
 class Dense(nnx.Module):
     """y = x @ kernel (+ bias), kernel [in, out] named (in_name, out_name)."""
 
-    def __init__(self, in_features: int, out_features: int, *, names: tuple[str | None, str | None],
-                 use_bias: bool, rngs: nnx.Rngs, dtype=None, param_dtype=jnp.float32,
-                 init: Initializer = DEFAULT_INIT):
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        *,
+        names: tuple[str | None, str | None],
+        use_bias: bool,
+        rngs: nnx.Rngs,
+        dtype=None,
+        param_dtype=jnp.float32,
+        init: Initializer = DEFAULT_INIT,
+    ):
         self.dtype = dtype
         self.kernel = make_param(rngs, (in_features, out_features), names, init, param_dtype)
-        self.bias = (make_param(rngs, (out_features,), (names[1],), nnx.initializers.zeros, param_dtype)
-                     if use_bias else None)
+        self.bias = (
+            make_param(rngs, (out_features,), (names[1],), nnx.initializers.zeros, param_dtype)
+            if use_bias
+            else None
+        )
 
     def __call__(self, x: Float[Array, "... i"]) -> Float[Array, "... o"]:
         dtype = self.dtype or x.dtype
@@ -94,8 +110,18 @@ class Dense(nnx.Module):
 class SwiGLU(nnx.Module):
     """down(silu(gate(x)) * up(x)): the Qwen LLM MLP (no bias) and the Qwen2.5-VL ViT MLP (bias)."""
 
-    def __init__(self, dim: int, hidden: int, *, use_bias: bool, rngs: nnx.Rngs, dtype=None,
-                 param_dtype=jnp.float32, embed_name: str = "embed", mlp_name: str = "mlp"):
+    def __init__(
+        self,
+        dim: int,
+        hidden: int,
+        *,
+        use_bias: bool,
+        rngs: nnx.Rngs,
+        dtype=None,
+        param_dtype=jnp.float32,
+        embed_name: str = "embed",
+        mlp_name: str = "mlp",
+    ):
         kw = dict(use_bias=use_bias, rngs=rngs, dtype=dtype, param_dtype=param_dtype)
         self.gate = Dense(dim, hidden, names=(embed_name, mlp_name), **kw)
         self.up = Dense(dim, hidden, names=(embed_name, mlp_name), **kw)
@@ -108,9 +134,20 @@ class SwiGLU(nnx.Module):
 class GeluMLP(nnx.Module):
     """fc2(gelu(fc1(x))) with biases: the Qwen3-VL ViT MLP (tanh GELU) and the patch mergers (exact)."""
 
-    def __init__(self, dim: int, hidden: int, out: int | None = None, *, approximate: bool,
-                 rngs: nnx.Rngs, dtype=None, param_dtype=jnp.float32, in_name: str = "embed",
-                 mlp_name: str = "mlp", out_name: str = "embed"):
+    def __init__(
+        self,
+        dim: int,
+        hidden: int,
+        out: int | None = None,
+        *,
+        approximate: bool,
+        rngs: nnx.Rngs,
+        dtype=None,
+        param_dtype=jnp.float32,
+        in_name: str = "embed",
+        mlp_name: str = "mlp",
+        out_name: str = "embed",
+    ):
         kw = dict(use_bias=True, rngs=rngs, dtype=dtype, param_dtype=param_dtype)
         self.approximate = approximate
         self.fc1 = Dense(dim, hidden, names=(in_name, mlp_name), **kw)

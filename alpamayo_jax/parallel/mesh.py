@@ -47,20 +47,14 @@ def initialize_distributed(mesh_cfg: ml_collections.ConfigDict) -> None:
         jax.distributed.initialize()
 
 
-def make_mesh(
-    mesh_cfg: ml_collections.ConfigDict, devices: Sequence[jax.Device] | None = None
-) -> Mesh:
+def make_mesh(mesh_cfg: ml_collections.ConfigDict, devices: Sequence[jax.Device] | None = None) -> Mesh:
     """Build the mesh described by `mesh_cfg` over `devices` (default: all devices)."""
     axes = tuple(mesh_cfg.axes)
     if len(axes) != len(tuple(mesh_cfg.shape)):
-        raise MeshError(
-            f"mesh.shape {tuple(mesh_cfg.shape)} must have one size per axis of mesh.axes {axes}"
-        )
+        raise MeshError(f"mesh.shape {tuple(mesh_cfg.shape)} must have one size per axis of mesh.axes {axes}")
     devices = list(jax.devices() if devices is None else devices)
     shape = resolve_shape(mesh_cfg.shape, len(devices))
-    return jax.make_mesh(
-        shape, axes, axis_types=(AxisType.Auto,) * len(axes), devices=devices
-    )
+    return jax.make_mesh(shape, axes, axis_types=(AxisType.Auto,) * len(axes), devices=devices)
 
 
 def single_device_mesh(mesh_cfg: ml_collections.ConfigDict) -> Mesh:

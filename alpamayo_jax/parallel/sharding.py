@@ -53,8 +53,7 @@ def logical_to_spec(
     known = {name for name, _ in rules}
     if shape is not None and len(shape) != len(names):
         raise ShardingError(
-            f"logical names {tuple(names)} have {len(names)} entries but the array has shape "
-            f"{tuple(shape)}"
+            f"logical names {tuple(names)} have {len(names)} entries but the array has shape {tuple(shape)}"
         )
     used: set[str] = set()
     spec: list[MeshAxes] = []

@@ -177,4 +177,3 @@ class PromptBuilder:
         loss_mask = np.zeros(len(tokens), np.float32)
         loss_mask[cot_start : len(tokens) - 1] = 1.0
         return ChatSequence(tokens=tokens, loss_mask=loss_mask, prefix_len=prefix_len, cot_start=cot_start)
-

@@ -229,4 +229,3 @@ def load_or_train_tokenizer(
     tokenizer.save(path)
     tokenizer.source = str(path)
     return tokenizer
-

@@ -15,8 +15,8 @@ Public API (everything else is an implementation detail of these):
 """
 
 from alpamayo_jax.training.checkpoint import (
-    CheckpointError,
     Checkpointer,
+    CheckpointError,
     read_meta,
     restore_model_variables,
 )

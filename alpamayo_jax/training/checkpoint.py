@@ -101,9 +101,7 @@ class Checkpointer:
     def all_steps(self) -> list[int]:
         return list(self._manager.all_steps())
 
-    def save(
-        self, state: TrainState, layout: ModelLayout, *, data_state: Any, meta: dict
-    ) -> None:
+    def save(self, state: TrainState, layout: ModelLayout, *, data_state: Any, meta: dict) -> None:
         """Start writing `state` as step `state.step` (returns before the write ends)."""
         step = int(jax.device_get(state.step))
         self._manager.save(

@@ -180,9 +180,7 @@ def train(
     elif cfg.init_from:
         sharded_vars = layout.combine(abstract_state.params, abstract_state.frozen)
         variables, _ = restore_model_variables(cfg.init_from, sharded_vars)
-        state = jax.jit(lambda v: state_from_variables(layout, v, tx), out_shardings=shardings)(
-            variables
-        )
+        state = jax.jit(lambda v: state_from_variables(layout, v, tx), out_shardings=shardings)(variables)
         _log(f"initialised the model from {cfg.init_from}")
     else:
         state = jax.jit(

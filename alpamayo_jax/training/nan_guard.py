@@ -26,8 +26,7 @@ class NonFiniteError(FloatingPointError):
             else "no checkpoint was written"
         )
         super().__init__(
-            f"non-finite {name} ({value}) at step {step}; stopped without saving this state "
-            f"({where})"
+            f"non-finite {name} ({value}) at step {step}; stopped without saving this state ({where})"
         )
 
 

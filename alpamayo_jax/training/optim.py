@@ -93,9 +93,7 @@ def scale_by_tree(scales: Any) -> optax.GradientTransformation:
 
     def update(updates, state, params=None):
         del params
-        scaled = jax.tree.map(
-            lambda u, s: u if s == 1.0 else u * jnp.asarray(s, u.dtype), updates, scales
-        )
+        scaled = jax.tree.map(lambda u, s: u if s == 1.0 else u * jnp.asarray(s, u.dtype), updates, scales)
         return scaled, state
 
     return optax.GradientTransformation(init, update)

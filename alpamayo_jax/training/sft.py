@@ -210,8 +210,9 @@ class PlanEvaluator:
     multi-host run gets the same numbers. `constant_velocity_minADE` is the floor to beat.
     """
 
-    def __init__(self, config: ml_collections.ConfigDict, tokenizer, samples: list, *,
-                 num_samples: int, chunk: int):
+    def __init__(
+        self, config: ml_collections.ConfigDict, tokenizer, samples: list, *, num_samples: int, chunk: int
+    ):
         from alpamayo_jax.eval.metrics import trajectory_metrics
         from alpamayo_jax.eval.policies import ConstantVelocityPolicy, Observation
         from alpamayo_jax.inference.planner import PlannerSpec

@@ -59,9 +59,7 @@ class ModelLayout:
         model = nnx.eval_shape(lambda: model_factory(nnx.Rngs(seed)))
         graphdef, variables = nnx.split(model)
         trainable = frozenset(
-            path
-            for path, var in nnx.to_flat_state(variables)
-            if is_trainable(path_str(path), var, train_cfg)
+            path for path, var in nnx.to_flat_state(variables) if is_trainable(path_str(path), var, train_cfg)
         )
         if not trainable:
             raise StageError(
@@ -110,9 +108,7 @@ def init_train_state(
     """A fresh train state (pure; jit it with `out_shardings` to build it already sharded)."""
     _, variables = nnx.split(model_factory(nnx.Rngs(seed)))
     params, frozen = layout.partition(nnx.to_pure_dict(variables))
-    return TrainState(
-        step=jnp.zeros((), jnp.int32), params=params, frozen=frozen, opt_state=tx.init(params)
-    )
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params, frozen=frozen, opt_state=tx.init(params))
 
 
 def state_from_variables(
@@ -120,9 +116,7 @@ def state_from_variables(
 ) -> TrainState:
     """A train state at step 0 around given model variables (e.g. another run's checkpoint)."""
     params, frozen = layout.partition(variables)
-    return TrainState(
-        step=jnp.zeros((), jnp.int32), params=params, frozen=frozen, opt_state=tx.init(params)
-    )
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params, frozen=frozen, opt_state=tx.init(params))
 
 
 def _opt_state_shardings(abstract_opt: Any, param_shardings: PureDict, mesh: Mesh) -> Any:
@@ -178,6 +172,4 @@ def abstract_train_state(
     )
     if shardings is None:
         return abstract
-    return jax.tree.map(
-        lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, shardings
-    )
+    return jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, shardings)

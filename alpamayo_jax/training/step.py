@@ -112,9 +112,7 @@ def make_train_step(
                 sums, counts = terms_of(params, state.frozen, batch, rng)
                 return _weighted(sums, counts, weights), (sums, counts)
 
-            (loss, (sums, counts)), grads = jax.value_and_grad(objective, has_aux=True)(
-                state.params
-            )
+            (loss, (sums, counts)), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
         else:
             micro = _micro_batches(batch, accum_steps)
             keys = jax.random.split(rng, accum_steps)
@@ -201,7 +199,9 @@ def memory_summary(compiled: jax.stages.Compiled) -> str:
 def planned_peak_bytes(stats: Any) -> int:
     """XLA's per-device plan of a compiled program's peak: arguments + outputs - donated aliases +
     temporaries (from `compiled.memory_analysis()`)."""
-    peak = sum(getattr(stats, a, 0) for a in ("argument_size_in_bytes", "output_size_in_bytes", "temp_size_in_bytes"))
+    peak = sum(
+        getattr(stats, a, 0) for a in ("argument_size_in_bytes", "output_size_in_bytes", "temp_size_in_bytes")
+    )
     return int(peak - getattr(stats, "alias_size_in_bytes", 0))
 
 

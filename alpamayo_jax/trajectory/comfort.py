@@ -108,8 +108,7 @@ def comfort_quantities(
         poses = poses.astype(jnp.float32)
     if poses.ndim < 2 or poses.shape[-1] != 3 or poses.shape[-2] < _STENCIL - 1:
         raise ValueError(
-            f"poses: expected shape [..., T, 3] (x, y, heading) with T >= {_STENCIL - 1}, "
-            f"got {poses.shape}"
+            f"poses: expected shape [..., T, 3] (x, y, heading) with T >= {_STENCIL - 1}, got {poses.shape}"
         )
     path = jnp.concatenate([jnp.zeros_like(poses[..., :1, :]), poses], axis=-2)  # t0 origin first
     x, y, heading = path[..., 0], path[..., 1], path[..., 2]
@@ -138,9 +137,7 @@ def comfort_violations(
     """Per quantity: True where any step leaves its bound (one bad step is enough to feel it)."""
     missing = [k for k in QUANTITIES if k not in quantities]
     if missing:
-        raise ValueError(
-            f"quantities: expected keys {QUANTITIES} from comfort_quantities, missing {missing}"
-        )
+        raise ValueError(f"quantities: expected keys {QUANTITIES} from comfort_quantities, missing {missing}")
     out = {}
     for name in QUANTITIES:
         low, high = bounds.interval(name)

@@ -18,9 +18,7 @@ from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray
 VelocityFn = Callable[[Float[Array, "*shape"], Float[Array, ""]], Float[Array, "*shape"]]
 
 
-def sample_time(
-    rng: PRNGKeyArray, shape: tuple[int, ...], flow_cfg: Any
-) -> Float[Array, "*shape"]:
+def sample_time(rng: PRNGKeyArray, shape: tuple[int, ...], flow_cfg: Any) -> Float[Array, "*shape"]:
     """Training times t = time_scale (1 - u), u ~ Beta(alpha, beta); with (1.5, 1) u leans to 1.
 
     Beta(1.5, 1) puts more mass on large u, i.e. small t: the noisy end, where the velocity is

@@ -24,8 +24,7 @@ DEFAULT_BOX = (4.0, 3.0, 2.0)  # ego box length x width x height in metres (SPEC
 def _check_pair(pred: Array, gt: Array, min_channels: int) -> None:
     if pred.ndim < 3 or pred.shape[-1] < min_channels:
         raise ValueError(
-            f"pred: expected shape [..., K, T, >={min_channels}] (samples, steps, x y ...), "
-            f"got {pred.shape}"
+            f"pred: expected shape [..., K, T, >={min_channels}] (samples, steps, x y ...), got {pred.shape}"
         )
     if gt.ndim < 2 or gt.shape[-1] < min_channels:
         raise ValueError(f"gt: expected shape [..., T, >={min_channels}], got {gt.shape}")
@@ -99,13 +98,9 @@ def box_corners(
     """
     poses = jnp.asarray(poses)
     if poses.ndim < 1 or poses.shape[-1] != 3:
-        raise ValueError(
-            f"poses: expected a last axis of size 3 (x, y, heading), got {poses.shape}"
-        )
+        raise ValueError(f"poses: expected a last axis of size 3 (x, y, heading), got {poses.shape}")
     if len(box) != 3:
-        raise ValueError(
-            f"box: expected 3 sizes (length, width, height) in metres, got {tuple(box)}"
-        )
+        raise ValueError(f"box: expected 3 sizes (length, width, height) in metres, got {tuple(box)}")
     length, width, height = (float(b) / 2.0 for b in box)
     sx = jnp.asarray([1, 1, -1, -1, 1, 1, -1, -1], poses.dtype) * length
     sy = jnp.asarray([1, -1, -1, 1, 1, -1, -1, 1], poses.dtype) * width

@@ -59,9 +59,7 @@ def _history_ranges(tokens_cfg: Any, dtype) -> Array:
     return jnp.asarray([xy, xy, z], dtype)
 
 
-def encode_history(
-    history_xyz: Float[ArrayLike, "*batch h 3"], tokens_cfg: Any
-) -> Int[Array, "*batch h3"]:
+def encode_history(history_xyz: Float[ArrayLike, "*batch h 3"], tokens_cfg: Any) -> Int[Array, "*batch h3"]:
     """48 bin indices for 16 history poses (t0 ego frame, the last one at the origin).
 
     Deltas are quantised with error feedback: walking back from the t0 anchor, each delta is taken
@@ -100,17 +98,17 @@ def decode_history(
             f"history tokens: expected a last axis of 3 x H (H >= 2) indices, got {tokens.shape}"
         )
     deltas = dequantize(
-        tokens.reshape(*tokens.shape[:-1], -1, 3), _history_ranges(tokens_cfg, dtype),
-        int(tokens_cfg.history_bins), dtype,
+        tokens.reshape(*tokens.shape[:-1], -1, 3),
+        _history_ranges(tokens_cfg, dtype),
+        int(tokens_cfg.history_bins),
+        dtype,
     )
     # pose_i = -(delta_{i+1} + ... + delta_{H-1}); delta 0 only reaches the pose before the history.
     later = jnp.cumsum(deltas[..., :0:-1, :], axis=-2)[..., ::-1, :]  # sums from i+1 to H-1
     return jnp.concatenate([-later, jnp.zeros_like(deltas[..., :1, :])], axis=-2)
 
 
-def encode_future(
-    norm_actions: Float[ArrayLike, "*batch t 2"], tokens_cfg: Any
-) -> Int[Array, "*batch t2"]:
+def encode_future(norm_actions: Float[ArrayLike, "*batch t 2"], tokens_cfg: Any) -> Int[Array, "*batch t2"]:
     """2T bin indices (a0, k0, a1, k1, ...) for normalised actions, clipped to +-future_range."""
     norm_actions = jnp.asarray(norm_actions)
     if norm_actions.ndim < 2 or norm_actions.shape[-1] != 2:
@@ -128,8 +126,6 @@ def decode_future(
     """Normalised actions [..., T, 2] from the 2T interleaved indices of `encode_future`."""
     tokens = jnp.asarray(tokens)
     if tokens.ndim < 1 or tokens.shape[-1] % 2 != 0:
-        raise ValueError(
-            f"future tokens: expected a last axis of 2 x T indices, got {tokens.shape}"
-        )
+        raise ValueError(f"future tokens: expected a last axis of 2 x T indices, got {tokens.shape}")
     values = dequantize(tokens, float(tokens_cfg.future_range), int(tokens_cfg.future_bins), dtype)
     return values.reshape(*tokens.shape[:-1], -1, 2)

@@ -27,17 +27,13 @@ def _float_array(name: str, x: ArrayLike, last: int | None, meaning: str) -> Arr
     if not jnp.issubdtype(x.dtype, jnp.floating):
         x = x.astype(jnp.float32)
     if last is not None and (x.ndim == 0 or x.shape[-1] != last):
-        raise ValueError(
-            f"{name}: expected a last axis of size {last} ({meaning}), got shape {x.shape}"
-        )
+        raise ValueError(f"{name}: expected a last axis of size {last} ({meaning}), got shape {x.shape}")
     return x
 
 
 def _check_steps(name: str, x: Array) -> int:
     if x.ndim < 2 or x.shape[-2] < 1:
-        raise ValueError(
-            f"{name}: expected shape [..., T, {x.shape[-1]}] with T >= 1, got {x.shape}"
-        )
+        raise ValueError(f"{name}: expected shape [..., T, {x.shape[-1]}] with T >= 1, got {x.shape}")
     return x.shape[-2]
 
 
@@ -120,9 +116,7 @@ def _smooth_heading(theta_obs: Array, ridge: float | Array) -> Array:
     return theta_obs @ filt
 
 
-def _fit_speeds(
-    xy: Array, theta: Array, v0: Array, dt: float, ridge: float | Array
-) -> Array:
+def _fit_speeds(xy: Array, theta: Array, v0: Array, dt: float, ridge: float | Array) -> Array:
     """Speeds v_1..v_T whose trapezoid integration along `theta` best matches the xy path.
 
     With headings fixed, the trapezoid step

@@ -14,8 +14,25 @@ from alpamayo_jax.data.shards import ShardReader
 def dataset(tmp_path_factory):
     out = tmp_path_factory.mktemp("ds")
     assert cli.main(["data", "synth", "--out", str(out), "--num", "24", "--seed", "5", "--workers", "1"]) == 0
-    assert cli.main(["data", "synth", "--out", str(out), "--num", "6", "--seed", "6", "--split", "val",
-                     "--config.data.image_height=28", "--config.data.frames_per_camera=1"]) == 0
+    assert (
+        cli.main(
+            [
+                "data",
+                "synth",
+                "--out",
+                str(out),
+                "--num",
+                "6",
+                "--seed",
+                "6",
+                "--split",
+                "val",
+                "--config.data.image_height=28",
+                "--config.data.frames_per_camera=1",
+            ]
+        )
+        == 0
+    )
     return out
 
 
@@ -59,7 +76,10 @@ def test_errors_are_clear(dataset, tmp_path, capsys):
     assert f"index 99 out of range for {dataset / 'train'} (24 samples)" in capsys.readouterr().err
     assert cli.main(["data", "inspect", str(tmp_path / "missing")]) == 1
     assert "no such dataset directory" in capsys.readouterr().err
-    assert cli.main(["data", "synth", "--out", str(tmp_path), "--num", "2", "--config.data.image_width=100"]) == 1
+    assert (
+        cli.main(["data", "synth", "--out", str(tmp_path), "--num", "2", "--config.data.image_width=100"])
+        == 1
+    )
     assert "data.image_width: expected a positive multiple of 28" in capsys.readouterr().err
     assert cli.main(["data", "inspect", str(dataset), "--config.seed=1"]) == 2
     assert cli.main(["data", "synth", "--out", str(tmp_path), "--num", "2", "--config.data.nope=1"]) == 2

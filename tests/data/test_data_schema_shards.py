@@ -14,30 +14,56 @@ from alpamayo_jax.data.world.generate import WorldConfig, generate
 
 def make(**changes):
     fields = dict(
-        images=np.zeros((8, 56, 112, 3), np.uint8), history_xyz=np.zeros((16, 3), np.float32),
-        history_heading=np.zeros(16, np.float32), v0=np.asarray(5.0, np.float32),
-        future_xyz=np.zeros((64, 3), np.float32), future_heading=np.zeros(64, np.float32),
-        future_actions=np.zeros((64, 2), np.float32), decision="keep_lane", hard=False, coc="Keep the lane.",
+        images=np.zeros((8, 56, 112, 3), np.uint8),
+        history_xyz=np.zeros((16, 3), np.float32),
+        history_heading=np.zeros(16, np.float32),
+        v0=np.asarray(5.0, np.float32),
+        future_xyz=np.zeros((64, 3), np.float32),
+        future_heading=np.zeros(64, np.float32),
+        future_actions=np.zeros((64, 2), np.float32),
+        decision="keep_lane",
+        hard=False,
+        coc="Keep the lane.",
         clip_id="clip-0",
     )
     fields.update(changes)
     return Sample(**fields)
 
 
-@pytest.mark.parametrize("changes, message", [
-    (dict(images=np.zeros((8, 56, 112, 3), np.float32)),
-     "Sample.images: expected dtype uint8 [N_img, H_px, W_px, 3], got float32"),
-    (dict(images=np.zeros((8, 56, 112), np.uint8)), "Sample.images: expected shape [N_img, H_px, W_px, 3], got [8, 56, 112]"),
-    (dict(history_xyz=[[0.0, 0.0, 0.0]]), "Sample.history_xyz: expected a numpy float32 array [H, 3], got list"),
-    (dict(history_heading=np.zeros(15, np.float32)), "Sample.history_heading: expected shape [16], got [15]"),
-    (dict(v0=np.zeros(1, np.float32)), "Sample.v0: expected shape [] (a scalar), got [1]"),
-    (dict(v0=np.asarray(-1.0, np.float32)), "Sample.v0: expected a speed >= 0 m/s, got -1.0"),
-    (dict(future_actions=np.zeros((63, 2), np.float32)), "Sample.future_actions: expected shape [64, 2], got [63, 2]"),
-    (dict(future_xyz=np.full((64, 3), np.nan, np.float32)), "Sample.future_xyz: expected finite values, got 192 NaN/inf"),
-    (dict(decision="fly"), "Sample.decision: expected one of keep_lane, follow_lead"),
-    (dict(hard=1), "Sample.hard: expected a bool, got int"),
-    (dict(clip_id=""), "Sample.clip_id: expected a non-empty str, got ''"),
-])
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        (
+            dict(images=np.zeros((8, 56, 112, 3), np.float32)),
+            "Sample.images: expected dtype uint8 [N_img, H_px, W_px, 3], got float32",
+        ),
+        (
+            dict(images=np.zeros((8, 56, 112), np.uint8)),
+            "Sample.images: expected shape [N_img, H_px, W_px, 3], got [8, 56, 112]",
+        ),
+        (
+            dict(history_xyz=[[0.0, 0.0, 0.0]]),
+            "Sample.history_xyz: expected a numpy float32 array [H, 3], got list",
+        ),
+        (
+            dict(history_heading=np.zeros(15, np.float32)),
+            "Sample.history_heading: expected shape [16], got [15]",
+        ),
+        (dict(v0=np.zeros(1, np.float32)), "Sample.v0: expected shape [] (a scalar), got [1]"),
+        (dict(v0=np.asarray(-1.0, np.float32)), "Sample.v0: expected a speed >= 0 m/s, got -1.0"),
+        (
+            dict(future_actions=np.zeros((63, 2), np.float32)),
+            "Sample.future_actions: expected shape [64, 2], got [63, 2]",
+        ),
+        (
+            dict(future_xyz=np.full((64, 3), np.nan, np.float32)),
+            "Sample.future_xyz: expected finite values, got 192 NaN/inf",
+        ),
+        (dict(decision="fly"), "Sample.decision: expected one of keep_lane, follow_lead"),
+        (dict(hard=1), "Sample.hard: expected a bool, got int"),
+        (dict(clip_id=""), "Sample.clip_id: expected a non-empty str, got ''"),
+    ],
+)
 def test_validation_messages(changes, message):
     with pytest.raises(SampleError) as err:
         make(**changes)
@@ -47,7 +73,9 @@ def test_validation_messages(changes, message):
 def test_validation_against_consumer_sizes():
     s = make(decision="unknown")  # unlabelled data is allowed
     validate(s, num_images=8, image_size=(56, 112), future_steps=64, history_steps=16)
-    with pytest.raises(SampleError, match=r"Sample.images: expected shape \[16, H_px, W_px, 3\], got \[8, 56, 112, 3\]"):
+    with pytest.raises(
+        SampleError, match=r"Sample.images: expected shape \[16, H_px, W_px, 3\], got \[8, 56, 112, 3\]"
+    ):
         validate(s, num_images=16)
     with pytest.raises(SampleError, match=r"Sample.future_xyz: expected shape \[32, 3\], got \[64, 3\]"):
         validate(s, future_steps=32)
@@ -74,7 +102,9 @@ def samples():
 
 
 def test_write_read_round_trip(tmp_path, samples):
-    manifest = write_split(tmp_path, "val", iter(samples), 7, seed=11, config=WorldConfig().to_dict(), shard_size=3)
+    manifest = write_split(
+        tmp_path, "val", iter(samples), 7, seed=11, config=WorldConfig().to_dict(), shard_size=3
+    )
     assert [s["num_records"] for s in manifest["shards"]] == [3, 3, 1]
     assert manifest["common"] + manifest["hard"] == 7 and sum(manifest["counts"].values()) == 7
     assert list_splits(tmp_path) == ["val"]
@@ -90,7 +120,9 @@ def test_write_read_round_trip(tmp_path, samples):
     assert clone[5].clip_id == samples[5].clip_id
     with pytest.raises(IndexError, match=rf"index 7 out of range for {tmp_path / 'val'} \(7 samples\)"):
         reader[7]
-    with pytest.raises(ShardError, match=r"does not match the config \(image_height: dataset has 56, expected 112\)"):
+    with pytest.raises(
+        ShardError, match=r"does not match the config \(image_height: dataset has 56, expected 112\)"
+    ):
         ShardReader(tmp_path / "val", expect_config={"image_height": 112})
 
 
@@ -112,7 +144,9 @@ def test_bad_files_are_named(tmp_path, samples):
     # a truncated shard
     data = shard.read_bytes()
     shard.write_bytes(data[: len(data) // 2])
-    with pytest.raises(ShardError, match=rf"{shard}: (holds \d+ records, manifest.json says 3|cannot be opened)"):
+    with pytest.raises(
+        ShardError, match=rf"{shard}: (holds \d+ records, manifest.json says 3|cannot be opened)"
+    ):
         ShardReader(split)
     # a missing shard
     shard.unlink()

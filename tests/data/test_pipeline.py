@@ -232,8 +232,11 @@ def test_state_of_another_pipeline_is_rejected(encoder):
 
 def test_sample_too_long_is_named(encoder):
     it = _iterator(encoder, source=FakeSource(4, long_coc_at=2), batch_size=1, shuffle=False, num_epochs=1)
-    with pytest.raises(ValueError, match=r"sample 2 \(clip 'clip-0002'\) needs \d+ tokens \(its CoC \d+\) "
-                                         rf"but config.data.max_tokens is {MAX_TOKENS}"):
+    with pytest.raises(
+        ValueError,
+        match=r"sample 2 \(clip 'clip-0002'\) needs \d+ tokens \(its CoC \d+\) "
+        rf"but config.data.max_tokens is {MAX_TOKENS}",
+    ):
         list(it)
 
 
@@ -243,8 +246,11 @@ def test_bad_sample_shapes_are_named(encoder):
             s = super().__getitem__(i)
             return dataclasses.replace(s, images=s.images[:3]) if i == 1 else s
 
-    with pytest.raises(ValueError, match=r"sample 1 \(clip 'clip-0001'\): images are uint8 \(3, 32, 64, 3\), "
-                                         r"expected uint8 \(4, 32, 64, 3\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"sample 1 \(clip 'clip-0001'\): images are uint8 \(3, 32, 64, 3\), "
+        r"expected uint8 \(4, 32, 64, 3\)",
+    ):
         list(_iterator(encoder, source=Broken(3), batch_size=1, shuffle=False, num_epochs=1))
 
 
@@ -254,12 +260,16 @@ def test_unknown_decision_is_named(encoder):
             # Not a schema Sample (that would refuse the name): a duck-typed record from elsewhere.
             return types.SimpleNamespace(**{**vars(super().__getitem__(i)), "decision": "fly"})
 
-    with pytest.raises(ValueError, match=r"sample 0 \(clip 'clip-0000'\): unknown decision 'fly'; expected one of keep_lane"):
+    with pytest.raises(
+        ValueError, match=r"sample 0 \(clip 'clip-0000'\): unknown decision 'fly'; expected one of keep_lane"
+    ):
         next(_iterator(encoder, source=Odd(2), batch_size=1, shuffle=False))
 
 
 def test_max_tokens_below_the_prompt_is_rejected(config, tokenizer):
-    with pytest.raises(ValueError, match=r"config.data.max_tokens is 100 but the prompt alone takes \d+ tokens"):
+    with pytest.raises(
+        ValueError, match=r"config.data.max_tokens is 100 but the prompt alone takes \d+ tokens"
+    ):
         SampleEncoder(config, tokenizer, IMAGES, max_tokens=100, tokens_per_image=2)
 
 
@@ -276,8 +286,10 @@ def test_no_reasoning_variant(config, tokenizer, encoder):
 
 
 CONFIG_IMAGES = [
-    "--config.data.cameras=('cross_left_120fov','front_wide_120fov')", "--config.data.frames_per_camera=2",
-    "--config.data.image_height=32", "--config.data.image_width=64",
+    "--config.data.cameras=('cross_left_120fov','front_wide_120fov')",
+    "--config.data.frames_per_camera=2",
+    "--config.data.image_height=32",
+    "--config.data.image_width=64",
 ]
 
 
@@ -305,8 +317,11 @@ def test_from_config_checks_the_model_vocabulary(repo_root, tmp_path):
         dataset_tokenizer(overridden, FakeSource(4), tmp_path, CAMERAS)
     config = config.copy_and_resolve_references()  # unlinked: a model built for another vocabulary
     config.model.llm.vocab = 4096
-    with pytest.raises(TokenizerError, match=rf"config.model.llm.vocab is 4096 but the tokenizer .* has "
-                                             rf"vocab_size {config.text.vocab_size}"):
+    with pytest.raises(
+        TokenizerError,
+        match=rf"config.model.llm.vocab is 4096 but the tokenizer .* has "
+        rf"vocab_size {config.text.vocab_size}",
+    ):
         encoder_from_config(config, tokenizer)
 
 

@@ -22,11 +22,22 @@ def dataset():
 @pytest.fixture(scope="module")
 def forced():
     """Five samples of every decision (the rare ones would be few in a small random set)."""
-    return {name: [generate_sample(CFG, 7, i, decision=name) for i in range(5)] for name in decisions.DECISION_NAMES}
+    return {
+        name: [generate_sample(CFG, 7, i, decision=name) for i in range(5)]
+        for name in decisions.DECISION_NAMES
+    }
 
 
 def _same(a, b):
-    for field in ("images", "history_xyz", "history_heading", "v0", "future_xyz", "future_heading", "future_actions"):
+    for field in (
+        "images",
+        "history_xyz",
+        "history_heading",
+        "v0",
+        "future_xyz",
+        "future_heading",
+        "future_actions",
+    ):
         np.testing.assert_array_equal(getattr(a, field), getattr(b, field), err_msg=field)
     assert (a.decision, a.hard, a.coc, a.clip_id, a.meta) == (b.decision, b.hard, b.coc, b.clip_id, b.meta)
 
@@ -43,7 +54,9 @@ def test_determinism_by_seed_and_across_workers(dataset):
 def test_sample_shapes_follow_the_config(dataset):
     s = dataset[0]
     assert s.images.shape == (4 * 2, 56, 112, 3) and s.images.dtype == np.uint8
-    assert s.history_xyz.shape == (16, 3) and s.future_xyz.shape == (64, 3) and s.future_actions.shape == (64, 2)
+    assert (
+        s.history_xyz.shape == (16, 3) and s.future_xyz.shape == (64, 3) and s.future_actions.shape == (64, 2)
+    )
     # history ends at the t0 origin with heading 0, futures start after t0
     np.testing.assert_allclose(s.history_xyz[-1], 0.0)
     assert s.history_heading[-1] == 0.0
@@ -118,7 +131,10 @@ def test_meta_action_labeller_agrees_with_decisions(dataset, forced):
 
 
 def test_bad_world_config_is_a_clear_error():
-    with pytest.raises(ValueError, match=r"data.image_height: expected a positive multiple of 28 \(data.image_multiple\), got 50"):
+    with pytest.raises(
+        ValueError,
+        match=r"data.image_height: expected a positive multiple of 28 \(data.image_multiple\), got 50",
+    ):
         WorldConfig(image_height=50)
     with pytest.raises(ValueError, match=r"unknown camera 'rear'; expected one of cross_left_120fov"):
         WorldConfig(cameras=("rear",))

@@ -49,7 +49,10 @@ def test_lateral_labels():
     assert meta(*lateral_traj(Lateral("lane_change", 5.0, 35.0, -3.5)))[1] == "lane_change_right"
     nudge = Lateral("nudge", 5.0, 14.0, 1.2, hold=10.0, length_back=14.0)
     assert meta(*lateral_traj(nudge))[1] == "nudge_left"
-    assert meta(*lateral_traj(Lateral("nudge", 5.0, 14.0, -1.0, hold=10.0, length_back=14.0)))[1] == "nudge_right"
+    assert (
+        meta(*lateral_traj(Lateral("nudge", 5.0, 14.0, -1.0, hold=10.0, length_back=14.0)))[1]
+        == "nudge_right"
+    )
 
 
 def test_label_without_heading_matches_label_with_heading():
@@ -66,13 +69,26 @@ def test_consistency_check():
 
 
 def test_decision_list_and_errors():
-    for name in ("keep_lane", "follow_lead", "stop_for_red_light", "stop_at_stop_sign", "yield_to_pedestrian",
-                 "yield_to_crossing_vehicle", "nudge_around_obstacle", "lane_change_left", "lane_change_right",
-                 "slow_for_curve", "accelerate_resume", "creep_forward"):
+    for name in (
+        "keep_lane",
+        "follow_lead",
+        "stop_for_red_light",
+        "stop_at_stop_sign",
+        "yield_to_pedestrian",
+        "yield_to_crossing_vehicle",
+        "nudge_around_obstacle",
+        "lane_change_left",
+        "lane_change_right",
+        "slow_for_curve",
+        "accelerate_resume",
+        "creep_forward",
+    ):
         assert name in DECISION_NAMES
     assert decision_id("keep_lane") == 0 and decision_id("unknown") == -1
     assert get_decision("brake_hard").hard and not get_decision("keep_lane").hard
     with pytest.raises(ValueError, match="unknown decision 'fly'; expected one of keep_lane, follow_lead"):
         get_decision("fly")
-    with pytest.raises(ValueError, match=r"future_xyz: expected \[T >= 4, 2 or 3\] poses, got shape \(2, 3\)"):
+    with pytest.raises(
+        ValueError, match=r"future_xyz: expected \[T >= 4, 2 or 3\] poses, got shape \(2, 3\)"
+    ):
         label(np.zeros((2, 3)), 1.0)

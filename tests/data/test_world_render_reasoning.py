@@ -42,7 +42,10 @@ def _render_t0(scene):
 def test_red_light_25m_ahead_shows_red_pixels_in_both_front_cameras():
     scene = _red_light_scene()
     images, visible = _render_t0(scene)
-    wide, tele = images[CAMS.index("front_wide_120fov") * 2 + 1], images[CAMS.index("front_tele_30fov") * 2 + 1]
+    wide, tele = (
+        images[CAMS.index("front_wide_120fov") * 2 + 1],
+        images[CAMS.index("front_tele_30fov") * 2 + 1],
+    )
     assert _red_lamp(wide).sum() >= 2 and _red_lamp(tele).sum() >= 2
     assert scene.causes[0].agent in visible
     # without the traffic lights, no lamp-red pixel remains anywhere
@@ -50,8 +53,13 @@ def test_red_light_25m_ahead_shows_red_pixels_in_both_front_cameras():
     images, _ = _render_t0(no_light)
     assert _red_lamp(images).sum() == 0
     # and a green light is not red
-    green = dataclasses.replace(scene, agents=[dataclasses.replace(a, light=np.full_like(a.light, 2))
-                                               if a.light is not None else a for a in scene.agents])
+    green = dataclasses.replace(
+        scene,
+        agents=[
+            dataclasses.replace(a, light=np.full_like(a.light, 2)) if a.light is not None else a
+            for a in scene.agents
+        ],
+    )
     images, _ = _render_t0(green)
     assert _red_lamp(images).sum() == 0
 
@@ -62,8 +70,12 @@ def test_pedestrian_and_lead_vehicle_are_drawn_where_they_stand():
         key = scene.causes[0].agent
         images, visible = _render_t0(scene)
         assert key in visible, decision
-        hidden = dataclasses.replace(scene, agents=[a if i != key else dataclasses.replace(a, y=a.y + 500.0)
-                                                    for i, a in enumerate(scene.agents)])
+        hidden = dataclasses.replace(
+            scene,
+            agents=[
+                a if i != key else dataclasses.replace(a, y=a.y + 500.0) for i, a in enumerate(scene.agents)
+            ],
+        )
         images2, visible2 = _render_t0(hidden)
         assert key not in visible2
         front = CAMS.index("front_wide_120fov") * 2 + 1, CAMS.index("front_tele_30fov") * 2 + 1

@@ -24,7 +24,10 @@ from carla_driver_interface.testing import FakeCamera, FakeLoop  # noqa: E402
 from alpamayo_jax.eval.alpasim import build_server, ego_history, plan_to_rig  # noqa: E402
 from alpamayo_jax.eval.policies import ConstantVelocityPolicy, InputSpec, Observation, PolicyPlan  # noqa: E402
 
-CAMERAS = (FakeCamera("camera_front", width=96, height=54), FakeCamera("camera_left", width=96, height=54, yaw_left_deg=60))
+CAMERAS = (
+    FakeCamera("camera_front", width=96, height=54),
+    FakeCamera("camera_left", width=96, height=54, yaw_left_deg=60),
+)
 SPEC = InputSpec(camera_names=("front", "left"), frames_per_camera=2, image_hw=(32, 48))
 
 
@@ -96,7 +99,11 @@ def test_malformed_requests_get_grpc_errors_and_the_server_keeps_serving(server)
         raw = channel.unary_unary("/egodriver.EgodriverService/drive")
         with pytest.raises(grpc.RpcError) as info:
             raw(b"\xff\xff\xff\xff not protobuf", timeout=10)
-        assert info.value.code() in (grpc.StatusCode.INTERNAL, grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.UNKNOWN)
+        assert info.value.code() in (
+            grpc.StatusCode.INTERNAL,
+            grpc.StatusCode.INVALID_ARGUMENT,
+            grpc.StatusCode.UNKNOWN,
+        )
 
         # A session whose camera frame is not an image, and one with no frame yet.
         request = DriveSessionRequest(session_uuid="bad-image")
@@ -124,7 +131,9 @@ def test_malformed_requests_get_grpc_errors_and_the_server_keeps_serving(server)
         channel.close()
     # A runtime that lacks one of our cameras is refused at session start, by name.
     with FakeLoop(target, CAMERAS[:1]) as loop:
-        _expect_rpc_error(lambda: loop.run(3), grpc.StatusCode.FAILED_PRECONDITION, "missing camera(s) ['camera_left']")
+        _expect_rpc_error(
+            lambda: loop.run(3), grpc.StatusCode.FAILED_PRECONDITION, "missing camera(s) ['camera_left']"
+        )
     # ...and the server still drives a healthy session afterwards.
     with FakeLoop(target, CAMERAS, initial_speed_mps=2.0) as loop:
         result = loop.run(20)
@@ -173,7 +182,18 @@ def test_alpamayo_serve_command_serves_until_sigterm(tmp_path):
     import sys
 
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    cmd = [sys.executable, "-m", "alpamayo_jax.cli", "serve", "--workdir", str(tmp_path), "--policy", "constant_velocity", "--port", "0"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "alpamayo_jax.cli",
+        "serve",
+        "--workdir",
+        str(tmp_path),
+        "--policy",
+        "constant_velocity",
+        "--port",
+        "0",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         line = proc.stdout.readline()
@@ -204,8 +224,12 @@ def test_plan_lands_where_the_car_was_at_t0_when_egomotion_runs_ahead(server):
         stub.start_session(request, timeout=10)
         stamps = list(range(0, 1_000_001, 100_000))
         egomotion = RolloutEgoTrajectory(session_uuid="ahead")
-        egomotion.trajectory.CopyFrom(Trajectory(stamps, [Pose.from_xyz_yaw(1e-5 * t, 0.0, 0.0, 0.0) for t in stamps]).to_proto())
-        egomotion.dynamic_states.extend(DynamicState(linear_velocity=Vec3(x=10.0, y=0.0, z=0.0)) for _ in stamps)
+        egomotion.trajectory.CopyFrom(
+            Trajectory(stamps, [Pose.from_xyz_yaw(1e-5 * t, 0.0, 0.0, 0.0) for t in stamps]).to_proto()
+        )
+        egomotion.dynamic_states.extend(
+            DynamicState(linear_velocity=Vec3(x=10.0, y=0.0, z=0.0)) for _ in stamps
+        )
         stub.submit_egomotion_observation(egomotion, timeout=10)
         for camera in CAMERAS:
             image = RolloutCameraImage(session_uuid="ahead")
@@ -240,7 +264,10 @@ def test_alpamayo_serve_names_a_workdir_it_cannot_serve(tmp_path, tiny_config, c
 
     assert cli.main(["serve", "--workdir", str(tmp_path / "nothing"), "--port", "0"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("alpamayo serve: cannot load the model policy: ") and "config.json does not exist" in err, err
+    assert (
+        err.startswith("alpamayo serve: cannot load the model policy: ")
+        and "config.json does not exist" in err
+    ), err
     save_run_config(tmp_path / "untrained", tiny_config)
     assert cli.main(["serve", "--workdir", str(tmp_path / "untrained"), "--port", "0"]) == 2
     err = capsys.readouterr().err

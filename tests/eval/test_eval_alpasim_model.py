@@ -131,7 +131,9 @@ def test_fake_loop_drives_the_model_for_hundreds_of_steps_compiling_once(served)
     for k, plan in enumerate(plans[:-1]):
         x, y, heading = (float(v) for v in plan.poses[0, 0])
         want = poses[k] @ Pose.from_xyz_yaw(x, y, 0.0, heading)
-        np.testing.assert_allclose(poses[k + 1].position[:2], want.position[:2], atol=1e-3, err_msg=f"step {k}")
+        np.testing.assert_allclose(
+            poses[k + 1].position[:2], want.position[:2], atol=1e-3, err_msg=f"step {k}"
+        )
         assert np.angle(np.exp(1j * (poses[k + 1].yaw - want.yaw))) == pytest.approx(0.0, abs=1e-4)
     # ...and the car really moved, so the check above compared something.
     assert np.linalg.norm(result.ego.positions[-1, :2] - result.ego.positions[0, :2]) > 1.0
@@ -145,7 +147,11 @@ def test_model_server_answers_bad_requests_with_errors_and_keeps_driving(served)
         raw = channel.unary_unary("/egodriver.EgodriverService/drive")
         with pytest.raises(grpc.RpcError) as info:
             raw(b"\xff\xff\xff\xff not protobuf", timeout=10)
-        assert info.value.code() in (grpc.StatusCode.INTERNAL, grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.UNKNOWN)
+        assert info.value.code() in (
+            grpc.StatusCode.INTERNAL,
+            grpc.StatusCode.INVALID_ARGUMENT,
+            grpc.StatusCode.UNKNOWN,
+        )
         _expect_rpc_error(
             lambda: stub.drive(DriveRequest(session_uuid="nope", time_now_us=0), timeout=10),
             grpc.StatusCode.NOT_FOUND,
@@ -171,7 +177,9 @@ def test_model_server_answers_bad_requests_with_errors_and_keeps_driving(served)
             now = k * STEP_US
             pose = start @ Pose.from_xyz_yaw(0.4 * k, 0.0, 0.0, 0.0)
             _observe(stub, "healthy", now, pose, 4.0)
-        response = stub.drive(DriveRequest(session_uuid="healthy", time_now_us=now, time_query_us=now + STEP_US), timeout=30)
+        response = stub.drive(
+            DriveRequest(session_uuid="healthy", time_now_us=now, time_query_us=now + STEP_US), timeout=30
+        )
         stamps = [p.timestamp_us for p in response.trajectory.poses]
         assert stamps == [now + i * STEP_US for i in range(65)]
         assert len(response.debug_info.sampled_trajectories) == SAMPLES - 1
@@ -191,12 +199,28 @@ def test_alpamayo_serve_serves_the_model_compiled_before_the_first_call(policy_w
     workdir, _ = policy_workdir
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     # carla mode: its debug payload is the protobuf FakeLoop parses (alpasim's is a pickle).
-    cmd = [sys.executable, "-m", "alpamayo_jax.cli", "serve", "--workdir", str(workdir), "--port", "0", "--mode", "carla"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "alpamayo_jax.cli",
+        "serve",
+        "--workdir",
+        str(workdir),
+        "--port",
+        "0",
+        "--mode",
+        "carla",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         line = proc.stdout.readline()
-        assert "policy model serving egodriver.EgodriverService on 127.0.0.1:" in line, line + proc.stderr.read()
-        assert "cameras cross_left_120fov<-camera_cross_left_120fov, front_wide_120fov<-camera_front_wide_120fov" in line
+        assert "policy model serving egodriver.EgodriverService on 127.0.0.1:" in line, (
+            line + proc.stderr.read()
+        )
+        assert (
+            "cameras cross_left_120fov<-camera_cross_left_120fov, front_wide_120fov<-camera_front_wide_120fov"
+            in line
+        )
         port = int(line.split("127.0.0.1:")[1].split()[0])
         with FakeLoop(f"127.0.0.1:{port}", CAMERAS, initial_speed_mps=3.0) as loop:
             result = loop.run(30)

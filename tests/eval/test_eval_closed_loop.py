@@ -63,7 +63,9 @@ def test_constant_velocity_collides_where_braking_is_needed():
 
 
 def test_constant_velocity_runs_red_lights_the_expert_stops_for():
-    scenarios = [s for s in cl.scenario_set(6, seed=0, decisions=("stop_for_red_light",)) if s[1].intent.v0 > 0][:2]
+    scenarios = [
+        s for s in cl.scenario_set(6, seed=0, decisions=("stop_for_red_light",)) if s[1].intent.v0 > 0
+    ][:2]
     cv = cl.summarize(cl.run_episodes(ConstantVelocityPolicy(), scenarios, FAST), FAST)
     expert = cl.summarize(cl.run_episodes(ExpertPolicy(), scenarios, FAST), FAST)
     assert cv["stop_line_violation_rate"] == 1.0 and expert["stop_line_violation_rate"] == 0.0
@@ -95,14 +97,19 @@ def test_a_car_behind_brakes_for_a_stopping_ego():
     assert episode.states[-1].speed == pytest.approx(0.0, abs=1e-6)
     traffic = episode.traffic
     assert np.hypot(traffic.vx[follower], traffic.vy[follower]) < 0.3
-    assert traffic.x[follower] + scene.agents[follower].length / 2 < cl.ego_box(episode.states[-1])[0] - cl.EGO_LENGTH / 2
+    assert (
+        traffic.x[follower] + scene.agents[follower].length / 2
+        < cl.ego_box(episode.states[-1])[0] - cl.EGO_LENGTH / 2
+    )
 
 
 def test_reanchored_expert_at_t0_reproduces_the_open_loop_plan():
     for decision in ("slow_for_curve", "lane_change_left", "yield_to_pedestrian"):
         _, scene = cl.scenario_set(1, seed=2, decisions=(decision,))[0]
         truth = world_planner.plan(scene.road, scene.agents, scene.intent, emergency=scene.emergency)
-        view = WorldView(scene, scene.agents, 0.0, cl.VehicleState(0.0, 0.0, 0.0, scene.intent.v0), scene.intent.a0)
+        view = WorldView(
+            scene, scene.agents, 0.0, cl.VehicleState(0.0, 0.0, 0.0, scene.intent.v0), scene.intent.a0
+        )
         poses, _ = expert_poses(view)
         err = np.hypot(*(poses[:, :2] - truth.future_xyz[:, :2]).T)
         # Same speed profile; the paths part only slowly: the open-loop unicycle drifts off the lane
@@ -114,7 +121,11 @@ def test_reanchored_expert_at_t0_reproduces_the_open_loop_plan():
 def test_shift_road_keeps_the_geometry():
     _, scene = cl.scenario_set(1, seed=1, decisions=("slow_for_curve",))[0]
     road = scene.road
-    for s_e in (road.curve_start - 5.0, road.curve_start + road.curve_length / 2, road.curve_start + road.curve_length + 5):
+    for s_e in (
+        road.curve_start - 5.0,
+        road.curve_start + road.curve_length / 2,
+        road.curve_start + road.curve_length + 5,
+    ):
         d_e = 0.4
         shifted = shift_road(road, s_e, d_e)
         # A point 30 m further along, 1 m left of the reference line: same curvature, same offset.
@@ -151,7 +162,9 @@ def test_a_looking_policy_sees_the_dataset_view_first_then_fresh_frames():
     sample = generate_sample(config, seed=5, index=0, decision="follow_lead")
     assert sample.meta["attempt"] == 0  # so the closed loop starts from the very same scene
     scene = build_scene(5, 0, "follow_lead")
-    inputs = InputSpec(camera_names=config.cameras, frames_per_camera=2, image_hw=(config.image_height, config.image_width))
+    inputs = InputSpec(
+        camera_names=config.cameras, frames_per_camera=2, image_hw=(config.image_height, config.image_width)
+    )
     policy = LookingPolicy()
     cl.run_episodes(policy, [("s", scene)], cl.ClosedLoopConfig(duration_s=1.0), inputs=inputs)
     first = policy.seen[0]

@@ -23,7 +23,13 @@ from alpamayo_jax.eval.model_policy import load_model_policy
 
 pytestmark = pytest.mark.slow  # one model compilation each (~10 s on a loaded 2-core CPU)
 
-RATES = ("collision_rate", "off_road_rate", "close_encounter_rate", "stop_line_violation_rate", "comfort_violation_rate")
+RATES = (
+    "collision_rate",
+    "off_road_rate",
+    "close_encounter_rate",
+    "stop_line_violation_rate",
+    "comfort_violation_rate",
+)
 
 
 def check_closed_loop_row(row: dict, num_scenes: int) -> None:
@@ -46,7 +52,9 @@ def test_model_plans_every_due_episode_in_one_call_on_one_compiled_program(polic
     model = load_model_policy(str(workdir), samples=2)
     # Two scenes that need an emergency stop (an untrained model does not brake: those episodes
     # end early, in a collision, and the batch shrinks) and one that does not.
-    scenarios = cl.scenario_set(2, seed=0, decisions=("brake_hard",)) + cl.scenario_set(1, seed=0, decisions=("keep_lane",))
+    scenarios = cl.scenario_set(2, seed=0, decisions=("brake_hard",)) + cl.scenario_set(
+        1, seed=0, decisions=("keep_lane",)
+    )
     config = cl.ClosedLoopConfig(duration_s=6.0)
     episodes = cl.run_episodes(model, scenarios, config, inputs=model.spec)
 
@@ -80,9 +88,26 @@ def test_alpamayo_eval_closed_loop_with_the_model(policy_workdir, tmp_path, monk
     monkeypatch.setattr(suite, "build_policies", keep)
     out = tmp_path / "results.json"
     code = cli.main(
-        ["eval", "--workdir", str(workdir), "--policies", "model,constant_velocity", "--closed-loop",
-         "--num-scenarios", "2", "--max-samples", "2", "--trajectory-samples", "2", "--pictures", "1",
-         "--json", str(out), "--out-dir", str(tmp_path / "pictures")]
+        [
+            "eval",
+            "--workdir",
+            str(workdir),
+            "--policies",
+            "model,constant_velocity",
+            "--closed-loop",
+            "--num-scenarios",
+            "2",
+            "--max-samples",
+            "2",
+            "--trajectory-samples",
+            "2",
+            "--pictures",
+            "1",
+            "--json",
+            str(out),
+            "--out-dir",
+            str(tmp_path / "pictures"),
+        ]
     )
     assert code == 0
     printed = capsys.readouterr().out

@@ -27,8 +27,20 @@ def workdir(tmp_path_factory, tiny_config):
 def test_eval_writes_the_json_contract_a_table_and_pictures(workdir, capsys):
     out = workdir / "results.json"
     code = cli.main(
-        ["eval", "--workdir", str(workdir / "wd"), "--policies", "constant_velocity,expert", "--closed-loop",
-         "--num-scenarios", "2", "--pictures", "1", "--json", str(out)]
+        [
+            "eval",
+            "--workdir",
+            str(workdir / "wd"),
+            "--policies",
+            "constant_velocity,expert",
+            "--closed-loop",
+            "--num-scenarios",
+            "2",
+            "--pictures",
+            "1",
+            "--json",
+            str(out),
+        ]
     )
     assert code == 0
     printed = capsys.readouterr().out
@@ -58,10 +70,17 @@ def test_eval_errors_name_the_problem(workdir, tmp_path, capsys):
     assert cli.main(["eval", "--workdir", str(tmp_path / "nothing")]) == 2
     assert "config.json does not exist" in capsys.readouterr().err
     assert cli.main(["eval", "--workdir", str(workdir / "wd"), "--policies", "oracle"]) == 2
-    assert "policies: expected a non-empty subset of model, constant_velocity, expert" in capsys.readouterr().err
+    assert (
+        "policies: expected a non-empty subset of model, constant_velocity, expert" in capsys.readouterr().err
+    )
     assert cli.main(["eval", "--workdir", str(workdir / "wd"), "--trajectory-samples", "0"]) == 2
     assert "trajectory_samples: expected >= 1, got 0" in capsys.readouterr().err
-    assert cli.main(["eval", "--workdir", str(workdir / "wd"), "--policies", "constant_velocity", "--split", "val"]) == 1
+    assert (
+        cli.main(
+            ["eval", "--workdir", str(workdir / "wd"), "--policies", "constant_velocity", "--split", "val"]
+        )
+        == 1
+    )
     assert "cannot read the val split" in capsys.readouterr().err
     # A workdir with a config but no trained checkpoint: the model row says so, without a traceback.
     assert cli.main(["eval", "--workdir", str(workdir / "wd"), "--policies", "model,constant_velocity"]) == 2

@@ -64,7 +64,9 @@ def test_comfort_violation_of_a_jerky_plan():
 
 def test_aggregate_subsets_and_nan():
     per_scene = {"minADE": np.array([1.0, 3.0, 5.0]), "decision_accuracy": np.array([1.0, np.nan, np.nan])}
-    out = metrics.aggregate(per_scene, np.array([False, False, True]), ["minADE", "decision_accuracy", "consistency"])
+    out = metrics.aggregate(
+        per_scene, np.array([False, False, True]), ["minADE", "decision_accuracy", "consistency"]
+    )
     assert out["minADE"] == pytest.approx(3.0)
     assert out["common"]["minADE"] == pytest.approx(2.0) and out["hard"]["minADE"] == pytest.approx(5.0)
     assert out["decision_accuracy"] == 1.0 and out["hard"]["decision_accuracy"] is None

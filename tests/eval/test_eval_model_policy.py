@@ -30,7 +30,9 @@ class FakeInference:
 
     def _one(self, scene) -> FakePlan:
         if scene.images.shape[1:3] != SPEC.image_hw:
-            raise PolicyInputError(f"images: expected 4 x 6 pixels, got {scene.images.shape[1]} x {scene.images.shape[2]}")
+            raise PolicyInputError(
+                f"images: expected 4 x 6 pixels, got {scene.images.shape[1]} x {scene.images.shape[2]}"
+            )
         t = 0.1 * np.arange(1, 65)
         poses = np.stack([scene.v0 * t, np.zeros(64), np.zeros(64)], -1)[None]
         return FakePlan(poses, np.zeros((1, 64, 2)), (f"v0 {scene.v0:g}",), {"compile": 0.0, "plan": 1.0})
@@ -57,7 +59,11 @@ def observation(v0: float, hw=(4, 6)) -> Observation:
 def test_smaller_batches_are_padded_to_a_compiled_size_and_the_padding_is_dropped():
     inner = FakeInference()
     model = ModelPolicy(inner=inner, spec=SPEC)
-    assert [p.reasoning_text for p in model.plan_batch([observation(v) for v in (1, 2, 3)])] == ["v0 1", "v0 2", "v0 3"]
+    assert [p.reasoning_text for p in model.plan_batch([observation(v) for v in (1, 2, 3)])] == [
+        "v0 1",
+        "v0 2",
+        "v0 3",
+    ]
     plans = model.plan_batch([observation(4), observation(5)])  # e.g. an episode ended
     single = model.plan(observation(6))  # e.g. one left, or the open loop's last short batch
     assert inner.calls == [3, 3, 3]  # one compiled size for all three calls
@@ -91,7 +97,9 @@ def test_input_errors_come_back_as_observation_errors_naming_the_field():
     blind = Observation(np.zeros((16, 3)), np.zeros(16), 1.0)
     with pytest.raises(ObservationError, match=r"^images: the model policy needs camera images, got None$"):
         model.plan(blind)
-    with pytest.raises(ObservationError, match=r"^observation 1: images: the model policy needs camera images"):
+    with pytest.raises(
+        ObservationError, match=r"^observation 1: images: the model policy needs camera images"
+    ):
         model.plan_batch([observation(1.0), blind])
     with pytest.raises(ObservationError, match="expected at least one"):
         model.plan_batch([])

@@ -25,17 +25,29 @@ def test_parser_reads_every_generated_trace():
 
 @pytest.mark.parametrize("decision", DECISION_NAMES)
 def test_parser_reads_every_action_phrase(decision):
-    cause = {"stop_for_red_light": "the traffic light 12 m ahead is red", "stop_at_stop_sign": "there is a stop sign 9 m ahead"}
+    cause = {
+        "stop_for_red_light": "the traffic light 12 m ahead is red",
+        "stop_at_stop_sign": "there is a stop sign 9 m ahead",
+    }
     for phrase in reasoning.ACTIONS[decision]:
         action = phrase.format(away="left")
         because = cause.get(decision, "the road ahead is free")
-        for text in (f"{because[0].upper()}{because[1:]}, so {action}.", f"{action.capitalize()} because {because}."):
+        for text in (
+            f"{because[0].upper()}{because[1:]}, so {action}.",
+            f"{action.capitalize()} because {because}.",
+        ):
             assert parse_decision(text) == decision, text
 
 
 def test_parser_tolerates_small_garbling_and_refuses_nonsense():
-    assert parse_decision("The traffic light ahead is red, so brake smoothly and stop before line.") == "stop_for_red_light"
-    assert parse_decision("A pedestrian is crossing, so yield and stop before crosswalk") == "yield_to_pedestrian"
+    assert (
+        parse_decision("The traffic light ahead is red, so brake smoothly and stop before line.")
+        == "stop_for_red_light"
+    )
+    assert (
+        parse_decision("A pedestrian is crossing, so yield and stop before crosswalk")
+        == "yield_to_pedestrian"
+    )
     assert parse_decision("so so the the the") is None
     assert parse_decision("") is None and parse_decision(None) is None
     # A shared phrase without the cause that settles it is not guessed.
@@ -92,13 +104,24 @@ class _Sample:
 
 
 def test_reasoning_scores_per_scene():
-    samples = [_Sample("stop_for_red_light", 10.0), _Sample("stop_for_red_light", 10.0), _Sample("keep_lane", 10.0), _Sample("unknown", 10.0)]
+    samples = [
+        _Sample("stop_for_red_light", 10.0),
+        _Sample("stop_for_red_light", 10.0),
+        _Sample("keep_lane", 10.0),
+        _Sample("unknown", 10.0),
+    ]
     stop, go = _stop_plan(10.0)[None], constant_turn_rate_poses(10.0, 0.0, 64, 0.1)[None]
     plans = [
-        PolicyPlan(stop, reasoning_text="The traffic light 20 m ahead is red, so stop at the stop line."),  # right, consistent
-        PolicyPlan(go, reasoning_text="The light ahead is red. Therefore come to a stop and wait at the line."),  # right, says stop, drives on
+        PolicyPlan(
+            stop, reasoning_text="The traffic light 20 m ahead is red, so stop at the stop line."
+        ),  # right, consistent
+        PolicyPlan(
+            go, reasoning_text="The light ahead is red. Therefore come to a stop and wait at the line."
+        ),  # right, says stop, drives on
         PolicyPlan(go, reasoning_text=None),  # no reasoning: not applicable
-        PolicyPlan(go, reasoning_text="The lane ahead is clear, so keep the lane at a steady speed."),  # no label
+        PolicyPlan(
+            go, reasoning_text="The lane ahead is clear, so keep the lane at a steady speed."
+        ),  # no label
     ]
     scores = reasoning_scores(samples, plans)
     np.testing.assert_array_equal(scores["decision_accuracy"], [1.0, 1.0, np.nan, np.nan])

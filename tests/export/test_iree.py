@@ -16,9 +16,7 @@ pytestmark = pytest.mark.skipif(
 def test_iree_runs_the_toy_artifact_like_jax(tmp_path):
     params = _toy_params()
     exported, calling = stablehlo.export_function(_toy_planner, params, _inputs(2))
-    loaded = stablehlo.load_artifact(
-        stablehlo.save_artifact(tmp_path / "toy", exported, calling, params)
-    )
+    loaded = stablehlo.load_artifact(stablehlo.save_artifact(tmp_path / "toy", exported, calling, params))
     inputs = _inputs(3)
     vmfb = iree.compile_cpu(loaded.static_stablehlo(batch=3))
     got = iree.run_cpu(vmfb, loaded.flat_args(inputs))

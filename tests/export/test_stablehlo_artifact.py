@@ -45,9 +45,7 @@ def _inputs(b):
 @pytest.fixture(scope="module")
 def artifact(tmp_path_factory):
     params = _toy_params()
-    exported, calling = stablehlo.export_function(
-        _toy_planner, params, _inputs(2), platforms=("cpu", "cuda")
-    )
+    exported, calling = stablehlo.export_function(_toy_planner, params, _inputs(2), platforms=("cpu", "cuda"))
     path = tmp_path_factory.mktemp("art") / "toy"
     stablehlo.save_artifact(path, exported, calling, params, metadata={"config": {"name": "toy"}})
     return path, params
@@ -101,8 +99,8 @@ def test_fresh_process_runs_the_artifact_without_model_code(artifact, tmp_path):
     script = f"""
 import sys, numpy as np
 from alpamayo_jax.export.stablehlo import load_artifact
-out = load_artifact({str(path)!r})(**dict(np.load({str(tmp_path / 'in.npz')!r})))
-np.savez({str(tmp_path / 'out.npz')!r}, **out)
+out = load_artifact({str(path)!r})(**dict(np.load({str(tmp_path / "in.npz")!r})))
+np.savez({str(tmp_path / "out.npz")!r}, **out)
 assert not [m for m in sys.modules if m.startswith(("alpamayo_jax.models", "flax"))], "model code"
 """
     subprocess.run([sys.executable, "-c", script], check=True, timeout=120)

@@ -1,7 +1,6 @@
 """A tiny policy workdir shared by every test of the session (see policy_workdir.py)."""
 
 import pytest
-
 from policy_workdir import build_workdir
 
 

@@ -22,8 +22,11 @@ TOP_KEYS = {"config", "device_kind", "params", "images", "image_size", "max_reas
 def bench(repo_root, tmp_path_factory):
     out = tmp_path_factory.mktemp("latency") / "latency.json"
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(latency_bench, "COMPILER_OPTIONS",
-                   {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True})
+        mp.setattr(
+            latency_bench,
+            "COMPILER_OPTIONS",
+            {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True},
+        )
         stdout, stderr = io.StringIO(), io.StringIO()
         with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
             code = main(["bench", "latency", "--config", str(repo_root / "configs/tiny.py"),
@@ -40,7 +43,10 @@ def test_json_has_every_setting_and_stable_keys(bench):
     assert results["max_reasoning_tokens"] == MAX_TOKENS and results["repeats"] == 1
     assert results["images"] == 8 and results["image_size"] == [64, 128]  # 4 cameras x 2 frames
     assert [(r["samples"], r["reasoning"]) for r in results["runs"]] == [
-        (1, True), (2, True), (1, False), (2, False)
+        (1, True),
+        (2, True),
+        (1, False),
+        (2, False),
     ]
     for run in results["runs"]:
         assert list(run) == list(latency_bench.RUN_KEYS)

@@ -86,8 +86,15 @@ def test_greedy_decode_with_cache_equals_argmax_of_full_forwards(setup):
     prompt = build_prompt(spec, jnp.asarray(history))
     p, n = prompt.shape[1], 5
     logits, cache = model.prefill(prompt, images, jnp.ones(prompt.shape, bool), cache_len=p + n)
-    out = decode_loop(model.decode_step, cache, logits, jnp.full((2,), p), jax.random.key(0),
-                      max_new_tokens=n, stop_token_id=-1)
+    out = decode_loop(
+        model.decode_step,
+        cache,
+        logits,
+        jnp.full((2,), p),
+        jax.random.key(0),
+        max_new_tokens=n,
+        stop_token_id=-1,
+    )
     # Full forwards over a fixed length (causal: the padding after position i never changes the
     # logits at i), so the reference compiles once.
     forward = jax.jit(lambda t: model.logits(model.forward(t, jnp.ones(t.shape, bool), images)[0]))
@@ -111,7 +118,8 @@ def test_plan_with_reasoning_and_flow(setup, flow):
             assert text[-1] == tokenizer.layout.traj_future_start_id  # every sample closes the prefix
             assert spec.text_allowed[text[:-1]].all()  # no trajectory bins or image ids in the text
     np.testing.assert_allclose(
-        out["poses"], actions_to_poses(out["actions"], jnp.repeat(_scenes(2, spec)[2][:, None], 2, 1), 0.1),
+        out["poses"],
+        actions_to_poses(out["actions"], jnp.repeat(_scenes(2, spec)[2][:, None], 2, 1), 0.1),
         atol=1e-5,
     )
     assert np.isfinite(np.asarray(out["poses"])).all()
@@ -191,7 +199,11 @@ def test_planning_function_lowers_for_cuda_with_the_pallas_kernel(setup):
     images, history, v0, seed = _scenes(1, spec)
     inputs = {"images": images, "history_xyz": history, "v0": v0, "seed": seed}
     export = lambda batch_inputs: stablehlo.export_function(  # noqa: E731
-        planner, state, inputs, platforms=("cuda",), disabled_checks=EXPORT_DISABLED_CHECKS,
+        planner,
+        state,
+        inputs,
+        platforms=("cuda",),
+        disabled_checks=EXPORT_DISABLED_CHECKS,
         batch_inputs=batch_inputs,
     )[0]
     static = export([])  # Triton grids must be static: the kernel needs a fixed batch

@@ -50,7 +50,7 @@ def test_from_workdir_restores_config_weights_stats_and_tokenizer(policy, policy
     # The checkpoint holds the seed-0 init of the run's config: the restored leaves are those.
     want = nnx.to_pure_dict(nnx.split(build_policy(policy.config, nnx.Rngs(0)))[1])
     got = nnx.to_pure_dict(policy.state)
-    for path, leaf in jax.tree_util.tree_leaves_with_path(want)[:: 25]:
+    for path, leaf in jax.tree_util.tree_leaves_with_path(want)[::25]:
         np.testing.assert_array_equal(
             np.asarray(_at(got, path)), np.asarray(leaf), err_msg=jax.tree_util.keystr(path)
         )

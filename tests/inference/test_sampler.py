@@ -39,8 +39,13 @@ def test_greedy_with_cache_equals_argmax_of_full_forwards():
     tokens = jnp.array([p + [PAD] * (5 - len(p)) for p in prompts])
     cache, first = model.prefill(tokens, lengths, capacity=20)
     out = decode_loop(
-        model.decode_step, cache, first, lengths, jax.random.key(0),
-        max_new_tokens=12, stop_token_id=VOCAB + 1,  # unreachable: run all 12 steps
+        model.decode_step,
+        cache,
+        first,
+        lengths,
+        jax.random.key(0),
+        max_new_tokens=12,
+        stop_token_id=VOCAB + 1,  # unreachable: run all 12 steps
     )
     for b, prompt in enumerate(prompts):
         assert out.tokens[b].tolist() == _greedy_by_full_forwards(model, prompt, 12)
@@ -56,8 +61,9 @@ def test_decode_with_the_pallas_kernel_in_interpret_mode_gives_the_same_tokens()
     for impl in ("xla", "pallas_interpret"):
         cache, first = model.prefill(tokens, lengths, capacity=24)
         step = lambda c, t, p, impl=impl: model.decode_step(c, t, p, impl=impl)  # noqa: E731
-        out = decode_loop(step, cache, first, lengths, jax.random.key(0),
-                          max_new_tokens=6, stop_token_id=VOCAB + 1)
+        out = decode_loop(
+            step, cache, first, lengths, jax.random.key(0), max_new_tokens=6, stop_token_id=VOCAB + 1
+        )
         runs.append(out.tokens.tolist())
     assert runs[0] == runs[1]
 
@@ -82,8 +88,9 @@ def _table_start(first_tokens, capacity=16):
 def test_each_sequence_stops_at_its_own_stop_token_and_the_stop_token_is_cached():
     cache, first = _table_start([6, 18, 1])  # stops after 3, after 3 (18,19,20), never within 5
     start = jnp.array([2, 0, 1])
-    out = decode_loop(_table_step, cache, first, start, jax.random.key(0),
-                      max_new_tokens=5, stop_token_id=STOP, pad_id=PAD)
+    out = decode_loop(
+        _table_step, cache, first, start, jax.random.key(0), max_new_tokens=5, stop_token_id=STOP, pad_id=PAD
+    )
     assert out.tokens.tolist() == [[6, 7, 8, STOP, PAD], [18, 19, 20, STOP, PAD], [1, 2, 3, 0, 0]]
     # sequence 2 hits STOP=3 by counting up: 1, 2, 3 -> stopped at 3 tokens
     assert out.num_tokens.tolist() == [4, 4, 3]
@@ -96,8 +103,16 @@ def test_each_sequence_stops_at_its_own_stop_token_and_the_stop_token_is_cached(
 
 def test_batch_runs_until_max_tokens_when_a_sequence_never_stops():
     cache, first = _table_start([8, 10])  # first stops at once; second counts 10..14
-    out = decode_loop(_table_step, cache, first, jnp.array([0, 0]), jax.random.key(0),
-                      max_new_tokens=5, stop_token_id=STOP, pad_id=PAD)
+    out = decode_loop(
+        _table_step,
+        cache,
+        first,
+        jnp.array([0, 0]),
+        jax.random.key(0),
+        max_new_tokens=5,
+        stop_token_id=STOP,
+        pad_id=PAD,
+    )
     assert out.tokens.tolist() == [[8, STOP, PAD, PAD, PAD], [10, 11, 12, 13, 14]]
     assert out.num_tokens.tolist() == [2, 5]
     assert out.stopped.tolist() == [True, False]
@@ -105,20 +120,45 @@ def test_batch_runs_until_max_tokens_when_a_sequence_never_stops():
 
 def test_forced_suffix_closes_unfinished_sequences():
     cache, first = _table_start([10, 7])
-    out = decode_loop(_table_step, cache, first, jnp.array([0, 0]), jax.random.key(0),
-                      max_new_tokens=6, stop_token_id=STOP, pad_id=PAD, forced_suffix=(30, STOP))
+    out = decode_loop(
+        _table_step,
+        cache,
+        first,
+        jnp.array([0, 0]),
+        jax.random.key(0),
+        max_new_tokens=6,
+        stop_token_id=STOP,
+        pad_id=PAD,
+        forced_suffix=(30, STOP),
+    )
     assert out.tokens.tolist() == [[10, 11, 12, 13, 30, STOP], [7, 8, STOP, PAD, PAD, PAD]]
     assert out.stopped.tolist() == [True, True]
     with pytest.raises(ValueError, match="forced_suffix must end with the stop token 3"):
-        decode_loop(_table_step, cache, first, jnp.array([0, 0]), jax.random.key(0),
-                    max_new_tokens=6, stop_token_id=STOP, forced_suffix=(STOP, 30))
+        decode_loop(
+            _table_step,
+            cache,
+            first,
+            jnp.array([0, 0]),
+            jax.random.key(0),
+            max_new_tokens=6,
+            stop_token_id=STOP,
+            forced_suffix=(STOP, 30),
+        )
 
 
 def test_banned_tokens_are_never_chosen():
     cache, first = _table_start([6, 18])
     banned = jnp.zeros(VOCAB, bool).at[7].set(True).at[19].set(True)
-    out = decode_loop(_table_step, cache, first, jnp.array([0, 0]), jax.random.key(0),
-                      max_new_tokens=4, stop_token_id=STOP, banned=banned)
+    out = decode_loop(
+        _table_step,
+        cache,
+        first,
+        jnp.array([0, 0]),
+        jax.random.key(0),
+        max_new_tokens=4,
+        stop_token_id=STOP,
+        banned=banned,
+    )
     tokens = np.asarray(out.tokens)
     assert not np.isin(tokens, [7, 19]).any()
     assert tokens[:, 0].tolist() == [6, 18]
@@ -160,8 +200,16 @@ def test_sampling_is_reproducible_per_seed_and_independent_of_batch_size():
 
     def run(seed, rows):
         cache, first = model.prefill(tokens[rows], lengths[rows], capacity=16)
-        return decode_loop(model.decode_step, cache, first, lengths[rows], jax.random.key(seed),
-                           max_new_tokens=10, stop_token_id=VOCAB + 1, params=params).tokens
+        return decode_loop(
+            model.decode_step,
+            cache,
+            first,
+            lengths[rows],
+            jax.random.key(seed),
+            max_new_tokens=10,
+            stop_token_id=VOCAB + 1,
+            params=params,
+        ).tokens
 
     a, b, c = run(7, slice(0, 3)), run(7, slice(0, 3)), run(8, slice(0, 3))
     np.testing.assert_array_equal(a, b)
@@ -203,8 +251,16 @@ def test_n_samples_share_one_prefill():
     cache, first = model.prefill(tokens, lengths, capacity=16)
     n = 3
     cache, first, start = repeat_batch((cache, first, lengths), n)
-    out = decode_loop(model.decode_step, cache, first, start, jax.random.key(0), max_new_tokens=6,
-                      stop_token_id=VOCAB + 1, params=SamplingParams(temperature=1.5))
+    out = decode_loop(
+        model.decode_step,
+        cache,
+        first,
+        start,
+        jax.random.key(0),
+        max_new_tokens=6,
+        stop_token_id=VOCAB + 1,
+        params=SamplingParams(temperature=1.5),
+    )
     toks = np.asarray(out.tokens).reshape(2, n, 6)
     assert len({tuple(t) for t in toks[0]}) > 1  # samples of one scene differ
     for k in range(n):  # and each sample continues its own scene's prompt

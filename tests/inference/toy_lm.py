@@ -27,7 +27,7 @@ class ToyLM:
     head: jax.Array
 
     @classmethod
-    def create(cls, seed: int) -> "ToyLM":
+    def create(cls, seed: int) -> ToyLM:
         ks = jax.random.split(jax.random.key(seed), 6)
         n = lambda k, s: jax.random.normal(k, s) / jnp.sqrt(s[0])  # noqa: E731
         return cls(

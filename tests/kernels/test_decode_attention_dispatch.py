@@ -40,9 +40,9 @@ def test_pallas_switch_exports_kernel_for_cuda_and_reference_for_cpu():
     """One artifact for both platforms: the CUDA branch holds the kernel, the CPU one runs here."""
     q, k, v, lengths = _inputs()
     fn = jax.jit(lambda *a: decode_attention(*a, impl="pallas", block_k=16))
-    exported = jax_export.export(
-        fn, platforms=("cpu", "cuda"), disabled_checks=EXPORT_DISABLED_CHECKS
-    )(q, k, v, lengths)
+    exported = jax_export.export(fn, platforms=("cpu", "cuda"), disabled_checks=EXPORT_DISABLED_CHECKS)(
+        q, k, v, lengths
+    )
     assert exported.platforms == ("cpu", "cuda")
     assert f"@{TRITON}" in exported.mlir_module()
     got = exported.call(q, k, v, lengths)  # runs the CPU branch

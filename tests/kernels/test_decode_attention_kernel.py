@@ -65,9 +65,7 @@ def test_kernel_interpret_matches_reference(heads, kv_heads, d, s, block_k, num_
     seed = heads * 1000 + s  # fresh inputs per case
     q, k, v = _inputs(seed, len(lengths), heads, kv_heads, d, s)
     lengths = jnp.array(lengths, jnp.int32)
-    got = decode_attention_pallas(
-        q, k, v, lengths, block_k=block_k, num_splits=num_splits, interpret=True
-    )
+    got = decode_attention_pallas(q, k, v, lengths, block_k=block_k, num_splits=num_splits, interpret=True)
     want = decode_attention_reference(q, k, v, lengths)
     assert got.shape == (len(lengths), heads, d)
     np.testing.assert_allclose(np.asarray(got), np.asarray(want), atol=2e-5, rtol=1e-5)

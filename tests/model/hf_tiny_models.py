@@ -21,28 +21,69 @@ def qwen2_5_vl_config(tied: bool = False):
     from transformers import Qwen2_5_VLConfig
 
     return Qwen2_5_VLConfig(
-        vision_config=dict(depth=4, hidden_size=32, intermediate_size=48, num_heads=2, out_hidden_size=64,
-                           window_size=112, fullatt_block_indexes=[1, 3]),
-        text_config=dict(vocab_size=VOCAB, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, rms_norm_eps=1e-6,
-                         bos_token_id=None, eos_token_id=None,
-                         rope_parameters={"rope_type": "default", "mrope_section": [2, 3, 3], "rope_theta": 1e6}),
-        image_token_id=IMAGE_ID, vision_start_token_id=VSTART_ID, vision_end_token_id=VEND_ID,
-        video_token_id=VIDEO_ID, tie_word_embeddings=tied)
+        vision_config=dict(
+            depth=4,
+            hidden_size=32,
+            intermediate_size=48,
+            num_heads=2,
+            out_hidden_size=64,
+            window_size=112,
+            fullatt_block_indexes=[1, 3],
+        ),
+        text_config=dict(
+            vocab_size=VOCAB,
+            hidden_size=64,
+            intermediate_size=96,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            rms_norm_eps=1e-6,
+            bos_token_id=None,
+            eos_token_id=None,
+            rope_parameters={"rope_type": "default", "mrope_section": [2, 3, 3], "rope_theta": 1e6},
+        ),
+        image_token_id=IMAGE_ID,
+        vision_start_token_id=VSTART_ID,
+        vision_end_token_id=VEND_ID,
+        video_token_id=VIDEO_ID,
+        tie_word_embeddings=tied,
+    )
 
 
 def qwen3_vl_config(tied: bool = True):
     from transformers import Qwen3VLConfig
 
     return Qwen3VLConfig(
-        vision_config=dict(depth=3, hidden_size=32, intermediate_size=48, num_heads=2, out_hidden_size=64,
-                           num_position_embeddings=16, deepstack_visual_indexes=[0, 1]),
-        text_config=dict(vocab_size=VOCAB, hidden_size=64, intermediate_size=96, num_hidden_layers=3,
-                         num_attention_heads=4, num_key_value_heads=2, head_dim=16,
-                         rope_parameters={"rope_type": "default", "mrope_section": [4, 2, 2],
-                                          "mrope_interleaved": True, "rope_theta": 5e6}),
-        image_token_id=IMAGE_ID, vision_start_token_id=VSTART_ID, vision_end_token_id=VEND_ID,
-        video_token_id=VIDEO_ID, tie_word_embeddings=tied)
+        vision_config=dict(
+            depth=3,
+            hidden_size=32,
+            intermediate_size=48,
+            num_heads=2,
+            out_hidden_size=64,
+            num_position_embeddings=16,
+            deepstack_visual_indexes=[0, 1],
+        ),
+        text_config=dict(
+            vocab_size=VOCAB,
+            hidden_size=64,
+            intermediate_size=96,
+            num_hidden_layers=3,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            head_dim=16,
+            rope_parameters={
+                "rope_type": "default",
+                "mrope_section": [4, 2, 2],
+                "mrope_interleaved": True,
+                "rope_theta": 5e6,
+            },
+        ),
+        image_token_id=IMAGE_ID,
+        vision_start_token_id=VSTART_ID,
+        vision_end_token_id=VEND_ID,
+        video_token_id=VIDEO_ID,
+        tie_word_embeddings=tied,
+    )
 
 
 def build_and_save(family: str, out_dir, seed: int = 0):
@@ -69,8 +110,14 @@ def hf_pixels(images: list[np.ndarray], patch_size: int, mean, std):
     """HF processor output (pixel_values, image_grid_thw) for uint8 images, no resizing."""
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
-    proc = Qwen2VLImageProcessorPil(do_resize=False, patch_size=patch_size, merge_size=2, temporal_patch_size=2,
-                                    image_mean=list(mean), image_std=list(std))
+    proc = Qwen2VLImageProcessorPil(
+        do_resize=False,
+        patch_size=patch_size,
+        merge_size=2,
+        temporal_patch_size=2,
+        image_mean=list(mean),
+        image_std=list(std),
+    )
     out = proc(images=images, return_tensors="pt")
     return out["pixel_values"], out["image_grid_thw"]
 
@@ -88,8 +135,12 @@ def hf_logits(model, ids: np.ndarray, pixel_values, grid_thw) -> np.ndarray:
     """HF logits; transformers 5 needs mm_token_type_ids (1 on image tokens) to build 3D positions."""
     ids_t = torch.as_tensor(ids)
     with torch.no_grad():
-        out = model(input_ids=ids_t, pixel_values=pixel_values, image_grid_thw=grid_thw,
-                    mm_token_type_ids=(ids_t == IMAGE_ID).int())
+        out = model(
+            input_ids=ids_t,
+            pixel_values=pixel_values,
+            image_grid_thw=grid_thw,
+            mm_token_type_ids=(ids_t == IMAGE_ID).int(),
+        )
     return out.logits.numpy()
 
 
@@ -103,7 +154,9 @@ def our_logits_from_patches(backbone, ids: np.ndarray, pixel_values, grid_thw) -
     import jax.numpy as jnp
 
     grids = tuple(tuple(int(a) for a in row) for row in grid_thw.tolist())
-    return np.asarray(_forward_patches(backbone, jnp.asarray(ids, jnp.int32), jnp.asarray(pixel_values.numpy()), grids))
+    return np.asarray(
+        _forward_patches(backbone, jnp.asarray(ids, jnp.int32), jnp.asarray(pixel_values.numpy()), grids)
+    )
 
 
 def our_logits_from_images(backbone, ids: np.ndarray, images: np.ndarray) -> np.ndarray:

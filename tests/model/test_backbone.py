@@ -56,7 +56,8 @@ def test_remat_policies_give_the_same_gradients():
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
     with pytest.raises(ValueError, match="remat policy 'sometimes' unknown"):
         LanguageModel(cfg, rngs=nnx.Rngs(0), remat_policy="sometimes")(
-            jnp.zeros((1, 2, cfg.hidden)), text_positions(2, 1), jnp.ones((1, 2), bool))
+            jnp.zeros((1, 2, cfg.hidden)), text_positions(2, 1), jnp.ones((1, 2), bool)
+        )
 
 
 def test_bfloat16_activations_run_and_stay_close_to_float32():
@@ -74,7 +75,12 @@ def test_every_parameter_has_logical_names_known_to_the_rules():
     specs = state_specs(state, DEFAULT_RULES)  # raises on an unknown name or a rank mismatch
     names = [v.get_metadata()["out_sharding"] for _, v in nnx.to_flat_state(state)]
     assert all(n and len(n) >= 1 for n in names)
-    assert abstract.llm.layers.attn.wq.get_metadata()["out_sharding"] == ("layers", "embed", "heads", "head_dim")
+    assert abstract.llm.layers.attn.wq.get_metadata()["out_sharding"] == (
+        "layers",
+        "embed",
+        "heads",
+        "head_dim",
+    )
     assert specs is not None
 
 
@@ -82,5 +88,8 @@ def test_image_size_must_fit_patch_and_merge():
     cfg = tiny()
     bb = Backbone(cfg, rngs=nnx.Rngs(0))
     bad = jnp.zeros((1, 1, 48, 64, 3), jnp.uint8)
-    with pytest.raises(ValueError, match=r"H and W multiples of 32 \(patch_size x merge_size\), got shape \(1, 1, 48, 64, 3\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"H and W multiples of 32 \(patch_size x merge_size\), got shape \(1, 1, 48, 64, 3\)",
+    ):
         bb.vision(bad)

@@ -17,11 +17,26 @@ def test_bad_step_count_is_a_usage_error(repo_root, capsys):
 @pytest.mark.slow
 def test_bench_train_prints_step_time_and_tokens_per_second(repo_root, tmp_path, capsys):
     out = tmp_path / "bench.json"
-    code = main([
-        "bench", "train", "--config", str(repo_root / "configs/tiny.py"), "--steps", "2",
-        "--warmup", "0", "--batch-size", "2", "--json", str(out),
-        "--config.data.max_tokens=320", "--config.data.frames_per_camera=1", "--peak-matmul-size", "256",
-    ])
+    code = main(
+        [
+            "bench",
+            "train",
+            "--config",
+            str(repo_root / "configs/tiny.py"),
+            "--steps",
+            "2",
+            "--warmup",
+            "0",
+            "--batch-size",
+            "2",
+            "--json",
+            str(out),
+            "--config.data.max_tokens=320",
+            "--config.data.frames_per_camera=1",
+            "--peak-matmul-size",
+            "256",
+        ]
+    )
     assert code == 0
     captured = capsys.readouterr()
     assert "memory per device:" in captured.err
@@ -43,7 +58,9 @@ def test_bench_train_prints_step_time_and_tokens_per_second(repo_root, tmp_path,
     assert results["matmul_peak"]["matmul_size"] == 256 and results["matmul_peak"]["dtype"] == "float32"
     # CPU devices share the host's cores: the peak of one device is the host's peak.
     assert results["matmul_peak"]["total_peak_flops_per_s"] == results["matmul_peak"]["peak_flops_per_s"]
-    assert results["mfu"] == pytest.approx(results["flops_per_s"] / results["matmul_peak"]["peak_flops_per_s"])
+    assert results["mfu"] == pytest.approx(
+        results["flops_per_s"] / results["matmul_peak"]["peak_flops_per_s"]
+    )
     assert 0 < results["mfu"] < 2
     assert results["peak_memory"]["host_max_rss_bytes"] > results["peak_memory"]["compiled_peak_bytes"] > 0
     assert "model FLOPs utilisation" in captured.out and "process RSS" in captured.out

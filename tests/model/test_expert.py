@@ -99,7 +99,9 @@ def test_layer_count_mismatch_is_an_error(setup):
 
 def test_expert_heads_must_share_the_vlm_kv_heads():
     llm = tiny().llm  # kv_heads = 2
-    with pytest.raises(ValueError, match=r"model.expert.heads \(3\) must be a multiple of the LLM's kv_heads \(2\)"):
+    with pytest.raises(
+        ValueError, match=r"model.expert.heads \(3\) must be a multiple of the LLM's kv_heads \(2\)"
+    ):
         expert_layer_config(llm, expert_config(hidden=48, heads=3, mlp=64))
 
 
@@ -107,9 +109,15 @@ def test_expert_layers_take_depth_kv_heads_and_head_dim_from_the_llm():
     model_cfg = tiny()
     layer = expert_layer_config(model_cfg.llm, model_cfg.expert)
     assert (layer.layers, layer.kv_heads, layer.head_dim) == (
-        model_cfg.llm.layers, model_cfg.llm.kv_heads, model_cfg.llm.head_dim)
+        model_cfg.llm.layers,
+        model_cfg.llm.kv_heads,
+        model_cfg.llm.head_dim,
+    )
     assert (layer.hidden, layer.heads, layer.mlp) == (
-        model_cfg.expert.hidden, model_cfg.expert.heads, model_cfg.expert.mlp)
+        model_cfg.expert.hidden,
+        model_cfg.expert.heads,
+        model_cfg.expert.mlp,
+    )
 
 
 def test_fourier_frequencies_span_1_to_100_in_log():
@@ -128,9 +136,17 @@ def test_fourier_features_are_sin_then_cos_of_two_pi_f_x():
 
 def test_input_projection_gives_layer_normed_tokens_and_checks_the_action_dim():
     cfg = tiny().expert
-    proj = ActionInProjection(action_dim=2, out_dim=cfg.hidden, mlp_width=cfg.action_mlp_width,
-                              num_layers=cfg.action_mlp_layers, num_frequencies=10, min_frequency=1.0,
-                              max_frequency=100.0, norm_eps=1e-6, rngs=nnx.Rngs(0))
+    proj = ActionInProjection(
+        action_dim=2,
+        out_dim=cfg.hidden,
+        mlp_width=cfg.action_mlp_width,
+        num_layers=cfg.action_mlp_layers,
+        num_frequencies=10,
+        min_frequency=1.0,
+        max_frequency=100.0,
+        norm_eps=1e-6,
+        rngs=nnx.Rngs(0),
+    )
     assert proj.inp.kernel.shape == (2 * 10 * 3, cfg.action_mlp_width)  # (accel, kappa, t) x 20
     assert len(proj.linears) == cfg.action_mlp_layers - 1
     tokens = proj(jax.random.normal(jax.random.key(0), (3, T, 2)), jnp.array([0.0, 0.5, 1.0]))

@@ -25,9 +25,12 @@ def _config(family):
     cfg.image_token_id = IMG
     if family == "qwen2_5_vl":
         cfg.family = family
-        cfg.vision = vision_config(family, hidden=32, depth=2, heads=2, mlp=64, out_hidden=64, fullatt_blocks=(1,))
-        cfg.llm = llm_config(family, vocab=4096, hidden=64, mlp=128, layers=2, heads=4, kv_heads=2, head_dim=16,
-                             tied=False)
+        cfg.vision = vision_config(
+            family, hidden=32, depth=2, heads=2, mlp=64, out_hidden=64, fullatt_blocks=(1,)
+        )
+        cfg.llm = llm_config(
+            family, vocab=4096, hidden=64, mlp=128, layers=2, heads=4, kv_heads=2, head_dim=16, tied=False
+        )
     return cfg
 
 
@@ -93,7 +96,9 @@ def test_cached_decode_equals_full_forward(family):
     prompt_valid = jnp.arange(p_max)[None] < jnp.asarray(lens)[:, None]
     logits, cache, next_pos = _prefill(bb, tokens[:, :p_max], prompt_valid, images, p_max + N_NEW + 3)
     np.testing.assert_array_equal(np.asarray(cache.lengths), lens)
-    np.testing.assert_allclose(np.asarray(logits)[b_idx, lens - 1], ref[b_idx, lens - 1], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        np.asarray(logits)[b_idx, lens - 1], ref[b_idx, lens - 1], rtol=1e-4, atol=1e-5
+    )
 
     # one token at a time
     step_cache = cache
@@ -108,7 +113,9 @@ def test_cached_decode_equals_full_forward(family):
     # a 2-token chunk behaves like two single steps
     chunk = jnp.stack([tokens[b_idx, lens], tokens[b_idx, lens + 1]], axis=1)
     out, _ = _decode(bb, chunk, text_positions(2, 2, next_pos), cache)
-    np.testing.assert_allclose(np.asarray(out), ref[b_idx[:, None], lens[:, None] + np.arange(2)], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        np.asarray(out), ref[b_idx[:, None], lens[:, None] + np.arange(2)], rtol=1e-4, atol=1e-5
+    )
 
 
 def test_cache_too_short_for_prefill_is_an_error():
@@ -162,7 +169,10 @@ def test_decode_loop_updates_the_cache_in_place():
     logits = jax.ShapeDtypeStruct((2, llm.vocab), jnp.float32)
     hlo = jax.jit(loop, donate_argnums=(1,)).lower(state, cache, logits, ints).compile().as_text()
     shape = f"f32[{llm.layers},2,96,{llm.kv_heads},{llm.head_dim}]"
-    rebuilds = [line for line in hlo.splitlines()
-                if f"= {shape}" in line and (" copy(" in line or "dynamic-update-slice(" in line)]
+    rebuilds = [
+        line
+        for line in hlo.splitlines()
+        if f"= {shape}" in line and (" copy(" in line or "dynamic-update-slice(" in line)
+    ]
     assert not rebuilds, rebuilds[:2]
     assert any(f"= {shape}" in line and "scatter(" in line for line in hlo.splitlines())

@@ -86,7 +86,9 @@ def test_write_layer_uses_each_sequences_offset_and_masks_follow_lengths():
     new = jnp.asarray([[1.0, 2.0], [3.0, 4.0]]).reshape(2, 2, 1, 1)
     out = np.asarray(write_layer(cache, new, jnp.asarray([1, 3])))[..., 0, 0]
     np.testing.assert_array_equal(out, [[0, 1, 2, 0, 0, 0], [0, 0, 0, 3, 4, 0]])
-    kv = KVCache.zeros(layers=2, batch=2, max_len=6, kv_heads=1, head_dim=1)._replace(lengths=jnp.asarray([1, 3]))
+    kv = KVCache.zeros(layers=2, batch=2, max_len=6, kv_heads=1, head_dim=1)._replace(
+        lengths=jnp.asarray([1, 3])
+    )
     np.testing.assert_array_equal(kv.valid_mask(), [[1, 0, 0, 0, 0, 0], [1, 1, 1, 0, 0, 0]])
     np.testing.assert_array_equal(kv.decode_mask(2)[1], [[1, 1, 1, 1, 0, 0], [1, 1, 1, 1, 1, 0]])
 

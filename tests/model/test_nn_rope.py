@@ -22,7 +22,9 @@ def test_axis_assignment_contiguous_and_interleaved():
     inter = mrope_axis_of_frequency(128, (24, 20, 20), interleaved=True)
     assert list(inter[:7]) == [0, 1, 2, 0, 1, 2, 0]
     assert (inter[60:] == 0).all() and list(np.bincount(inter)) == [24, 20, 20]
-    with pytest.raises(ValueError, match=r"mrope sections \(16, 24, 23\) must be 3 numbers summing to head_dim / 2 = 64"):
+    with pytest.raises(
+        ValueError, match=r"mrope sections \(16, 24, 23\) must be 3 numbers summing to head_dim / 2 = 64"
+    ):
         mrope_axis_of_frequency(128, (16, 24, 23), interleaved=False)
 
 
@@ -36,15 +38,27 @@ def test_mrope_cos_matches_hf_rotary_embedding(family):
         from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import Qwen2_5_VLRotaryEmbedding
 
         sections, inter, theta = (16, 24, 24), False, 1e6
-        cfg = transformers.Qwen2_5_VLTextConfig(hidden_size=1024, num_attention_heads=8, rope_parameters={
-            "rope_type": "default", "rope_theta": theta, "mrope_section": list(sections)})
+        cfg = transformers.Qwen2_5_VLTextConfig(
+            hidden_size=1024,
+            num_attention_heads=8,
+            rope_parameters={"rope_type": "default", "rope_theta": theta, "mrope_section": list(sections)},
+        )
         rotary = Qwen2_5_VLRotaryEmbedding(cfg)
     else:
         from transformers.models.qwen3_vl.modeling_qwen3_vl import Qwen3VLTextRotaryEmbedding
 
         sections, inter, theta = (24, 20, 20), True, 5e6
-        cfg = transformers.Qwen3VLTextConfig(hidden_size=1024, num_attention_heads=8, head_dim=128, rope_parameters={
-            "rope_type": "default", "rope_theta": theta, "mrope_section": list(sections), "mrope_interleaved": True})
+        cfg = transformers.Qwen3VLTextConfig(
+            hidden_size=1024,
+            num_attention_heads=8,
+            head_dim=128,
+            rope_parameters={
+                "rope_type": "default",
+                "rope_theta": theta,
+                "mrope_section": list(sections),
+                "mrope_interleaved": True,
+            },
+        )
         rotary = Qwen3VLTextRotaryEmbedding(cfg)
     cos, sin = rotary(torch.zeros(1, dtype=torch.float32), torch.as_tensor(positions))
     ang = np.asarray(mrope_angles(jnp.asarray(positions), 128, theta, sections, inter))

@@ -48,7 +48,10 @@ def test_logits_match_hf_on_images_of_different_grids(converted):
     model, cfg, backbone, _ = converted
     rng = np.random.default_rng(1)
     # 168 x 280 px -> 12 x 20 patches -> 6 x 10 merged: windows of 4 leave edges of 2 (uneven).
-    images = [rng.integers(0, 256, (168, 280, 3), dtype=np.uint8), rng.integers(0, 256, (112, 112, 3), dtype=np.uint8)]
+    images = [
+        rng.integers(0, 256, (168, 280, 3), dtype=np.uint8),
+        rng.integers(0, 256, (112, 112, 3), dtype=np.uint8),
+    ]
     pv, thw = hf_pixels(images, 14, cfg.vision.image_mean, cfg.vision.image_std)
     ids = prompt_ids([int(t[1] * t[2]) // 4 for t in thw])
     ref = hf_logits(model, ids, pv, thw)
@@ -90,12 +93,16 @@ def test_converter_names_missing_extra_and_misshaped_tensors(converted, tmp_path
     with pytest.raises(ConversionError, match=r"lacks tensor\(s\) llm\.layers\.1\.self_attn\.k_proj\.bias"):
         load_hf_backbone(tmp_path / "missing")
 
-    _rewrite(src, tmp_path / "extra", lambda t: t.update({"visual.blocks.9.norm1.weight": np.ones(32, np.float32)}))
+    _rewrite(
+        src, tmp_path / "extra", lambda t: t.update({"visual.blocks.9.norm1.weight": np.ones(32, np.float32)})
+    )
     with pytest.raises(ConversionError, match=r"unexpected tensor 'visual\.blocks\.9\.norm1\.weight'"):
         load_hf_backbone(tmp_path / "extra")
 
     _rewrite(src, tmp_path / "shape", lambda t: t.update({"lm_head.weight": np.ones((300, 63), np.float32)}))
-    with pytest.raises(ConversionError, match=r"tensor 'lm_head\.weight' has shape \(300, 63\), expected \(300, 64\)"):
+    with pytest.raises(
+        ConversionError, match=r"tensor 'lm_head\.weight' has shape \(300, 63\), expected \(300, 64\)"
+    ):
         load_hf_backbone(tmp_path / "shape")
 
 
@@ -107,12 +114,28 @@ def test_convert_command_writes_a_loadable_backbone(converted, tmp_path, capsys)
     from alpamayo_jax.convert.hf import load_backbone
 
     _, cfg, backbone, src = converted
-    assert main(["convert", "--from", "hf", "--src", str(src), "--out", str(tmp_path / "w"),
-                 "--family", "qwen2_5_vl"]) == 0
+    assert (
+        main(
+            [
+                "convert",
+                "--from",
+                "hf",
+                "--src",
+                str(src),
+                "--out",
+                str(tmp_path / "w"),
+                "--family",
+                "qwen2_5_vl",
+            ]
+        )
+        == 0
+    )
     assert "backbone parameters" in capsys.readouterr().out
     cfg2, loaded = load_backbone(tmp_path / "w")
     assert cfg2.to_dict() == cfg.to_dict()
-    same = jax.tree.map(lambda a, b: bool((a == b).all()), nnx.state(loaded, nnx.Param), nnx.state(backbone, nnx.Param))
+    same = jax.tree.map(
+        lambda a, b: bool((a == b).all()), nnx.state(loaded, nnx.Param), nnx.state(backbone, nnx.Param)
+    )
     assert all(jax.tree.leaves(same))
 
     assert main(["convert", "--src", str(src), "--out", str(tmp_path / "x"), "--family", "qwen3_vl"]) == 2

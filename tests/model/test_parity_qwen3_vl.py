@@ -49,7 +49,10 @@ def test_tied_checkpoint_has_no_lm_head_and_converts(converted):
 def _two_grids(cfg):
     rng = np.random.default_rng(1)
     # 10 x 18 and 4 x 8 patch grids: the 4 x 4 position table is stretched differently on each.
-    images = [rng.integers(0, 256, (160, 288, 3), dtype=np.uint8), rng.integers(0, 256, (64, 128, 3), dtype=np.uint8)]
+    images = [
+        rng.integers(0, 256, (160, 288, 3), dtype=np.uint8),
+        rng.integers(0, 256, (64, 128, 3), dtype=np.uint8),
+    ]
     pv, thw = hf_pixels(images, 16, cfg.vision.image_mean, cfg.vision.image_std)
     return prompt_ids([int(t[1] * t[2]) // 4 for t in thw]), pv, thw
 

@@ -40,8 +40,11 @@ def test_cross_entropy_is_a_masked_next_token_sum():
 
 def test_reasoning_mask_keeps_the_predictions_of_the_answer_up_to_traj_future_start(tiny_config):
     batch = fake_batch(tiny_config, 3, seed=0)
-    mask = np.asarray(reasoning_mask(jnp.asarray(batch["loss_mask"]), jnp.asarray(batch["cot_start"]),
-                                     jnp.asarray(batch["prefix_len"])))
+    mask = np.asarray(
+        reasoning_mask(
+            jnp.asarray(batch["loss_mask"]), jnp.asarray(batch["cot_start"]), jnp.asarray(batch["prefix_len"])
+        )
+    )
     future_start = tiny_config.text.traj_future_start_id
     for b in range(3):
         (kept,) = np.nonzero(mask[b])
@@ -104,9 +107,7 @@ def probe(repo_root):
     # tokens, end tokens, padding); one reasoning token of row 0 (before its prefix_len) replaced.
     marker = config.text.cot_start_id
     later = jnp.arange(tokens.shape[1])[None, :] >= pl[:, None]
-    variants = jnp.stack(
-        [tokens, jnp.where(later, marker, tokens), tokens.at[0, int(pl[0]) - 3].set(marker)]
-    )
+    variants = jnp.stack([tokens, jnp.where(later, marker, tokens), tokens.at[0, int(pl[0]) - 3].set(marker)])
 
     @jax.jit
     def run(state):

@@ -6,7 +6,6 @@ CPU compile of the full forward + backward dominates the run time.
 """
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
@@ -80,7 +79,10 @@ def test_sharded_loss_and_grad_equal_the_single_device_result(setup):
     assert len(flat) == len(ref_flat) > 50
     for path, g in flat:
         np.testing.assert_allclose(
-            np.asarray(g), np.asarray(ref_flat[path]), atol=1e-5, rtol=1e-5,
+            np.asarray(g),
+            np.asarray(ref_flat[path]),
+            atol=1e-5,
+            rtol=1e-5,
             err_msg=f"gradient of {jax.tree_util.keystr(path)}",
         )
     # Every part of the model gets a gradient from the SFT loss (vision through CE, expert through flow).

@@ -23,8 +23,12 @@ def test_raw_frames_equal_hf_processor_patches(family, size):
     h, w = size
     frames = np.random.default_rng(0).integers(0, 256, (1, 3, h, w, 3), dtype=np.uint8)
     processor = processors.Qwen2VLImageProcessorPil(
-        patch_size=cfg.patch_size, merge_size=cfg.merge_size, temporal_patch_size=cfg.temporal_patch_size,
-        image_mean=list(cfg.image_mean), image_std=list(cfg.image_std), do_resize=False,
+        patch_size=cfg.patch_size,
+        merge_size=cfg.merge_size,
+        temporal_patch_size=cfg.temporal_patch_size,
+        image_mean=list(cfg.image_mean),
+        image_std=list(cfg.image_std),
+        do_resize=False,
     )
     hf = processor(images=list(frames[0]), return_tensors="np")
     grids = [tuple(int(x) for x in g) for g in hf["image_grid_thw"]]

@@ -28,11 +28,18 @@ def test_position_table_taps_match_hf_interpolation():
     torch = pytest.importorskip("torch")
     from transformers.vision_utils import get_vision_interpolation_indices_and_weights
 
-    cfg = vision_config("qwen3_vl", hidden=32, depth=2, heads=2, mlp=64, out_hidden=64, num_position_embeddings=2304)
+    cfg = vision_config(
+        "qwen3_vl", hidden=32, depth=2, heads=2, mlp=64, out_hidden=64, num_position_embeddings=2304
+    )
     grids = [(10, 18), (4, 8)]
     layout = vision_layout(cfg, grids)
     idx, w = get_vision_interpolation_indices_and_weights(
-        torch.as_tensor([[1, h, ww] for h, ww in grids]), 48, mode="bilinear", align_corners=True, spatial_merge_size=2)
+        torch.as_tensor([[1, h, ww] for h, ww in grids]),
+        48,
+        mode="bilinear",
+        align_corners=True,
+        spatial_merge_size=2,
+    )
     table = np.random.default_rng(0).normal(size=(2304, 3))
     ours = (table[layout.pos_idx] * layout.pos_w[..., None]).sum(1)
     ref = (table[idx.numpy()] * w.numpy()[..., None]).sum(1)

@@ -23,9 +23,9 @@ def mesh():
 
 def test_names_map_through_the_rules(mesh):
     assert sharding.logical_to_spec(("embed", "mlp"), RULES, mesh, (8, 16)) == P("fsdp", "tensor")
-    assert sharding.logical_to_spec(("layers", "embed", "heads", "head_dim"), RULES, mesh, (2, 8, 4, 16)) == P(
-        None, "fsdp", "tensor", None
-    )
+    assert sharding.logical_to_spec(
+        ("layers", "embed", "heads", "head_dim"), RULES, mesh, (2, 8, 4, 16)
+    ) == P(None, "fsdp", "tensor", None)
 
 
 def test_a_mesh_axis_is_used_once_per_array(mesh):
@@ -41,7 +41,9 @@ def test_indivisible_dimensions_fall_back_then_replicate(mesh):
 
 
 def test_unknown_name_is_an_error_listing_known_names(mesh):
-    with pytest.raises(sharding.ShardingError, match=r"logical axis name 'embd' has no entry in config mesh.rules \(known: "):
+    with pytest.raises(
+        sharding.ShardingError, match=r"logical axis name 'embd' has no entry in config mesh.rules \(known: "
+    ):
         sharding.logical_to_spec(("embd",), RULES, mesh, (4,))
 
 

@@ -4,7 +4,13 @@ import numpy as np
 import pytest
 
 from alpamayo_jax.config import load_config
-from alpamayo_jax.text import PromptBuilder, TokenizerError, image_tokens_per_image, prompt_text_segments, train_tokenizer
+from alpamayo_jax.text import (
+    PromptBuilder,
+    TokenizerError,
+    image_tokens_per_image,
+    prompt_text_segments,
+    train_tokenizer,
+)
 
 CAMERAS = ("cross_left_120fov", "front_wide_120fov", "cross_right_120fov", "front_tele_30fov")
 COC = "The traffic light 30 m ahead is red, so I stop before the line."
@@ -12,7 +18,9 @@ COC = "The traffic light 30 m ahead is red, so I stop before the line."
 
 @pytest.fixture(scope="module")
 def config(repo_root):
-    return load_config(repo_root / "configs/tiny.py", ["--config.tokens.history_bins=50", "--config.tokens.future_bins=40"])
+    return load_config(
+        repo_root / "configs/tiny.py", ["--config.tokens.history_bins=50", "--config.tokens.future_bins=40"]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -36,8 +44,11 @@ def _bins(n, high, seed):
 def test_image_tokens_per_image():
     assert image_tokens_per_image(320, 576, 16, 2) == 180  # the release: 180 tokens per image
     assert image_tokens_per_image(28, 56, 14, 2) == 2
-    with pytest.raises(ValueError, match=r"image width 50 px must be a positive multiple of patch_size \* "
-                                         r"spatial_merge_size = 14 \* 2 = 28"):
+    with pytest.raises(
+        ValueError,
+        match=r"image width 50 px must be a positive multiple of patch_size \* "
+        r"spatial_merge_size = 14 \* 2 = 28",
+    ):
         image_tokens_per_image(28, 50, 14, 2)
 
 
@@ -55,7 +66,9 @@ def test_training_sequence_layout(tokenizer, config):
     assert len(starts) == 8 and (tokens == text.vision_end_id).sum() == 8
     assert (tokens == text.image_pad_id).sum() == 8 * 6
     for start in starts:
-        assert (tokens[start + 1 : start + 7] == text.image_pad_id).all() and tokens[start + 7] == text.vision_end_id
+        assert (tokens[start + 1 : start + 7] == text.image_pad_id).all() and tokens[
+            start + 7
+        ] == text.vision_end_id
     # Camera names precede their frames.
     decoded = tokenizer.decode(tokens[: starts[2]], skip_special_tokens=False)
     assert decoded.index("cross_left_120fov: ") < decoded.index("front_wide_120fov: ")
@@ -67,8 +80,13 @@ def test_training_sequence_layout(tokenizer, config):
     assert tokens[seq.cot_start] == text.cot_start_id
     assert (tokens == text.cot_start_id).sum() == 1
     assert tokens[seq.cot_start + 1 : seq.cot_start + 1 + len(coc_ids)].tolist() == coc_ids.tolist()
-    assert tokens[seq.prefix_len - 2] == text.cot_end_id and tokens[seq.prefix_len - 1] == text.traj_future_start_id
-    np.testing.assert_array_equal(tokenizer.layout.future_bins_of(tokens[seq.prefix_len : seq.prefix_len + 128]), future)
+    assert (
+        tokens[seq.prefix_len - 2] == text.cot_end_id
+        and tokens[seq.prefix_len - 1] == text.traj_future_start_id
+    )
+    np.testing.assert_array_equal(
+        tokenizer.layout.future_bins_of(tokens[seq.prefix_len : seq.prefix_len + 128]), future
+    )
     assert tokens[-2:].tolist() == [text.traj_future_end_id, text.im_end_id]
     assert tokens[0] == text.im_start_id and (tokens == text.im_start_id).sum() == 3
     assert tokenizer.decode(tokens[seq.cot_start :]) == COC

@@ -36,7 +36,11 @@ CORPUS = [
 def small_config(repo_root):
     return load_config(
         repo_root / "configs/tiny.py",
-        ["--config.tokens.history_bins=40", "--config.tokens.future_bins=30", "--config.text.bpe_vocab_size=300"],
+        [
+            "--config.tokens.history_bins=40",
+            "--config.tokens.future_bins=30",
+            "--config.text.bpe_vocab_size=300",
+        ],
     )
 
 
@@ -127,7 +131,9 @@ def test_unassigned_ids_cannot_be_decoded(roomy):
 
 def test_model_vocab_size_mismatch_names_both(tokenizer):
     tokenizer.check_model_vocab_size(tokenizer.vocab_size)
-    with pytest.raises(TokenizerError, match=r"model vocab_size is 1000 but the tokenizer .* has vocab_size 382"):
+    with pytest.raises(
+        TokenizerError, match=r"model vocab_size is 1000 but the tokenizer .* has vocab_size 382"
+    ):
         tokenizer.check_model_vocab_size(1000)
 
 
@@ -149,7 +155,9 @@ def test_save_load_round_trip_and_config_mismatch(tokenizer, small_config, repo_
     assert loaded.encode(CORPUS[3]).tolist() == tokenizer.encode(CORPUS[3]).tolist()
     other = load_config(repo_root / "configs/tiny.py", ["--config.tokens.history_bins=41",
                         "--config.tokens.future_bins=30", "--config.text.bpe_vocab_size=300"])  # fmt: skip
-    with pytest.raises(TokenizerError, match=r"maps <\|traj_hist_40\|> to None, the config's synthetic layout expects 52"):
+    with pytest.raises(
+        TokenizerError, match=r"maps <\|traj_hist_40\|> to None, the config's synthetic layout expects 52"
+    ):
         load_tokenizer(other, path)
 
 
@@ -227,7 +235,9 @@ def test_qwen_tokenizer_is_extended_after_its_base(tmp_path, family):
 def test_qwen_base_size_mismatch_and_already_extended(tmp_path):
     path, text_size, base = _qwen_like(tmp_path)
     config = _qwen_config(path, text_size, base + 4)
-    with pytest.raises(TokenizerError, match=rf"has {base} ids but config.text.base_vocab_size is {base + 4}"):
+    with pytest.raises(
+        TokenizerError, match=rf"has {base} ids but config.text.base_vocab_size is {base + 4}"
+    ):
         load_tokenizer(config)
     extended, _, _ = _qwen_like(tmp_path, extra=("<|cot_start|>",))
     with pytest.raises(TokenizerError, match=r"already holds our tokens; pass the base Qwen file"):
@@ -236,5 +246,7 @@ def test_qwen_base_size_mismatch_and_already_extended(tmp_path):
 
 def test_qwen_training_is_refused(tmp_path):
     path, text_size, base = _qwen_like(tmp_path)
-    with pytest.raises(TokenizerError, match=r"train_tokenizer needs config.text.mode 'synthetic', got 'qwen'"):
+    with pytest.raises(
+        TokenizerError, match=r"train_tokenizer needs config.text.mode 'synthetic', got 'qwen'"
+    ):
         train_tokenizer(CORPUS, _qwen_config(path, text_size, base))

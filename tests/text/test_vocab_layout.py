@@ -49,7 +49,9 @@ def test_overridden_derived_id_is_rejected(repo_root):
 
 def test_overridden_mode_is_rejected(repo_root):
     config = _config(repo_root, "--config.text.mode=qwen")
-    with pytest.raises(ValueError, match=r"config.text.mode is 'qwen' but the section was built for the other mode"):
+    with pytest.raises(
+        ValueError, match=r"config.text.mode is 'qwen' but the section was built for the other mode"
+    ):
         VocabLayout.from_config(config)
 
 

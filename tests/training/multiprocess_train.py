@@ -26,9 +26,9 @@ def main() -> None:
     initialize(resolve_spec(args.coordinator, args.num_processes, args.process_id), local_cpu_devices=4)
 
     import jax
+    from training_toy import toy_config, toy_task
 
     from alpamayo_jax.training.loop import train
-    from training_toy import toy_config, toy_task
 
     assert jax.process_count() == args.num_processes and jax.local_device_count() == 4
     config = toy_config(steps=args.steps, checkpoint_every=2)

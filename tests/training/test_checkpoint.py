@@ -4,14 +4,13 @@ import jax
 import numpy as np
 import pytest
 from jax.sharding import PartitionSpec as P
+from training_toy import toy_config, toy_model, toy_task
 
 from alpamayo_jax.parallel.mesh import make_mesh
-from alpamayo_jax.training.checkpoint import CheckpointError, Checkpointer, restore_model_variables
+from alpamayo_jax.training.checkpoint import Checkpointer, CheckpointError, restore_model_variables
 from alpamayo_jax.training.loop import train
 from alpamayo_jax.training.optim import make_optimizer
 from alpamayo_jax.training.state import ModelLayout, abstract_train_state, train_state_shardings
-
-from training_toy import toy_config, toy_model, toy_task
 
 
 @pytest.fixture(scope="module")
@@ -55,5 +54,7 @@ def test_model_variables_restore_without_the_optimizer(trained):
 
 
 def test_a_workdir_without_checkpoints_is_a_clear_error(tmp_path):
-    with pytest.raises(CheckpointError, match=r"no checkpoints in .*checkpoints \(train first, or check --workdir\)"):
+    with pytest.raises(
+        CheckpointError, match=r"no checkpoints in .*checkpoints \(train first, or check --workdir\)"
+    ):
         restore_model_variables(tmp_path, {})

@@ -20,9 +20,15 @@ def test_flags_win_over_the_environment():
     ("kwargs", "message"),
     [
         (dict(coordinator="127.0.0.1:5"), "missing num_processes, process_id"),
-        (dict(coordinator="localhost", num_processes=2, process_id=0), "coordinator must be HOST:PORT, got 'localhost'"),
+        (
+            dict(coordinator="localhost", num_processes=2, process_id=0),
+            "coordinator must be HOST:PORT, got 'localhost'",
+        ),
         (dict(coordinator="h:1", num_processes=2, process_id=2), r"process_id must lie in \[0, 2\), got 2"),
-        (dict(coordinator="h:1", num_processes="two", process_id=0), "--num-processes must be an integer, got 'two'"),
+        (
+            dict(coordinator="h:1", num_processes="two", process_id=0),
+            "--num-processes must be an integer, got 'two'",
+        ),
     ],
 )
 def test_incomplete_or_bad_settings_are_clear_errors(kwargs, message):

@@ -5,14 +5,13 @@ import json
 import jax
 import numpy as np
 import pytest
+from training_toy import SimulatedCrash, toy_config, toy_task
 
 from alpamayo_jax.training.checkpoint import Checkpointer
 from alpamayo_jax.training.loop import TrainConfigError, train
 from alpamayo_jax.training.metrics import read_metrics
 from alpamayo_jax.training.nan_guard import NonFiniteError
 from alpamayo_jax.training.workdir import load_run_config
-
-from training_toy import SimulatedCrash, toy_config, toy_task
 
 
 @pytest.fixture(scope="module")
@@ -69,9 +68,17 @@ def test_a_nan_loss_stops_the_run_before_saving_it(tmp_path):
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [
-        ("stage", "stage3", "train.stage must be one of ('vision', 'stage1', 'stage2', 'joint'), got 'stage3'"),
+        (
+            "stage",
+            "stage3",
+            "train.stage must be one of ('vision', 'stage1', 'stage2', 'joint'), got 'stage3'",
+        ),
         ("grad_accum_steps", 3, "train.batch_size must be a multiple of train.grad_accum_steps=3, got 8"),
-        ("compute_dtype", "float16", "train.compute_dtype must be one of ('float32', 'bfloat16'), got 'float16'"),
+        (
+            "compute_dtype",
+            "float16",
+            "train.compute_dtype must be one of ('float32', 'bfloat16'), got 'float16'",
+        ),
     ],
 )
 def test_bad_train_values_are_clear_errors(tmp_path, field, value, message):

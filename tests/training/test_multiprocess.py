@@ -8,10 +8,9 @@ import subprocess
 import sys
 
 import pytest
+from training_toy import toy_config, toy_task
 
 from alpamayo_jax.training.loop import train
-
-from training_toy import toy_config, toy_task
 
 HERE = pathlib.Path(__file__).parent
 TIMEOUT_S = 240
@@ -31,9 +30,18 @@ def test_two_processes_match_one_process_with_eight_devices(tmp_path):
     procs = []
     for pid in range(2):
         cmd = [
-            sys.executable, str(HERE / "multiprocess_train.py"),
-            "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2", "--process-id", str(pid),
-            "--workdir", str(tmp_path / "multi"), "--out", str(tmp_path / f"out{pid}.json"),
+            sys.executable,
+            str(HERE / "multiprocess_train.py"),
+            "--coordinator",
+            f"127.0.0.1:{port}",
+            "--num-processes",
+            "2",
+            "--process-id",
+            str(pid),
+            "--workdir",
+            str(tmp_path / "multi"),
+            "--out",
+            str(tmp_path / f"out{pid}.json"),
         ]
         log = open(tmp_path / f"log{pid}.txt", "w")
         procs.append((subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT), log))

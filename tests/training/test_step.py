@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from flax import traverse_util
 from jax.sharding import PartitionSpec as P
+from training_toy import toy_batch, toy_loss, toy_model
 
 from alpamayo_jax.config import base_config
 from alpamayo_jax.parallel.mesh import make_mesh
@@ -18,8 +19,6 @@ from alpamayo_jax.training.state import (
     train_state_shardings,
 )
 from alpamayo_jax.training.step import compile_train_step, make_train_step
-
-from training_toy import toy_batch, toy_loss, toy_model
 
 WEIGHTS = {"ce": 1.0, "flow": 0.5}
 
@@ -37,8 +36,15 @@ def _setup(**train):
 
 
 def _step(layout, tx, cfg, accum=1, weights=WEIGHTS, dtype="float32"):
-    fn = make_train_step(layout, toy_loss, tx, weights=weights, accum_steps=accum, compute_dtype=dtype,
-                         learning_rate=learning_rate_schedule(cfg))
+    fn = make_train_step(
+        layout,
+        toy_loss,
+        tx,
+        weights=weights,
+        accum_steps=accum,
+        compute_dtype=dtype,
+        learning_rate=learning_rate_schedule(cfg),
+    )
     return jax.jit(fn)
 
 
@@ -58,7 +64,7 @@ def test_grad_accumulation_is_exact_sum_over_count():
     for a, b in zip(jax.tree.leaves(two.params), jax.tree.leaves(one.params)):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
     # The mean of the two micro-batch means is a different number: the test can fail.
-    halves = [jax.tree.map(lambda x: x[a::2], batch) for a in (0, 1)]
+    halves = [jax.tree.map(lambda x: x[a::2], batch) for a in (0, 1)]  # noqa: B023 (called at once)
     model = layout.merge(state.params, state.frozen)
     means = [float(s / c) for s, c in (toy_loss(model, h, rng)["ce"] for h in halves)]
     assert abs(np.mean(means) - float(m1["loss"])) > 1e-3

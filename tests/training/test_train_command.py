@@ -10,14 +10,25 @@ from flax import traverse_util
 from alpamayo_jax.cli import main
 
 SMALL_DATA = [
-    "--config.data.num_train=16", "--config.data.num_val=8", "--config.data.num_test=8",
+    "--config.data.num_train=16",
+    "--config.data.num_val=8",
+    "--config.data.num_test=8",
     "--config.data.workers=1",
 ]
 
 
 def _train(capsys, repo_root, workdir, *extra):
-    code = main(["train", "--config", str(repo_root / "configs/tiny.py"), "--workdir", str(workdir),
-                 "--no-progress", *extra])
+    code = main(
+        [
+            "train",
+            "--config",
+            str(repo_root / "configs/tiny.py"),
+            "--workdir",
+            str(workdir),
+            "--no-progress",
+            *extra,
+        ]
+    )
     out = capsys.readouterr()
     return code, out.out, out.err
 
@@ -44,8 +55,9 @@ def test_a_missing_data_dir_is_a_clear_error(capsys, repo_root, tmp_path):
 
 def test_a_bad_stage_fails_before_any_data_is_generated(capsys, repo_root, tmp_path):
     cache = tmp_path / "cache"
-    code, _, err = _train(capsys, repo_root, tmp_path / "w", "--config.train.stage=stage3",
-                          f"--config.data.cache_dir={cache}")
+    code, _, err = _train(
+        capsys, repo_root, tmp_path / "w", "--config.train.stage=stage3", f"--config.data.cache_dir={cache}"
+    )
     assert code == 2
     assert "train.stage must be one of ('vision', 'stage1', 'stage2', 'joint'), got 'stage3'" in err
     assert not cache.exists()
@@ -60,9 +72,15 @@ def test_incomplete_multi_process_flags_are_a_clear_error(capsys, repo_root, tmp
 def test_stage1_then_stage2_on_the_synthetic_world(capsys, repo_root, tmp_path):
     from alpamayo_jax.training.metrics import read_metrics
 
-    common = [*SMALL_DATA, f"--config.data.cache_dir={tmp_path / 'cache'}", "--config.mesh.shape=(1,-1,1)",
-              "--config.train.batch_size=8", "--config.train.eval_batches=1", "--config.train.warmup_steps=1",
-              "--config.train.log_every=1"]
+    common = [
+        *SMALL_DATA,
+        f"--config.data.cache_dir={tmp_path / 'cache'}",
+        "--config.mesh.shape=(1,-1,1)",
+        "--config.train.batch_size=8",
+        "--config.train.eval_batches=1",
+        "--config.train.warmup_steps=1",
+        "--config.train.log_every=1",
+    ]
     s1, s2 = tmp_path / "stage1", tmp_path / "stage2"
     code, out, err = _train(capsys, repo_root, s1, *common, "--config.train.steps=2")
     assert code == 0, err
@@ -73,8 +91,15 @@ def test_stage1_then_stage2_on_the_synthetic_world(capsys, repo_root, tmp_path):
     assert (s1 / "tokenizer.json").is_file()
     assert [r["step"] for r in read_metrics(s1, "val")] == [2]
 
-    code, out, err = _train(capsys, repo_root, s2, *common, "--config.train.steps=2",
-                            "--config.train.stage=stage2", f"--config.train.init_from={s1}")
+    code, out, err = _train(
+        capsys,
+        repo_root,
+        s2,
+        *common,
+        "--config.train.steps=2",
+        "--config.train.stage=stage2",
+        f"--config.train.init_from={s1}",
+    )
     assert code == 0, err
     # Stage 2 normalises actions exactly like stage 1 (stats come from its checkpoint).
     assert json.loads((s2 / "config.json").read_text())["action"] == saved_config["action"]
@@ -91,17 +116,31 @@ def test_stage1_then_stage2_on_the_synthetic_world(capsys, repo_root, tmp_path):
 def test_the_vision_stage_trains_the_vit_alone_and_stage1_starts_from_it(capsys, repo_root, tmp_path):
     from alpamayo_jax.training.metrics import read_metrics
 
-    common = [*SMALL_DATA, f"--config.data.cache_dir={tmp_path / 'cache'}", "--config.train.batch_size=8",
-              "--config.train.eval_batches=1", "--config.train.log_every=1"]
+    common = [
+        *SMALL_DATA,
+        f"--config.data.cache_dir={tmp_path / 'cache'}",
+        "--config.train.batch_size=8",
+        "--config.train.eval_batches=1",
+        "--config.train.log_every=1",
+    ]
     s0, s1 = tmp_path / "vision", tmp_path / "stage1"
-    code, out, err = _train(capsys, repo_root, s0, *common, "--config.train.steps=2", "--config.train.stage=vision")
+    code, out, err = _train(
+        capsys, repo_root, s0, *common, "--config.train.steps=2", "--config.train.stage=vision"
+    )
     assert code == 0, err
     assert "alpamayo train: vision of tiny reached step 2" in out
     (val,) = read_metrics(s0, "val")
     assert np.isfinite(val["loss/decision"]) and "minADE" not in val  # no planning: no language trained
     # Stage 1 with the ViT frozen: its tower is the vision stage's, bit for bit.
-    code, out, err = _train(capsys, repo_root, s1, *common, "--config.train.steps=1",
-                            f"--config.train.init_from={s0}", "--config.train.frozen=('^backbone/vision/',)")
+    code, out, err = _train(
+        capsys,
+        repo_root,
+        s1,
+        *common,
+        "--config.train.steps=1",
+        f"--config.train.init_from={s0}",
+        "--config.train.frozen=('^backbone/vision/',)",
+    )
     assert code == 0, err
     v0, v1 = (traverse_util.flatten_dict(_variables(w)) for w in (s0, s1))
     changed = {k[:2] for k in v0 if not np.array_equal(v0[k], v1[k])}

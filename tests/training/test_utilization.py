@@ -18,10 +18,16 @@ def test_matmul_peak_is_a_positive_rate_from_the_timed_products():
     assert peak["peak_flops_per_s"] == pytest.approx(2 * 128**3 * 4 / peak["seconds"])
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [
-    ({"dtype": "float16"}, "measure_matmul_peak dtype must be one of ['bfloat16', 'float32'], got 'float16'"),
-    ({"size": 8}, "measure_matmul_peak needs size >= 64 and repeats >= 1, got 8, 5"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (
+            {"dtype": "float16"},
+            "measure_matmul_peak dtype must be one of ['bfloat16', 'float32'], got 'float16'",
+        ),
+        ({"size": 8}, "measure_matmul_peak needs size >= 64 and repeats >= 1, got 8, 5"),
+    ],
+)
 def test_matmul_peak_rejects_bad_arguments(kwargs, message):
     with pytest.raises(ValueError) as err:
         measure_matmul_peak(**kwargs)

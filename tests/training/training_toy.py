@@ -98,8 +98,15 @@ def toy_config(mesh_shape=(2, 2, 2), **train):
 
     config = base_config()
     defaults = dict(
-        steps=6, batch_size=8, warmup_steps=1, lr=0.05, checkpoint_every=3, log_every=1,
-        eval_every=0, async_checkpoint=False, keep_checkpoints=5,
+        steps=6,
+        batch_size=8,
+        warmup_steps=1,
+        lr=0.05,
+        checkpoint_every=3,
+        log_every=1,
+        eval_every=0,
+        async_checkpoint=False,
+        keep_checkpoints=5,
     )
     defaults.update(train)
     for key, value in defaults.items():

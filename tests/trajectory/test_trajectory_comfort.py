@@ -65,13 +65,15 @@ def test_uniform_circular_motion():
 def test_violations_against_the_release_bounds():
     check = jax.jit(lambda p: comfort.comfort_violations(comfort.comfort_quantities(p, DT)))
     ok = jax.jit(lambda p: comfort.is_comfortable(comfort.comfort_quantities(p, DT)))
-    paths = np.stack([
-        _circle(10.0, 20.0),  # 5.0 m/s^2 lateral > 4.89
-        _circle(10.0, 25.0),  # 4.0 m/s^2 lateral, yaw rate 0.4: fine
-        _straight(30.0, -5.0),  # braking at 5 m/s^2 < -4.05
-        _straight(5.0, 2.0),  # 2.0 <= 2.40: fine
-        _straight(5.0, 2.5),  # 2.5 > 2.40
-    ])
+    paths = np.stack(
+        [
+            _circle(10.0, 20.0),  # 5.0 m/s^2 lateral > 4.89
+            _circle(10.0, 25.0),  # 4.0 m/s^2 lateral, yaw rate 0.4: fine
+            _straight(30.0, -5.0),  # braking at 5 m/s^2 < -4.05
+            _straight(5.0, 2.0),  # 2.0 <= 2.40: fine
+            _straight(5.0, 2.5),  # 2.5 > 2.40
+        ]
+    )
     v = {k: np.asarray(x) for k, x in check(paths).items()}
     np.testing.assert_array_equal(v["lat_accel"], [True, False, False, False, False])
     np.testing.assert_array_equal(v["lon_accel"], [False, False, True, False, True])

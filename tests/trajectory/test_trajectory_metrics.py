@@ -36,7 +36,14 @@ def test_displacement_metrics_hand_computed():
     assert out["ADE"] == pytest.approx(3.0, rel=1e-6)  # the first sample
     assert out["FDE"] == pytest.approx(3.0, rel=1e-6)
     assert set(out) == {
-        "minADE", "minADE_0.5s", "minADE_1s", "minADE_3s", "minADE_5s", "minFDE", "ADE", "FDE"
+        "minADE",
+        "minADE_0.5s",
+        "minADE_1s",
+        "minADE_3s",
+        "minADE_5s",
+        "minFDE",
+        "ADE",
+        "FDE",
     }
 
 

@@ -186,6 +186,7 @@ def test_a_larger_ridge_smooths_noisy_poses():
     noisy = poses + rng.normal(0.0, [0.01, 0.01, 0.002], size=poses.shape).astype(np.float32)
     rough = _fit(noisy, 10.0, DT, RIDGE)
     smooth = _fit(noisy, 10.0, DT, 1.0)
+
     def rms(fitted):
         return float(np.sqrt(np.mean((np.asarray(fitted)[:, 0] - actions[:, 0]) ** 2)))
 

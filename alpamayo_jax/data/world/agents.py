@@ -99,8 +99,9 @@ def travelled(v: float, a: float, start: float | None = None) -> np.ndarray:
     return v * t + 0.5 * a * t * t
 
 
-def on_road(kind: str, road: Road, s: np.ndarray, d: float, size, color, oncoming: bool = False,
-            parked: bool = False) -> Agent:
+def on_road(
+    kind: str, road: Road, s: np.ndarray, d: float, size, color, oncoming: bool = False, parked: bool = False
+) -> Agent:
     """An agent moving along the road at arc lengths `s` (over TIMES) and lateral offset `d`."""
     x, y, h = road.point_at(s, np.full_like(s, d))
     if oncoming:

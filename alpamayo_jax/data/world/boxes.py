@@ -20,8 +20,9 @@ NEAR = 0.2
 MIN_SIZE_RANGE = 100.0
 LAMP_ON = {"red": (255, 36, 28), "yellow": (255, 196, 20), "green": (40, 255, 110)}
 LAMP_OFF = {"red": (70, 22, 20), "yellow": (70, 58, 18), "green": (20, 62, 36)}
-_EDGES = np.array([(0, 1), (1, 3), (3, 2), (2, 0), (4, 5), (5, 7), (7, 6), (6, 4),
-                   (0, 4), (1, 5), (2, 6), (3, 7)])
+_EDGES = np.array(
+    [(0, 1), (1, 3), (3, 2), (2, 0), (4, 5), (5, 7), (7, 6), (6, 4), (0, 4), (1, 5), (2, 6), (3, 7)]
+)
 _UNIT = np.array([[sx, sy, sz] for sz in (0, 1) for sy in (-0.5, 0.5) for sx in (-0.5, 0.5)])
 
 
@@ -41,25 +42,39 @@ def _parts(agent: Agent, b: float) -> list[tuple]:
     if kind in ("car", "truck", "bus"):
         glass = (52 * b, 62 * b, 78 * b)
         if kind == "car":
-            return [box(0, 0.0, L * 0.92, W, 0.45, dark), box(0, 0.3, L, W, H * 0.42, col),
-                    box(-0.1 * L, 0.3 + H * 0.42, L * 0.52, W * 0.9, H * 0.5, glass)]
+            return [
+                box(0, 0.0, L * 0.92, W, 0.45, dark),
+                box(0, 0.3, L, W, H * 0.42, col),
+                box(-0.1 * L, 0.3 + H * 0.42, L * 0.52, W * 0.9, H * 0.5, glass),
+            ]
         if kind == "truck":
-            return [box(0, 0.0, L * 0.95, W, 0.7, dark), box(-0.12 * L, 0.55, L * 0.76, W, H - 0.55, col),
-                    box(0.38 * L, 0.55, L * 0.22, W, H * 0.72, col),
-                    box(0.47 * L, 1.3, 0.1, W * 0.9, H * 0.3, glass)]
-        return [box(0, 0.0, L * 0.95, W, 0.6, dark), box(0, 0.3, L, W, H - 0.3, col),
-                box(0, H * 0.55, L * 0.98, W * 1.01, H * 0.25, glass)]
+            return [
+                box(0, 0.0, L * 0.95, W, 0.7, dark),
+                box(-0.12 * L, 0.55, L * 0.76, W, H - 0.55, col),
+                box(0.38 * L, 0.55, L * 0.22, W, H * 0.72, col),
+                box(0.47 * L, 1.3, 0.1, W * 0.9, H * 0.3, glass),
+            ]
+        return [
+            box(0, 0.0, L * 0.95, W, 0.6, dark),
+            box(0, 0.3, L, W, H - 0.3, col),
+            box(0, H * 0.55, L * 0.98, W * 1.01, H * 0.25, glass),
+        ]
     if kind == "pedestrian":
         skin = (200 * b, 160 * b, 130 * b)
-        return [box(0, 0.0, L * 0.6, W * 0.6, H * 0.48, (45 * b, 45 * b, 60 * b), 1),
-                box(0, H * 0.48, L * 0.7, W, H * 0.38, col, 1), box(0, H * 0.86, 0.22, 0.22, H * 0.14, skin)]
+        return [
+            box(0, 0.0, L * 0.6, W * 0.6, H * 0.48, (45 * b, 45 * b, 60 * b), 1),
+            box(0, H * 0.48, L * 0.7, W, H * 0.38, col, 1),
+            box(0, H * 0.86, 0.22, 0.22, H * 0.14, skin),
+        ]
     if kind == "cyclist":
         return [box(0, 0.0, L, 0.12, 1.0, dark, 1), box(-0.1, 0.9, 0.4, W, 0.8, col, 1)]
     if kind in ("cone", "barrier"):
         return [box(0, 0.0, L, W, H, col, 1)]
     if kind == "traffic_light":
         head_z = 4.0 if agent.style == "hanging" else 2.9
-        parts = [] if agent.style == "hanging" else [box(0, 0.0, 0.16, 0.16, head_z, (95 * b, 95 * b, 98 * b))]
+        parts = (
+            [] if agent.style == "hanging" else [box(0, 0.0, 0.16, 0.16, head_z, (95 * b, 95 * b, 98 * b))]
+        )
         parts.append(box(0, head_z, 0.4, 0.45, 1.1, (20 * b, 20 * b, 22 * b), 1))
         for k in range(3):
             parts.append(box(0.22, head_z + 0.75 - 0.33 * k, 0.05, 0.28, 0.26, (0, 0, 0), 0, k))
@@ -71,7 +86,10 @@ def _parts(agent: Agent, b: float) -> list[tuple]:
             return [pole, plate, box(0.08, H - 0.65, 0.05, W * 0.55, 0.45, (200 * b, 30 * b, 35 * b))]
         return [pole, plate]
     if kind == "tree":
-        return [box(0, 0.0, 0.35, 0.35, H * 0.45, (90 * b, 65 * b, 40 * b)), box(0, H * 0.35, L, W, H * 0.65, col)]
+        return [
+            box(0, 0.0, 0.35, 0.35, H * 0.45, (90 * b, 65 * b, 40 * b)),
+            box(0, H * 0.35, L, W, H * 0.65, col),
+        ]
     return [box(0, 0.0, L, W, H, col)]
 
 
@@ -147,8 +165,14 @@ def pairwise8(d: list[np.ndarray]) -> np.ndarray:
     return ((d[0] + d[1]) + (d[2] + d[3])) + ((d[4] + d[5]) + (d[6] + d[7]))
 
 
-def project(corners: tuple[np.ndarray, np.ndarray, np.ndarray], axes: np.ndarray, cam_pos: np.ndarray,
-             focal: np.ndarray, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
+def project(
+    corners: tuple[np.ndarray, np.ndarray, np.ndarray],
+    axes: np.ndarray,
+    cam_pos: np.ndarray,
+    focal: np.ndarray,
+    width: int,
+    height: int,
+) -> tuple[np.ndarray, np.ndarray]:
     """Screen rectangles [4, V, n] (u0, u1, v0, v1, floats) and mean depth [V, n] (-1: behind) of box
     corners (x, y, z [8, F, n]) in the V = F * C views of C cameras at F frames (axes [F, C, 3, 3],
     positions [F, C, 3], focal lengths [C]). Boxes that cross the near plane are clipped at it, so a
@@ -166,8 +190,10 @@ def project(corners: tuple[np.ndarray, np.ndarray, np.ndarray], axes: np.ndarray
     ax = axes[None, ..., None]  # [1, F, C, 3, 3, 1]
     off = np.einsum("cj,cij->ci", cam_pos.reshape(-1, 3), axes.reshape(-1, 3, 3))
     off = off.reshape(frames, num_cams, 3, 1)
-    cam = [(y * ax[..., i, 1, :] + (x * ax[..., i, 0, :] + z * ax[..., i, 2, :]) - off[:, :, i])
-           .reshape(8, -1) for i in range(3)]  # [8, V * n]
+    cam = [
+        (y * ax[..., i, 1, :] + (x * ax[..., i, 0, :] + z * ax[..., i, 2, :]) - off[:, :, i]).reshape(8, -1)
+        for i in range(3)
+    ]  # [8, V * n]
     f = np.repeat(np.tile(focal, frames), n)
     ok = cam[0] >= NEAR
     depth = np.maximum(cam[0], NEAR)
@@ -211,8 +237,15 @@ def project(corners: tuple[np.ndarray, np.ndarray, np.ndarray], axes: np.ndarray
     return np.stack([u0, u1, v0, v1]).reshape(4, -1, n), dist.reshape(-1, n)
 
 
-def rectangles(rect: np.ndarray, dist: np.ndarray, min_px: np.ndarray, owner: np.ndarray,
-                num_agents: int, width: int, height: int) -> tuple[list, list, list]:
+def rectangles(
+    rect: np.ndarray,
+    dist: np.ndarray,
+    min_px: np.ndarray,
+    owner: np.ndarray,
+    num_agents: int,
+    width: int,
+    height: int,
+) -> tuple[list, list, list]:
     """Pixel rectangles to fill, in painting order: views [k], parts [k] and (u0, u1, v0, v1) [k]
     from screen rectangles [4, V, n] (u0, u1, v0, v1), depths [V, n] and minimum sizes [V, n];
     within a view agents go far to near (by their farthest drawn part) and the parts of an agent

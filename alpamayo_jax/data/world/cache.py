@@ -27,21 +27,26 @@ def split_seed(seed: int, split: str) -> int:
 
 
 def split_size(data_config, split: str) -> int:
-    return int({"train": data_config.num_train, "val": data_config.num_val, "test": data_config.num_test}[split])
+    return int(
+        {"train": data_config.num_train, "val": data_config.num_val, "test": data_config.num_test}[split]
+    )
 
 
 def cache_dir(config) -> pathlib.Path:
     """Directory of the synthetic dataset `config` describes (all splits live below it)."""
     world = WorldConfig.from_config(config)
     data = config.data
-    key = json.dumps({"world": world.to_dict(), "seed": int(data.seed),
-                      "sizes": [split_size(data, s) for s in SPLITS]}, sort_keys=True)
+    key = json.dumps(
+        {"world": world.to_dict(), "seed": int(data.seed), "sizes": [split_size(data, s) for s in SPLITS]},
+        sort_keys=True,
+    )
     digest = hashlib.sha1(key.encode()).hexdigest()[:12]
     return pathlib.Path(os.path.expanduser(data.cache_dir)) / f"{world.world}-{digest}"
 
 
-def synthetic_split(config, split: str, *, workers: int | None = None,
-                    on_sample: Callable | None = None) -> pathlib.Path:
+def synthetic_split(
+    config, split: str, *, workers: int | None = None, on_sample: Callable | None = None
+) -> pathlib.Path:
     """Path of `split` of the config's synthetic dataset, generating it on first use."""
     world = WorldConfig.from_config(config)
     root = cache_dir(config)
@@ -54,6 +59,14 @@ def synthetic_split(config, split: str, *, workers: int | None = None,
     workers = workers or int(config.data.workers) or default_workers()
     seed = split_seed(int(config.data.seed), split)
     samples = generate(world, seed, range(num), workers=workers)
-    write_split(root, split, samples, num, seed=seed, config=world.to_dict(),
-                shard_size=int(config.data.shard_size), on_sample=on_sample)
+    write_split(
+        root,
+        split,
+        samples,
+        num,
+        seed=seed,
+        config=world.to_dict(),
+        shard_size=int(config.data.shard_size),
+        on_sample=on_sample,
+    )
     return path

@@ -65,8 +65,9 @@ def draw(sample: Sample, cameras: list[str], frames: int, out_path: str, dpi: in
     col = max(2.3, 1.15 * width / dpi)  # inches per camera: at least native resolution
     row = col * height / width + 0.25
     fig = plt.figure(figsize=(col * (n_cam + 1.1), row * frames + 1.3), dpi=dpi)
-    grid = fig.add_gridspec(frames + 1, n_cam + 1, height_ratios=[1] * frames + [0.9],
-                            width_ratios=[1] * n_cam + [1.1])
+    grid = fig.add_gridspec(
+        frames + 1, n_cam + 1, height_ratios=[1] * frames + [0.9], width_ratios=[1] * n_cam + [1.1]
+    )
     for c, name in enumerate(cameras):
         for f in range(frames):
             ax = fig.add_subplot(grid[f, c])
@@ -82,8 +83,17 @@ def draw(sample: Sample, cameras: list[str], frames: int, out_path: str, dpi: in
     hist, fut = sample.history_xyz, sample.future_xyz
     bev.plot(-hist[:, 1], hist[:, 0], "o-", color="0.4", ms=2, lw=1, label="history")
     bev.plot(-fut[:, 1], fut[:, 0], ".-", color="tab:blue", ms=2, lw=1.2, label="expert future")
-    _plot_box_up(bev, 0.0, 0.0, 0.0, EGO_LENGTH, EGO_WIDTH, centre_offset=EGO_FRONT - EGO_LENGTH / 2,
-                 color="tab:blue", lw=1.5)
+    _plot_box_up(
+        bev,
+        0.0,
+        0.0,
+        0.0,
+        EGO_LENGTH,
+        EGO_WIDTH,
+        centre_offset=EGO_FRONT - EGO_LENGTH / 2,
+        color="tab:blue",
+        lw=1.5,
+    )
     bev.set_aspect("equal")
     top = max(40.0, float(fut[:, 0].max()) + 12)
     bottom = min(-15.0, float(hist[:, 0].min()) - 3)
@@ -96,8 +106,10 @@ def draw(sample: Sample, cameras: list[str], frames: int, out_path: str, dpi: in
     text = fig.add_subplot(grid[frames, :n_cam])
     text.axis("off")
     meta = sample.meta
-    header = (f"{sample.clip_id}   decision: {sample.decision} ({'hard' if sample.hard else 'common'})   "
-              f"v0 = {float(sample.v0):.1f} m/s")
+    header = (
+        f"{sample.clip_id}   decision: {sample.decision} ({'hard' if sample.hard else 'common'})   "
+        f"v0 = {float(sample.v0):.1f} m/s"
+    )
     if "longitudinal" in meta:
         header += f"   meta-actions: {meta['longitudinal']} / {meta['lateral']}"
     body = "\n".join(textwrap.wrap("CoC: " + sample.coc, width=int(26 * n_cam)))

@@ -55,14 +55,20 @@ class WorldConfig:
     def __post_init__(self):
         object.__setattr__(self, "cameras", tuple(self.cameras))
         if self.world != WORLD_NAME:
-            raise ValueError(f"data.world: expected {WORLD_NAME!r} (the only synthetic world), got {self.world!r}")
+            raise ValueError(
+                f"data.world: expected {WORLD_NAME!r} (the only synthetic world), got {self.world!r}"
+            )
         for name in ("image_height", "image_width"):
             value = getattr(self, name)
             if value <= 0 or value % self.image_multiple:
-                raise ValueError(f"data.{name}: expected a positive multiple of {self.image_multiple} "
-                                 f"(data.image_multiple), got {value}")
+                raise ValueError(
+                    f"data.{name}: expected a positive multiple of {self.image_multiple} "
+                    f"(data.image_multiple), got {value}"
+                )
         if not 1 <= self.frames_per_camera <= self.history_steps:
-            raise ValueError(f"data.frames_per_camera: expected 1..{self.history_steps}, got {self.frames_per_camera}")
+            raise ValueError(
+                f"data.frames_per_camera: expected 1..{self.history_steps}, got {self.frames_per_camera}"
+            )
         if not self.cameras:
             raise ValueError("data.cameras: expected at least one camera, got none")
         for camera in self.cameras:
@@ -70,16 +76,25 @@ class WorldConfig:
         if abs(self.dt - DT) > 1e-9:
             raise ValueError(f"action.dt: the synthetic world runs at {DT} s, got {self.dt}")
         if self.future_steps * self.dt > 8.0 or self.history_steps * self.dt > 1.9:
-            raise ValueError("action.future_steps/history_steps: the world simulates 8 s ahead and 1.9 s back")
+            raise ValueError(
+                "action.future_steps/history_steps: the world simulates 8 s ahead and 1.9 s back"
+            )
 
     @classmethod
-    def from_config(cls, config) -> "WorldConfig":
+    def from_config(cls, config) -> WorldConfig:
         """From a full config (`config.data` and `config.action` sections)."""
         data, action = config.data, config.action
-        return cls(world=data.world, image_height=data.image_height, image_width=data.image_width,
-                   frames_per_camera=data.frames_per_camera, cameras=tuple(data.cameras),
-                   image_multiple=data.image_multiple, future_steps=action.future_steps,
-                   history_steps=action.history_steps, dt=action.dt)
+        return cls(
+            world=data.world,
+            image_height=data.image_height,
+            image_width=data.image_width,
+            frames_per_camera=data.frames_per_camera,
+            cameras=tuple(data.cameras),
+            image_multiple=data.image_multiple,
+            future_steps=action.future_steps,
+            history_steps=action.history_steps,
+            dt=action.dt,
+        )
 
     def to_dict(self) -> dict:
         out = dataclasses.asdict(self)
@@ -129,14 +144,16 @@ def collides(scene: Scene, p: Plan) -> bool:
     Obstacles whose centre stays farther from the ego than both can reach (with a metre to spare)
     are ruled out first, all at once; the rest are tested circle by circle.
     """
-    poses = np.concatenate([np.zeros((1, 3)), np.concatenate([p.future_xyz[:, :2], p.future_heading[:, None]], -1)])
+    poses = np.concatenate(
+        [np.zeros((1, 3)), np.concatenate([p.future_xyz[:, :2], p.future_heading[:, None]], -1)]
+    )
     steps = poses.shape[0]
     i0 = time_index(0.0)
     obstacles = [agent for agent in scene.agents if agent.is_obstacle]
     if not obstacles:
         return False
-    ax = np.stack([agent.x[i0:i0 + steps] for agent in obstacles])
-    ay = np.stack([agent.y[i0:i0 + steps] for agent in obstacles])
+    ax = np.stack([agent.x[i0 : i0 + steps] for agent in obstacles])
+    ay = np.stack([agent.y[i0 : i0 + steps] for agent in obstacles])
     reach = np.array([agent.length / 2 + agent.width for agent in obstacles]) + (EGO_FRONT + EGO_WIDTH + 1.0)
     near = (np.hypot(ax - poses[:, 0], ay - poses[:, 1]) < reach[:, None]).any(axis=1)
     offsets = np.linspace(-EGO_REAR + EGO_WIDTH / 2, EGO_FRONT - EGO_WIDTH / 2, 3)
@@ -145,7 +162,7 @@ def collides(scene: Scene, p: Plan) -> bool:
     r_ego = EGO_WIDTH / 2
     for k in np.flatnonzero(near).tolist():
         agent = obstacles[k]
-        ah = agent.yaw[i0:i0 + steps]
+        ah = agent.yaw[i0 : i0 + steps]
         n = max(1, int(math.ceil(agent.length / max(agent.width, 0.3))))
         r = max(agent.width, agent.length / n) / 2 * 0.9
         offs = np.linspace(-(agent.length / 2 - r), agent.length / 2 - r, n) if n > 1 else np.zeros(1)
@@ -161,8 +178,15 @@ def generate_sample(config: WorldConfig, seed: int, index: int, decision: str | 
     """Sample `index` of the dataset of `seed`: rendered cameras, ego history, expert future, CoC."""
     for attempt in range(MAX_ATTEMPTS):
         scene = build_scene(seed, index, decision, attempt)
-        expert = plan(scene.road, scene.agents, scene.intent, config.future_steps, config.history_steps,
-                      config.dt, emergency=scene.emergency)
+        expert = plan(
+            scene.road,
+            scene.agents,
+            scene.intent,
+            config.future_steps,
+            config.history_steps,
+            config.dt,
+            emergency=scene.emergency,
+        )
         if not drivable(scene, expert):
             continue
         times = config.frame_times
@@ -187,15 +211,22 @@ def generate_sample(config: WorldConfig, seed: int, index: int, decision: str | 
             coc=coc,
             clip_id=f"{config.world}-s{seed}-{index:08d}",
             meta={
-                "world": config.world, "seed": seed, "index": index, "attempt": attempt,
-                "variant": scene.variant, "forced_decision": decision is not None,
-                "longitudinal": meta_actions.longitudinal, "lateral": meta_actions.lateral,
+                "world": config.world,
+                "seed": seed,
+                "index": index,
+                "attempt": attempt,
+                "variant": scene.variant,
+                "forced_decision": decision is not None,
+                "longitudinal": meta_actions.longitudinal,
+                "lateral": meta_actions.lateral,
                 "causes": [dataclasses.asdict(c) for c in scene.causes],
                 "visible_agents": sorted(int(i) for i in visible),
             },
         )
-    raise RuntimeError(f"sample {index} of seed {seed}: no drivable scene in {MAX_ATTEMPTS} attempts "
-                       f"(decision {decision or pick_decision(seed, index)!r})")
+    raise RuntimeError(
+        f"sample {index} of seed {seed}: no drivable scene in {MAX_ATTEMPTS} attempts "
+        f"(decision {decision or pick_decision(seed, index)!r})"
+    )
 
 
 def _work(args) -> Sample:
@@ -203,8 +234,9 @@ def _work(args) -> Sample:
     return generate_sample(config, seed, index, decision)
 
 
-def generate(config: WorldConfig, seed: int, indices: Sequence[int], workers: int = 1,
-             decision: str | None = None) -> Iterator[Sample]:
+def generate(
+    config: WorldConfig, seed: int, indices: Sequence[int], workers: int = 1, decision: str | None = None
+) -> Iterator[Sample]:
     """Samples for `indices`, in order; `workers` > 1 generates in that many processes."""
     jobs = [(config, seed, int(i), decision) for i in indices]
     if workers <= 1 or len(jobs) < 2 * workers:

@@ -38,8 +38,12 @@ class MetaActions:
     lateral: str
 
 
-def label(future_xyz: Float[np.ndarray, "t d"], v0: float, dt: float = 0.1,
-          future_heading: Float[np.ndarray, " t"] | None = None) -> MetaActions:
+def label(
+    future_xyz: Float[np.ndarray, "t d"],
+    v0: float,
+    dt: float = 0.1,
+    future_heading: Float[np.ndarray, " t"] | None = None,
+) -> MetaActions:
     """Meta-actions of one trajectory: poses at t = dt .. T dt in the t0 frame, v0 in m/s."""
     xy = np.asarray(future_xyz, dtype=np.float64)[:, :2]
     if xy.ndim != 2 or xy.shape[0] < 4:

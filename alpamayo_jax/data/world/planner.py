@@ -144,7 +144,7 @@ def _window_min(a: np.ndarray, width: int) -> np.ndarray:
         m = np.minimum(m[:, :-span], m[:, span:])
         span *= 2
     cols = a.shape[1]
-    return np.minimum(m[:, :cols], m[:, width - span:width - span + cols])
+    return np.minimum(m[:, :cols], m[:, width - span : width - span + cols])
 
 
 class _Obstacles:
@@ -167,11 +167,12 @@ class _Obstacles:
         abs_cos, abs_sin = np.abs(cos_rel), np.abs(sin_rel)
         across = abs_sin * half_len + abs_cos * half_wid
         along = abs_cos * half_len + abs_sin * half_wid
-        margin = np.array([PEOPLE_MARGIN if a.kind in ("pedestrian", "cyclist") else CORRIDOR_MARGIN
-                           for a in movers])[:, None]
+        margin = np.array(
+            [PEOPLE_MARGIN if a.kind in ("pedestrian", "cyclist") else CORRIDOR_MARGIN for a in movers]
+        )[:, None]
         self.inside = np.abs(d - path_d) < across + EGO_WIDTH / 2 + margin
         self.s_back = s - along  # the end of the agent nearest to the ego
-        self.speed = _gradient(s, DT) * cos_rel ** 2 * (cos_rel > 0)
+        self.speed = _gradient(s, DT) * cos_rel**2 * (cos_rel > 0)
         steps = int(round(lookahead / DT))
         # soon[n, i]: agent n will be inside the corridor at some time in [t_i, t_i + lookahead].
         self.soon_s = _window_min(np.where(self.inside, self.s_back, np.inf), steps + 1)
@@ -193,7 +194,9 @@ class _Obstacles:
         if self.n == 0:
             return []
         ahead = s_front - 0.5
-        return [(s - s_front, v, v > 0.5, stop_at) for s, v in zip(self._where[i], self._speed[i]) if s > ahead]
+        return [
+            (s - s_front, v, v > 0.5, stop_at) for s, v in zip(self._where[i], self._speed[i]) if s > ahead
+        ]
 
 
 def _history(intent: Intent, steps: int, dt: float) -> tuple[np.ndarray, np.ndarray]:
@@ -208,8 +211,15 @@ def _history(intent: Intent, steps: int, dt: float) -> tuple[np.ndarray, np.ndar
     return np.array(s), np.array(v)
 
 
-def plan(road: Road, agents: list[Agent], intent: Intent, future_steps: int = 64,
-         history_steps: int = 16, dt: float = DT, emergency: bool = False) -> Plan:
+def plan(
+    road: Road,
+    agents: list[Agent],
+    intent: Intent,
+    future_steps: int = 64,
+    history_steps: int = 16,
+    dt: float = DT,
+    emergency: bool = False,
+) -> Plan:
     """Run the expert from t0 for `future_steps` steps and reconstruct `history_steps` past poses."""
     if abs(dt - DT) > 1e-9:
         raise ValueError(f"the synthetic world runs at dt = {DT} s, got dt = {dt}")
@@ -240,7 +250,7 @@ def plan(road: Road, agents: list[Agent], intent: Intent, future_steps: int = 64
         targets = obstacles.targets(i0 + k, s_front, follow_gap)
         # Never wait inside an intersection: yield to crossing traffic at the stop line instead.
         if stop_line is not None and stop_line - s_front > -0.3 and cross_center is not None:
-            for j, (gap, v_obs, moving, stop_at) in enumerate(targets):
+            for j, (gap, _v_obs, moving, _stop_at) in enumerate(targets):
                 if not moving and abs(s_front + gap - cross_center) < cross_half:  # in the cross road
                     targets[j] = (stop_line - s_front, 0.0, False, stop_gap)
         for s_line, t_release in stop_lines:
@@ -290,4 +300,3 @@ def plan(road: Road, agents: list[Agent], intent: Intent, future_steps: int = 64
         past_times=np.round(np.arange(-(len(hist_s) - 1), 1) * dt, 6),
         past_poses=past,
     )
-

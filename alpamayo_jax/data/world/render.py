@@ -27,7 +27,7 @@ import threading
 import numpy as np
 
 from alpamayo_jax.data.world.boxes import SceneParts, corners, project, rectangles
-from alpamayo_jax.data.world.cameras import ground_rays, get_camera
+from alpamayo_jax.data.world.cameras import get_camera, ground_rays
 from alpamayo_jax.data.world.road import Road
 from alpamayo_jax.data.world.scene import Look, Scene
 
@@ -62,12 +62,15 @@ class _Across:
             for divider in dividers[1:]:
                 near |= np.abs(dm - divider) < 0.12
             self.dividers = np.flatnonzero(near)
-        self.own_side = (dm >= road.right_edge) & (dm <= road.center_line) if road.stop_line is not None else None
+        self.own_side = (
+            (dm >= road.right_edge) & (dm <= road.center_line) if road.stop_line is not None else None
+        )
         self.centre = np.abs(dm - road.center_line) < 0.22 if road.lanes_opposite > 0 else None
 
 
-def _ground_classes(road: Road, s: np.ndarray, wx: np.ndarray, across: _Across,
-                    work: np.ndarray | None = None) -> np.ndarray:
+def _ground_classes(
+    road: Road, s: np.ndarray, wx: np.ndarray, across: _Across, work: np.ndarray | None = None
+) -> np.ndarray:
     """Class of each ground point (verge, sidewalk, asphalt, white paint, yellow centre line) from
     its arc length s, world x (the cross road runs across x) and lateral structure `across`.
 
@@ -78,8 +81,11 @@ def _ground_classes(road: Road, s: np.ndarray, wx: np.ndarray, across: _Across,
     """
     side, on_main, cross = across.side, across.on_main, None
     if road.cross_center is not None:
-        dx = np.abs(np.subtract(wx, road.cross_center, out=work), out=work) if work is not None else \
-            np.abs(wx - road.cross_center)
+        dx = (
+            np.abs(np.subtract(wx, road.cross_center, out=work), out=work)
+            if work is not None
+            else np.abs(wx - road.cross_center)
+        )
         side = side | (dx < road.cross_width / 2 + road.sidewalk)
         cross = dx < road.cross_width / 2
     paved = on_main if cross is None else on_main | cross
@@ -109,6 +115,7 @@ def _palette(look: Look) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------ frames
+
 
 def _to_u8(values: np.ndarray) -> np.ndarray:
     """Pixel values as an image stores them: rounded to float32, clipped to 0..255, truncated."""
@@ -170,8 +177,14 @@ class _Shade:
         self.sky = [np.repeat(sky[c, :first, None], rays.width, 1) for c, first in enumerate(rays.first_rows)]
 
 
-def _background(road: Road, rays: _Rays, shade: _Shade, ego_pose: tuple[float, float, float],
-                out: np.ndarray, memo: dict | None = None) -> None:
+def _background(
+    road: Road,
+    rays: _Rays,
+    shade: _Shade,
+    ego_pose: tuple[float, float, float],
+    out: np.ndarray,
+    memo: dict | None = None,
+) -> None:
     """Sky and shaded ground of all cameras into `out` [C, H, W, 3] uint8, one road lookup for all.
     `memo` keeps the lateral ground structure between frames of a sample (see `_Across`)."""
     ex, ey, eh = ego_pose
@@ -204,7 +217,7 @@ def _background(road: Road, rays: _Rays, shade: _Shade, ego_pose: tuple[float, f
     width = out.shape[2]
     for c, first in enumerate(rays.first_rows):
         out[c, :first] = shade.sky[c]
-        out[c, first:] = ground[rays.starts[c]:rays.starts[c + 1]].reshape(-1, width, 3)
+        out[c, first:] = ground[rays.starts[c] : rays.starts[c + 1]].reshape(-1, width, 3)
 
 
 def _camera_frames(rays: _Rays, ego_pose) -> tuple[np.ndarray, np.ndarray]:
@@ -217,8 +230,9 @@ def _camera_frames(rays: _Rays, ego_pose) -> tuple[np.ndarray, np.ndarray]:
     return axes, pos
 
 
-def _objects(parts: SceneParts, rays: _Rays, ego_poses: list, times: list[float], images: np.ndarray,
-             want_ids: bool) -> set[int] | None:
+def _objects(
+    parts: SceneParts, rays: _Rays, ego_poses: list, times: list[float], images: np.ndarray, want_ids: bool
+) -> set[int] | None:
     """Paint every agent into `images` [C, F, H, W, 3] (all cameras and frames in one projection);
     with `want_ids`, return the agents covering at least one pixel of some camera at the last frame."""
     num_cams, frames, height, width = images.shape[:4]
@@ -235,8 +249,9 @@ def _objects(parts: SceneParts, rays: _Rays, ego_poses: list, times: list[float]
         axes = np.stack([a for a, _ in posed])  # views: frame-major, camera-minor
         pos = np.stack([p for _, p in posed])
         rect, dist = project(corners(boxes), axes, pos, rays.focal, width, height)
-        views, idx, rects = rectangles(rect, dist, np.repeat(min_px, num_cams, 0), parts.owner,
-                                        parts.num_agents, width, height)
+        views, idx, rects = rectangles(
+            rect, dist, np.repeat(min_px, num_cams, 0), parts.owner, parts.num_agents, width, height
+        )
         cols = [list(c) for c in _to_u8(colour)]
         targets = [(images[c, f], cols[f]) for f in range(frames) for c in range(num_cams)]
         split = bisect.bisect_left(views, (frames - 1) * num_cams) if want_ids else len(views)
@@ -256,9 +271,16 @@ def _objects(parts: SceneParts, rays: _Rays, ego_poses: list, times: list[float]
     return set(np.nonzero(seen[1:])[0].tolist())
 
 
-def render_frame(scene: Scene, cameras: tuple[str, ...], height: int, width: int,
-                 ego_pose: tuple[float, float, float], t: float, want_ids: bool = False,
-                 parts: SceneParts | None = None) -> tuple[np.ndarray, set[int] | None]:
+def render_frame(
+    scene: Scene,
+    cameras: tuple[str, ...],
+    height: int,
+    width: int,
+    ego_pose: tuple[float, float, float],
+    t: float,
+    want_ids: bool = False,
+    parts: SceneParts | None = None,
+) -> tuple[np.ndarray, set[int] | None]:
     """uint8 [C, height, width, 3] images of `cameras` with the ego at `ego_pose` (t0 frame) at time
     t, and (with `want_ids`) the agents covering at least one pixel in any of them."""
     rays = _rays(tuple(cameras), height, width)
@@ -269,8 +291,14 @@ def render_frame(scene: Scene, cameras: tuple[str, ...], height: int, width: int
     return images[:, 0], ids
 
 
-def render(scene: Scene, ego_poses: list[tuple[float, float, float]], times: list[float],
-           cameras: tuple[str, ...], height: int, width: int) -> tuple[np.ndarray, set[int]]:
+def render(
+    scene: Scene,
+    ego_poses: list[tuple[float, float, float]],
+    times: list[float],
+    cameras: tuple[str, ...],
+    height: int,
+    width: int,
+) -> tuple[np.ndarray, set[int]]:
     """All frames, camera-major ([cam0 f0..fF-1, cam1 ...], oldest first), and the agents in view
     in any camera at the last frame (t0)."""
     rays = _rays(tuple(cameras), height, width)

@@ -16,8 +16,16 @@ from alpamayo_jax.data.world.planner import Intent
 from alpamayo_jax.data.world.road import Road
 
 CAR_COLORS = (
-    (190, 192, 198), (32, 32, 36), (228, 228, 226), (40, 62, 128), (118, 28, 32),
-    (72, 92, 74), (140, 142, 150), (176, 160, 116), (24, 82, 108), (96, 64, 44),
+    (190, 192, 198),
+    (32, 32, 36),
+    (228, 228, 226),
+    (40, 62, 128),
+    (118, 28, 32),
+    (72, 92, 74),
+    (140, 142, 150),
+    (176, 160, 116),
+    (24, 82, 108),
+    (96, 64, 44),
 )
 TRUCK_COLORS = ((222, 222, 218), (200, 170, 60), (60, 84, 120), (150, 40, 30))
 CLOTHES = ((40, 50, 90), (150, 40, 40), (60, 110, 60), (30, 30, 30), (200, 180, 150), (90, 60, 120))
@@ -67,9 +75,12 @@ class Scene:
 def sample_look(rng: np.random.Generator) -> Look:
     dusk = rng.random() < 0.2
     b = float(rng.uniform(0.72, 0.85) if dusk else rng.uniform(0.88, 1.08))
-    sky_top = (150, 120, 140) if dusk else tuple(int(c) for c in rng.integers((95, 135, 190), (130, 165, 225)))
-    verge = tuple(int(c) for c in rng.choice(np.array([(92, 118, 70), (120, 110, 80), (80, 100, 60),
-                                                         (135, 130, 120)])))
+    sky_top = (
+        (150, 120, 140) if dusk else tuple(int(c) for c in rng.integers((95, 135, 190), (130, 165, 225)))
+    )
+    verge = tuple(
+        int(c) for c in rng.choice(np.array([(92, 118, 70), (120, 110, 80), (80, 100, 60), (135, 130, 120)]))
+    )
     return Look(b, sky_top, (205, 190, 185) if dusk else (195, 210, 225), int(rng.integers(64, 96)), verge)
 
 
@@ -84,17 +95,33 @@ def car_color(rng: np.random.Generator, kind: str = "car") -> tuple[int, int, in
     return palette[int(rng.integers(len(palette)))]
 
 
-def road_vehicle(rng, road: Road, s0: float, d: float, v: float, a: float = 0.0, kind: str = "car",
-                 oncoming: bool = False, parked: bool = False) -> Agent:
+def road_vehicle(
+    rng,
+    road: Road,
+    s0: float,
+    d: float,
+    v: float,
+    a: float = 0.0,
+    kind: str = "car",
+    oncoming: bool = False,
+    parked: bool = False,
+) -> Agent:
     """A vehicle centred at arc length s0 (at t0), moving along the road at speed v (accel a)."""
     dist = travelled(v, a)
     s = s0 - dist if oncoming else s0 + dist
     return on_road(kind, road, s, d, vehicle_size(rng, kind), car_color(rng, kind), oncoming, parked)
 
 
-def dress(scene: Scene, rng: np.random.Generator, *, oncoming_near: bool = True,
-          adjacent: bool = True, parked: bool = True, clear_lanes: tuple[int, ...] = (),
-          traffic_stops_at: float | None = None) -> None:
+def dress(
+    scene: Scene,
+    rng: np.random.Generator,
+    *,
+    oncoming_near: bool = True,
+    adjacent: bool = True,
+    parked: bool = True,
+    clear_lanes: tuple[int, ...] = (),
+    traffic_stops_at: float | None = None,
+) -> None:
     """Add scenery and traffic that do not change the decision: buildings, trees, sidewalk
     pedestrians, parked cars on the shoulder, oncoming traffic, and traffic in other lanes.
 
@@ -139,13 +166,24 @@ def dress(scene: Scene, rng: np.random.Generator, *, oncoming_near: bool = True,
         d = sides[side] + (1 if side == 0 else -1) * road.sidewalk * rng.uniform(0.3, 0.7)
         s0, v = rng.uniform(5, 60), rng.uniform(0.8, 1.6) * (1 if rng.random() < 0.5 else -1)
         size = SIZES["pedestrian"]
-        scene.add(on_road("pedestrian", road, s0 + travelled(v, 0.0), d, size,
-                          CLOTHES[int(rng.integers(len(CLOTHES)))], oncoming=v < 0))
+        scene.add(
+            on_road(
+                "pedestrian",
+                road,
+                s0 + travelled(v, 0.0),
+                d,
+                size,
+                CLOTHES[int(rng.integers(len(CLOTHES)))],
+                oncoming=v < 0,
+            )
+        )
     # Parked cars on the shoulder.
     if parked and road.shoulder > 0:
         for s in np.arange(rng.uniform(-10, 10), 90, rng.uniform(9, 20)):
-            if rng.random() < 0.5 or (road.cross_center is not None and any(
-                    abs(v - road.cross_center) < road.cross_width / 2 for v in (s, s + 4, s - 4))):  # in_cross_road
+            if rng.random() < 0.5 or (
+                road.cross_center is not None
+                and any(abs(v - road.cross_center) < road.cross_width / 2 for v in (s, s + 4, s - 4))
+            ):  # in_cross_road
                 continue
             d = road.right_edge - road.shoulder / 2
             scene.add(road_vehicle(rng, road, s, d, 0.0, parked=True))
@@ -161,8 +199,9 @@ def dress(scene: Scene, rng: np.random.Generator, *, oncoming_near: bool = True,
             continue
         for _ in range(int(rng.integers(0, 3))):
             kind = "truck" if rng.random() < 0.15 else "car"
-            scene.add(road_vehicle(rng, road, rng.uniform(15, 140), d, rng.uniform(6, 15), kind=kind,
-                                   oncoming=True))
+            scene.add(
+                road_vehicle(rng, road, rng.uniform(15, 140), d, rng.uniform(6, 15), kind=kind, oncoming=True)
+            )
     # Traffic in the other lanes of the ego direction, roughly at the ego's speed.
     if adjacent:
         for lane in range(road.lanes_same):
@@ -170,8 +209,9 @@ def dress(scene: Scene, rng: np.random.Generator, *, oncoming_near: bool = True,
                 continue
             if traffic_stops_at is not None:  # waiting at the line beside the ego
                 for k in range(int(rng.integers(0, 3))):
-                    scene.add(road_vehicle(rng, road, traffic_stops_at - 3.5 - k * 7.0,
-                                           road.lane_center(lane), 0.0))
+                    scene.add(
+                        road_vehicle(rng, road, traffic_stops_at - 3.5 - k * 7.0, road.lane_center(lane), 0.0)
+                    )
                 continue
             for s0 in rng.uniform(-10, 90, size=int(rng.integers(0, 3))):
                 if abs(s0) < 9:

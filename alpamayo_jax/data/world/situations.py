@@ -13,27 +13,52 @@ import math
 import numpy as np
 
 from alpamayo_jax.data.world.agents import (
-    SIZES, light_schedule, on_line, on_road, static, travelled,
+    SIZES,
+    light_schedule,
+    on_line,
+    on_road,
+    static,
+    travelled,
 )
 from alpamayo_jax.data.world.planner import EGO_FRONT, Intent, Lateral
 from alpamayo_jax.data.world.road import Road
 from alpamayo_jax.data.world.scene import (
-    CLOTHES, Cause, Scene, dress, road_vehicle, sample_look, vehicle_size, car_color,
+    CLOTHES,
+    Cause,
+    Scene,
+    car_color,
+    dress,
+    road_vehicle,
+    sample_look,
+    vehicle_size,
 )
 
 HORIZON = 6.4
 
 
-def _road(rng, *, min_same=1, lanes_same=None, stop_line=None, crosswalk=False, curve=None,
-          shoulder=None, cross=True, ego_lane=None) -> Road:
+def _road(
+    rng,
+    *,
+    min_same=1,
+    lanes_same=None,
+    stop_line=None,
+    crosswalk=False,
+    curve=None,
+    shoulder=None,
+    cross=True,
+    ego_lane=None,
+) -> Road:
     lanes_same = int(rng.integers(min_same, 4)) if lanes_same is None else lanes_same
     opposite = int(rng.integers(0 if lanes_same > 1 else 1, 3))
     ego = int(rng.integers(lanes_same)) if ego_lane is None else ego_lane
     kwargs = {}
     if stop_line is not None:
         cross_width = float(rng.uniform(12, 18))
-        kwargs.update(stop_line=stop_line, cross_width=cross_width,
-                      cross_center=(stop_line + 4.5 + cross_width / 2) if cross else None)
+        kwargs.update(
+            stop_line=stop_line,
+            cross_width=cross_width,
+            cross_center=(stop_line + 4.5 + cross_width / 2) if cross else None,
+        )
         if crosswalk:
             kwargs["crosswalks"] = ((stop_line + 0.8, stop_line + 3.8),)
     if curve is not None:
@@ -41,8 +66,15 @@ def _road(rng, *, min_same=1, lanes_same=None, stop_line=None, crosswalk=False, 
         kwargs.update(curve_start=start, curve_length=length, curvature=kappa)
     if shoulder is None:
         shoulder = float(rng.choice([0.0, 2.4])) if ego == 0 or rng.random() < 0.5 else 0.0
-    return Road(lane_width=float(rng.uniform(3.3, 3.8)), lanes_same=lanes_same, lanes_opposite=opposite,
-                ego_lane=ego, ego_offset=float(rng.uniform(-0.15, 0.15)), shoulder=shoulder, **kwargs)
+    return Road(
+        lane_width=float(rng.uniform(3.3, 3.8)),
+        lanes_same=lanes_same,
+        lanes_opposite=opposite,
+        ego_lane=ego,
+        ego_offset=float(rng.uniform(-0.15, 0.15)),
+        shoulder=shoulder,
+        **kwargs,
+    )
 
 
 def _scene(rng, decision, variant, road, intent, emergency=False) -> Scene:
@@ -79,8 +111,17 @@ def _stop_sign(scene: Scene) -> int:
     return scene.add(static("stop_sign", x[0], y[0], h[0] + math.pi, SIZES["stop_sign"], (190, 25, 30)))
 
 
-def _cross_traffic(scene: Scene, rng, n: int, *, moving: bool, from_right: bool | None = None,
-                   first_arrival: float = 1.0, speed: float = 10.0, gap: float = 15.0) -> list[int]:
+def _cross_traffic(
+    scene: Scene,
+    rng,
+    n: int,
+    *,
+    moving: bool,
+    from_right: bool | None = None,
+    first_arrival: float = 1.0,
+    speed: float = 10.0,
+    gap: float = 15.0,
+) -> list[int]:
     """Vehicles on the cross road: moving across the intersection, or waiting at its edge."""
     road = scene.road
     out = []
@@ -93,7 +134,11 @@ def _cross_traffic(scene: Scene, rng, n: int, *, moving: bool, from_right: bool 
         size = vehicle_size(rng, kind)
         # conflict point: the ego's lane (y ~ 0); arrive there at first_arrival + k * spacing
         if moving:
-            y_start = -(speed * (first_arrival + k * gap / speed)) if right else speed * (first_arrival + k * gap / speed)
+            y_start = (
+                -(speed * (first_arrival + k * gap / speed))
+                if right
+                else speed * (first_arrival + k * gap / speed)
+            )
             dist = travelled(speed, 0.0)
         else:
             edge = road.right_edge - road.shoulder - 2.0 if right else road.left_edge + 2.0
@@ -106,14 +151,18 @@ def _cross_traffic(scene: Scene, rng, n: int, *, moving: bool, from_right: bool 
 
 # ---------------------------------------------------------------------------------- decisions
 
+
 def keep_lane(rng) -> Scene:
     v0 = float(rng.uniform(8, 19))
     variant = rng.choice(["open_road", "curve", "green_light", "lead_pulling_away"], p=[0.4, 0.25, 0.2, 0.15])
     curve, stop_line = None, None
     if variant == "curve":
         radius = max(float(rng.uniform(150, 500)), v0 * v0 / 1.5)
-        curve = (float(rng.uniform(5, 50)), radius * float(rng.uniform(0.3, 0.7)),
-                 float(rng.choice([-1, 1])) / radius)
+        curve = (
+            float(rng.uniform(5, 50)),
+            radius * float(rng.uniform(0.3, 0.7)),
+            float(rng.choice([-1, 1])) / radius,
+        )
     if variant == "green_light":
         stop_line = float(rng.uniform(EGO_FRONT + 8, EGO_FRONT + 30))
     road = _road(rng, stop_line=stop_line, crosswalk=bool(rng.random() < 0.5), curve=curve)
@@ -124,7 +173,9 @@ def keep_lane(rng) -> Scene:
         scene.causes.append(Cause("traffic_light", idx, "green"))
         _cross_traffic(scene, rng, int(rng.integers(0, 3)), moving=False)
     elif variant == "lead_pulling_away":
-        idx = scene.add(road_vehicle(rng, road, float(rng.uniform(30, 50)), 0.0, v0 + float(rng.uniform(2, 4))))
+        idx = scene.add(
+            road_vehicle(rng, road, float(rng.uniform(30, 50)), 0.0, v0 + float(rng.uniform(2, 4)))
+        )
         scene.causes.append(Cause("lead_vehicle", idx, "faster"))
     elif variant == "curve":
         scene.causes.append(Cause("gentle_curve", None, "left" if curve[2] > 0 else "right", curve[0]))
@@ -147,8 +198,9 @@ def follow_lead(rng) -> Scene:
     kind = str(rng.choice(["car", "truck", "bus"], p=[0.7, 0.2, 0.1]))
     gap = float(rng.uniform(6, 16)) + 1.4 * v_lead + EGO_FRONT
     length = vehicle_size(rng, kind)[0]
-    idx = scene.add(road_vehicle(rng, road, gap + length / 2, 0.0, v_lead, float(rng.uniform(-0.3, 0.1)),
-                                 kind=kind))
+    idx = scene.add(
+        road_vehicle(rng, road, gap + length / 2, 0.0, v_lead, float(rng.uniform(-0.3, 0.1)), kind=kind)
+    )
     scene.causes.append(Cause("lead_vehicle", idx, "slower"))
     dress(scene, rng)
     return scene
@@ -160,14 +212,24 @@ def stop_for_red_light(rng) -> Scene:
     front_to_line = float(rng.uniform(1.0, 2.5)) if waiting else _stop_distance(rng, v0, 1.2, 2.4, 1.0)
     stop_line = EGO_FRONT + front_to_line
     road = _road(rng, stop_line=stop_line, crosswalk=bool(rng.random() < 0.6))
-    intent = Intent(v0=v0, v_des=max(v0, 10.0), a0=0.0 if waiting else float(rng.uniform(-0.8, 0.0)),
-                    stop_lines=((stop_line, math.inf),))
+    intent = Intent(
+        v0=v0,
+        v_des=max(v0, 10.0),
+        a0=0.0 if waiting else float(rng.uniform(-0.8, 0.0)),
+        stop_lines=((stop_line, math.inf),),
+    )
     scene = _scene(rng, "stop_for_red_light", "waiting" if waiting else "approaching", road, intent)
     switch = float(rng.uniform(-2.0, -0.5))
     idx = _lights(scene, rng, light_schedule("yellow" if rng.random() < 0.5 else "red", "red", switch))
     scene.causes.append(Cause("traffic_light", idx, "red"))
-    _cross_traffic(scene, rng, int(rng.integers(0, 3)), moving=True,
-                   first_arrival=float(rng.uniform(-2, 3)), speed=float(rng.uniform(8, 12)))
+    _cross_traffic(
+        scene,
+        rng,
+        int(rng.integers(0, 3)),
+        moving=True,
+        first_arrival=float(rng.uniform(-2, 3)),
+        speed=float(rng.uniform(8, 12)),
+    )
     dress(scene, rng, traffic_stops_at=stop_line)
     return scene
 
@@ -178,14 +240,24 @@ def stop_at_stop_sign(rng) -> Scene:
     front_to_line = float(rng.uniform(0.6, 1.5)) if waiting else _stop_distance(rng, v0, 1.2, 2.4, 1.0)
     stop_line = EGO_FRONT + front_to_line
     road = _road(rng, lanes_same=1, stop_line=stop_line, crosswalk=bool(rng.random() < 0.4))
-    intent = Intent(v0=v0, v_des=max(v0, 9.0), a0=0.0 if waiting else float(rng.uniform(-0.6, 0.0)),
-                    stop_lines=((stop_line, math.inf),))
+    intent = Intent(
+        v0=v0,
+        v_des=max(v0, 9.0),
+        a0=0.0 if waiting else float(rng.uniform(-0.6, 0.0)),
+        stop_lines=((stop_line, math.inf),),
+    )
     scene = _scene(rng, "stop_at_stop_sign", "waiting" if waiting else "approaching", road, intent)
     idx = _stop_sign(scene)
     scene.causes.append(Cause("stop_sign", idx))
     if rng.random() < 0.5:
-        _cross_traffic(scene, rng, int(rng.integers(1, 3)), moving=True,
-                       first_arrival=float(rng.uniform(0, 4)), speed=float(rng.uniform(7, 11)))
+        _cross_traffic(
+            scene,
+            rng,
+            int(rng.integers(1, 3)),
+            moving=True,
+            first_arrival=float(rng.uniform(0, 4)),
+            speed=float(rng.uniform(7, 11)),
+        )
     dress(scene, rng, traffic_stops_at=stop_line)
     return scene
 
@@ -218,8 +290,12 @@ def accelerate_resume(rng) -> Scene:
         stop_line = EGO_FRONT + float(rng.uniform(0.8, 2.0))
         road = _road(rng, stop_line=stop_line, crosswalk=bool(rng.random() < 0.5))
         switch = float(rng.uniform(-1.2, -0.15))
-        intent = Intent(v0=0.0, v_des=float(rng.uniform(10, 14)), a_max=float(rng.uniform(1.5, 2.2)),
-                        stop_lines=((stop_line, switch),))
+        intent = Intent(
+            v0=0.0,
+            v_des=float(rng.uniform(10, 14)),
+            a_max=float(rng.uniform(1.5, 2.2)),
+            stop_lines=((stop_line, switch),),
+        )
         scene = _scene(rng, "accelerate_resume", "light_turned_green", road, intent)
         idx = _lights(scene, rng, light_schedule("red", "green", switch))
         scene.causes.append(Cause("traffic_light", idx, "turned_green"))
@@ -228,8 +304,12 @@ def accelerate_resume(rng) -> Scene:
         return scene
     v0 = float(rng.uniform(2, 8))
     road = _road(rng)
-    intent = Intent(v0=v0, v_des=float(rng.uniform(max(12, v0 + 5), 18)), a_max=float(rng.uniform(1.2, 2.0)),
-                    a0=float(rng.uniform(0.0, 0.5)))
+    intent = Intent(
+        v0=v0,
+        v_des=float(rng.uniform(max(12, v0 + 5), 18)),
+        a_max=float(rng.uniform(1.2, 2.0)),
+        a0=float(rng.uniform(0.0, 0.5)),
+    )
     scene = _scene(rng, "accelerate_resume", "road_cleared", road, intent)
     if road.lanes_same > 1:  # the slow car it was following moved to another lane
         lane = road.ego_lane + (1 if road.ego_lane + 1 < road.lanes_same else -1)
@@ -286,8 +366,14 @@ def _cones(scene: Scene, rng, s0: float, d_lane: float, taper: int) -> int:
         idx = scene.add(static("cone", *_xyh(road, s0 + 3.0 * k, d), SIZES["cone"], (240, 110, 20)))
         first = idx if first is None else first
     for k in range(1, 5):
-        scene.add(static("cone", *_xyh(road, s0 + 15 + 6.0 * k, d_lane - taper * half * 0.6),
-                         SIZES["cone"], (240, 110, 20)))
+        scene.add(
+            static(
+                "cone",
+                *_xyh(road, s0 + 15 + 6.0 * k, d_lane - taper * half * 0.6),
+                SIZES["cone"],
+                (240, 110, 20),
+            )
+        )
     return first
 
 
@@ -323,8 +409,15 @@ def yield_to_pedestrian(rng) -> Scene:
     people = []
     for k in range(1 + int(rng.random() < 0.35)):
         dist = travelled(speed, 0.0)
-        agent = on_line("pedestrian", x0 + 0.7 * k, y0 - heading_d * 0.6 * k, h + heading_d * math.pi / 2,
-                        dist, SIZES["pedestrian"], CLOTHES[int(rng.integers(len(CLOTHES)))])
+        agent = on_line(
+            "pedestrian",
+            x0 + 0.7 * k,
+            y0 - heading_d * 0.6 * k,
+            h + heading_d * math.pi / 2,
+            dist,
+            SIZES["pedestrian"],
+            CLOTHES[int(rng.integers(len(CLOTHES)))],
+        )
         people.append(scene.add(agent))
     scene.causes.append(Cause("pedestrian", people[0], "from_right" if from_right else "from_left"))
     dress(scene, rng, adjacent=False)
@@ -336,15 +429,17 @@ def yield_to_crossing_vehicle(rng) -> Scene:
     front_to_line = _stop_distance(rng, v0, 1.1, 2.2, 1.0)
     stop_line = EGO_FRONT + front_to_line
     road = _road(rng, lanes_same=1, stop_line=stop_line)
-    intent = Intent(v0=v0, v_des=v0 + float(rng.uniform(0, 0.5)), a0=float(rng.uniform(-0.3, 0.0)),
-                    lookahead=4.0)
+    intent = Intent(
+        v0=v0, v_des=v0 + float(rng.uniform(0, 0.5)), a0=float(rng.uniform(-0.3, 0.0)), lookahead=4.0
+    )
     scene = _scene(rng, "yield_to_crossing_vehicle", "uncontrolled_intersection", road, intent)
     from_right = bool(rng.random() < 0.6)
     speed, gap = float(rng.uniform(8, 12)), float(rng.uniform(12, 16))
     first = float(rng.uniform(0.8, 2.0))
     n = int(math.ceil((5.0 - first) * speed / gap)) + 1  # a stream that keeps the crossing busy
-    ids = _cross_traffic(scene, rng, n, moving=True, from_right=from_right, first_arrival=first,
-                         speed=speed, gap=gap)
+    ids = _cross_traffic(
+        scene, rng, n, moving=True, from_right=from_right, first_arrival=first, speed=speed, gap=gap
+    )
     x, y, h = _xyh(road, stop_line + 0.3, road.curb_right - 0.8)
     sign = scene.add(static("yield_sign", x, y, h + math.pi, (0.1, 0.9, 2.3), (235, 235, 235)))
     scene.causes.append(Cause("crossing_vehicle", ids[0], "from_right" if from_right else "from_left"))
@@ -372,16 +467,18 @@ def nudge_around_obstacle(rng) -> Scene:
     half = road.lane_width / 2
     inner = -direction * (half - protrude)  # the obstacle's edge nearest the lane centre
     shift = direction * max(0.8, min(1.8, protrude + 0.5))
-    lateral = Lateral("nudge", s_start, length_out, shift, hold=obj_len + 6.0 + EGO_FRONT,
-                      length_back=length_out)
+    lateral = Lateral(
+        "nudge", s_start, length_out, shift, hold=obj_len + 6.0 + EGO_FRONT, length_back=length_out
+    )
     intent = Intent(v0=v0, v_des=v0 - float(rng.uniform(0, 1.0)), lateral=lateral)
     scene = _scene(rng, "nudge_around_obstacle", kind, road, intent)
     if kind == "cones":
         idx = None
         for k in range(5):
             d = inner - direction * (0.25 + 0.35 * (k % 2))
-            j = scene.add(static("cone", *_xyh(road, s_obs - obj_len / 2 + 2.0 * k, d), SIZES["cone"],
-                                 (240, 110, 20)))
+            j = scene.add(
+                static("cone", *_xyh(road, s_obs - obj_len / 2 + 2.0 * k, d), SIZES["cone"], (240, 110, 20))
+            )
             idx = j if idx is None else idx
         scene.causes.append(Cause("cones", idx, "right" if direction > 0 else "left"))
     else:
@@ -398,8 +495,12 @@ def nudge_around_obstacle(rng) -> Scene:
 def creep_forward(rng) -> Scene:
     stop_line = EGO_FRONT + float(rng.uniform(0.3, 1.2))
     road = _road(rng, lanes_same=1, stop_line=stop_line, shoulder=2.4)
-    intent = Intent(v0=float(rng.uniform(0.0, 0.4)), v_des=float(rng.uniform(1.6, 2.4)),
-                    a_max=float(rng.uniform(0.5, 0.8)), b_comf=1.5)
+    intent = Intent(
+        v0=float(rng.uniform(0.0, 0.4)),
+        v_des=float(rng.uniform(1.6, 2.4)),
+        a_max=float(rng.uniform(0.5, 0.8)),
+        b_comf=1.5,
+    )
     scene = _scene(rng, "creep_forward", "occluded_intersection", road, intent)
     _stop_sign(scene)
     # a large vehicle parked near the corner hides the cross road on the right
@@ -424,8 +525,15 @@ def brake_hard(rng) -> Scene:
         s_ped = EGO_FRONT + _stop_distance(rng, v0, 5.0, 7.0, 2.5)
         d0 = road.right_edge + float(rng.uniform(-0.6, 0.2))
         x0, y0, h = _xyh(road, s_ped, d0)
-        ped = on_line("pedestrian", x0, y0, h + math.pi / 2, travelled(float(rng.uniform(2.0, 3.0)), 0.0),
-                      SIZES["pedestrian"], CLOTHES[int(rng.integers(len(CLOTHES)))])
+        ped = on_line(
+            "pedestrian",
+            x0,
+            y0,
+            h + math.pi / 2,
+            travelled(float(rng.uniform(2.0, 3.0)), 0.0),
+            SIZES["pedestrian"],
+            CLOTHES[int(rng.integers(len(CLOTHES)))],
+        )
         idx = scene.add(ped)
         for s in (s_ped - 6.0, s_ped + 3.5):  # it steps out between parked cars
             car = road_vehicle(rng, road, s, road.right_edge - road.shoulder / 2, 0.0, parked=True)
