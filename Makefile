@@ -18,10 +18,12 @@ $(VENV)/.installed: pyproject.toml
 test: venv lint
 	$(BIN)/python -m pytest
 
-# Style and structure: ruff's lint and format check (config in pyproject.toml).
+# Style and structure (config in pyproject.toml): ruff's lint and format check, and the import
+# layers (import-linter: every package imports only from the layers below it).
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 demo: venv
 	BIN=$(BIN) DEMO_DIR=$(DEMO_DIR) DEMO_CONFIG=$(DEMO_CONFIG) bash tools/demo.sh

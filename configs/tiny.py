@@ -4,7 +4,7 @@ Qwen3-VL family at toy width (model preset `tiny`), the synthetic vocabulary of 
 """
 
 from alpamayo_jax.config.compose import policy_config
-from alpamayo_jax.data.world.decisions import DECISION_NAMES
+from alpamayo_jax.data.decisions import DECISION_NAMES
 
 
 def get_config():

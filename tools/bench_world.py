@@ -29,7 +29,7 @@ def main() -> None:
     if args.num < 1 or args.repeat < 1:
         parser.error(f"--num and --repeat must be >= 1, got {args.num} and {args.repeat}")
 
-    from alpamayo_jax.data.world.generate import WorldConfig, generate_sample
+    from alpamayo_jax.world.generate import WorldConfig, generate_sample
 
     multiple = 32 if args.height % 28 or args.width % 28 else 28
     config = WorldConfig(

@@ -30,7 +30,7 @@ import optax
 from flax import nnx
 
 from alpamayo_jax.config.loader import load_config_file
-from alpamayo_jax.data.world.decisions import DECISION_NAMES, decision_id
+from alpamayo_jax.data.decisions import DECISION_NAMES, decision_id
 from alpamayo_jax.eval.suite import open_split
 from alpamayo_jax.models.vision import VisionEncoder
 

@@ -53,7 +53,7 @@ import pathlib
 import sys
 
 from alpamayo_jax.eval.suite import open_split
-from alpamayo_jax.training.workdir import load_run_config
+from alpamayo_jax.run.config import load_run_config
 
 demo = pathlib.Path(sys.argv[1])
 vision_s, stage1_s, stage2_s, eval_s = (int(x) for x in sys.argv[2:6])

@@ -52,7 +52,7 @@ def _synth(args, overrides) -> int:
     from alpamayo_jax.config import base_config, load_config
     from alpamayo_jax.config.loader import apply_override, parse_overrides
     from alpamayo_jax.data.shards import write_split
-    from alpamayo_jax.data.world.generate import WorldConfig, default_workers, generate
+    from alpamayo_jax.world.generate import WorldConfig, default_workers, generate
 
     if args.config:
         config = load_config(args.config, overrides)
@@ -134,7 +134,7 @@ def _show(args, overrides) -> int:
     import pathlib
 
     from alpamayo_jax.data.shards import MANIFEST, ShardReader, list_splits
-    from alpamayo_jax.data.world.figure import draw
+    from alpamayo_jax.world.figure import draw
 
     root = pathlib.Path(args.dir)
     if (root / MANIFEST).is_file():

@@ -44,7 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, overrides: list[str]) -> int:
     from alpamayo_jax.eval import report
     from alpamayo_jax.eval.suite import SuiteOptions, run_suite
-    from alpamayo_jax.training.workdir import load_run_config
+    from alpamayo_jax.run.config import load_run_config
 
     try:
         config = load_run_config(args.workdir)
@@ -66,8 +66,8 @@ def run(args: argparse.Namespace, overrides: list[str]) -> int:
         print(f"alpamayo eval: {err}", file=sys.stderr)
         return 2
     from alpamayo_jax.data.shards import ShardError
+    from alpamayo_jax.run.checkpoint import CheckpointError
     from alpamayo_jax.text.tokenizer import TokenizerError
-    from alpamayo_jax.training.checkpoint import CheckpointError
 
     start = time.time()
     try:

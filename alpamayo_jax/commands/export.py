@@ -115,8 +115,8 @@ def export_policy(policy, out: str, platforms: tuple[str, ...], log=print):
 
 def run(args: argparse.Namespace, overrides: list[str]) -> int:
     from alpamayo_jax.export.stablehlo import ArtifactError
+    from alpamayo_jax.run.checkpoint import CheckpointError
     from alpamayo_jax.text.tokenizer import TokenizerError
-    from alpamayo_jax.training.checkpoint import CheckpointError
 
     start = time.perf_counter()
     log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731

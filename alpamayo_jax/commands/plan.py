@@ -152,8 +152,8 @@ def _log(message: str) -> None:
 def run(args: argparse.Namespace, overrides: list[str]) -> int:
     from alpamayo_jax.data.shards import ShardError
     from alpamayo_jax.inference.errors import PolicyInputError
+    from alpamayo_jax.run.checkpoint import CheckpointError
     from alpamayo_jax.text.tokenizer import TokenizerError
-    from alpamayo_jax.training.checkpoint import CheckpointError
 
     start = time.perf_counter()
     try:

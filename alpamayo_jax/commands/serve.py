@@ -56,8 +56,8 @@ def run(args: argparse.Namespace, overrides: list[str]) -> int:
     except ImportError as err:  # the optional `serve` extra
         raise MissingCapability(f"the `serve` extra (pip install 'alpamayo_jax[serve]'): {err}") from err
     from alpamayo_jax.eval.model_policy import load_policy
+    from alpamayo_jax.run.checkpoint import CheckpointError
     from alpamayo_jax.text.tokenizer import TokenizerError
-    from alpamayo_jax.training.checkpoint import CheckpointError
 
     try:
         policy, spec = load_policy(args.policy, args.workdir)

@@ -12,7 +12,7 @@ import ml_collections
 
 def data_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
-    c.world = "coc_world_v1"  # the synthetic world's name (data/world/)
+    c.world = "coc_world_v1"  # the synthetic world's name (world/)
     c.dir = ml_collections.FieldReference(None, field_type=str)  # existing dataset; None = synthetic cache
     c.cache_dir = "~/.cache/alpamayo_jax/synthetic"
     c.seed = 0  # seed of the synthetic splits (train, val and test use seed, seed + 1, seed + 2)

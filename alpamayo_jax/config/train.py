@@ -71,7 +71,7 @@ def train_config() -> ml_collections.ConfigDict:
     c.async_checkpoint = True
     c.eval_every = 200  # 0 disables periodic eval (the final eval still runs)
     c.eval_batches = 4  # the fixed val subset: this many batches from the start of the val split
-    # Planning at each eval (training/sft.py): the first `eval_plan_scenes` val scenes are planned
+    # Planning at each eval (recipes/sft.py): the first `eval_plan_scenes` val scenes are planned
     # (reasoning decode + trajectory) for minADE over `eval_plan_samples` samples and the decision
     # accuracy of the generated reasoning; 0 scenes = losses only.
     c.eval_plan_scenes = 32

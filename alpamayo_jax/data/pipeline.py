@@ -38,7 +38,7 @@ import ml_collections
 import numpy as np
 from jaxtyping import Float
 
-from alpamayo_jax.data.world.decisions import decision_id
+from alpamayo_jax.data.decisions import decision_id
 from alpamayo_jax.text.prompt import PromptBuilder, image_tokens_per_image, prompt_text_segments
 from alpamayo_jax.text.tokenizer import TOKENIZER_FILE, TextTokenizer, load_or_train_tokenizer
 

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from jaxtyping import Float, UInt8
 
-from alpamayo_jax.data.world.decisions import DECISION_NAMES, UNKNOWN
+from alpamayo_jax.data.decisions import DECISION_NAMES, UNKNOWN
 
 
 class SampleError(ValueError):

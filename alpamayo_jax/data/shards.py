@@ -27,8 +27,8 @@ from collections.abc import Callable, Iterable
 
 import numpy as np
 
+from alpamayo_jax.data.decisions import DECISION_NAMES, UNKNOWN
 from alpamayo_jax.data.schema import Sample, SampleError
-from alpamayo_jax.data.world.decisions import DECISION_NAMES, UNKNOWN
 
 FORMAT = "alpamayo_jax.samples/v1"
 MAGIC = b"AJS1"

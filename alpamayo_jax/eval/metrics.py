@@ -20,9 +20,9 @@ import jax
 import numpy as np
 from jaxtyping import Bool, Float
 
-from alpamayo_jax.eval.policies import DrivingPolicy, Observation, PolicyPlan, plan_all
 from alpamayo_jax.trajectory import comfort as comfort_lib
 from alpamayo_jax.trajectory import metrics as traj_metrics
+from alpamayo_jax.world.policies import DrivingPolicy, Observation, PolicyPlan, plan_all
 
 HORIZONS_S = traj_metrics.DEFAULT_HORIZONS_S
 DISPLACEMENT_METRICS = (

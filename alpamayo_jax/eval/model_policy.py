@@ -12,8 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from alpamayo_jax.commands.missing import MissingCapability
-from alpamayo_jax.eval.policies import (
+from alpamayo_jax.world.policies import (
     ConstantVelocityPolicy,
     DrivingPolicy,
     InputSpec,
@@ -112,10 +111,8 @@ class ModelPolicy:
 def load_model_policy(workdir: str, samples: int = 1) -> ModelPolicy:
     """The trained policy in `workdir` planning `samples` trajectories per scene, with the input
     geometry of its config."""
-    try:
-        from alpamayo_jax.inference.policy import Policy  # type: ignore[attr-defined]
-    except ImportError as err:
-        raise MissingCapability(f"the inference policy (inference/policy.py): {err}") from err
+    from alpamayo_jax.inference.policy import Policy  # jax and the model load only when needed
+
     inner = Policy.from_workdir(workdir, samples=samples)
     return ModelPolicy(inner=inner, spec=input_spec_of(inner))
 
@@ -124,7 +121,7 @@ def input_spec_of(inner: Any) -> InputSpec:
     """The `InputSpec` of an inference policy, from its config (cameras, frames, resolution, steps)."""
     config = getattr(inner, "config", None)
     if config is None:
-        raise MissingCapability("an inference policy exposing its config (Policy.config)")
+        raise TypeError(f"{type(inner).__name__} has no `config`; expected an inference `Policy`")
     data = config.data
     action = config.action
     return InputSpec(

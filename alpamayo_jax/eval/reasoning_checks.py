@@ -2,11 +2,11 @@
 
 Decision accuracy asks whether the decision stated in a generated Chain-of-Causation trace is the
 scene's true decision; reasoning-action consistency asks whether the meta-actions of the planned
-trajectory (`data.world.meta_action.label`) are what that stated decision should produce
-(`data.world.decisions.is_consistent`), the paper's CoC-action consistency.
+trajectory (`world.meta_action.label`) are what that stated decision should produce
+(`data.decisions.is_consistent`), the paper's CoC-action consistency.
 
 The parser reads the decision from the action phrases of the world's own templates
-(`data.world.reasoning.ACTIONS`), so it stays in step with the text the model is trained on:
+(`world.reasoning.ACTIONS`), so it stays in step with the text the model is trained on:
 
 1. every template phrase found verbatim (case-insensitive) votes for its decision;
 2. a phrase two decisions share ("stop at the stop line") is settled by the cause the text names
@@ -26,8 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from alpamayo_jax.data.world import meta_action
-from alpamayo_jax.data.world.reasoning import ACTIONS
+from alpamayo_jax.world import meta_action
+from alpamayo_jax.world.reasoning import ACTIONS
 
 _STOPWORDS = frozenset(
     {"the", "a", "an", "to", "and", "at", "it", "in", "of", "for", "its", "on", "with", "from", "before"}
@@ -65,7 +65,7 @@ def _settle(candidates: set[str], lowered: str) -> str | None:
 
 
 def parse_decision(text: str | None) -> str | None:
-    """The decision a reasoning text states (a name from `data.world.decisions`), or None."""
+    """The decision a reasoning text states (a name from `data.decisions`), or None."""
     if not text:
         return None
     lowered = " ".join(_words(text))

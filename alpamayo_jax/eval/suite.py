@@ -18,9 +18,10 @@ from typing import Any
 
 from alpamayo_jax.eval import closed_loop as cl
 from alpamayo_jax.eval import metrics, viz
-from alpamayo_jax.eval.expert_policy import ExpertPolicy
-from alpamayo_jax.eval.policies import ConstantVelocityPolicy, DrivingPolicy, InputSpec
 from alpamayo_jax.eval.reasoning_checks import reasoning_scores
+from alpamayo_jax.world import simulator as sim
+from alpamayo_jax.world.expert_policy import ExpertPolicy
+from alpamayo_jax.world.policies import ConstantVelocityPolicy, DrivingPolicy, InputSpec
 
 POLICIES = ("model", "constant_velocity", "expert")
 
@@ -54,7 +55,7 @@ def open_split(config: Any, split: str):
 
     if config.data.dir:
         return ShardReader(config.data.dir, split)
-    from alpamayo_jax.data.world.cache import synthetic_split
+    from alpamayo_jax.world.cache import synthetic_split
 
     return ShardReader(synthetic_split(config, split))
 
@@ -146,15 +147,15 @@ def run_suite(
             )
 
     if options.closed_loop:
-        loop_config = cl.ClosedLoopConfig(
+        loop_config = sim.ClosedLoopConfig(
             duration_s=options.duration_s,
             history_steps=int(config.action.history_steps),
             future_steps=int(config.action.future_steps),
         )
-        scenarios = cl.scenario_set(options.num_scenarios, options.scenario_seed)
+        scenarios = sim.scenario_set(options.num_scenarios, options.scenario_seed)
         for name, (policy, spec) in policies.items():
             with _bar(loop_config.steps, f"closed loop {name}") as bar:
-                episodes = cl.run_episodes(policy, scenarios, loop_config, inputs=spec, progress=bar.update)
+                episodes = sim.run_episodes(policy, scenarios, loop_config, inputs=spec, progress=bar.update)
             results["closed_loop"][name] = cl.summarize(episodes, loop_config)
             for k, episode in enumerate(episodes[: options.pictures]):
                 viz.save_episode_gif(

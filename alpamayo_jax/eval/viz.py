@@ -23,8 +23,8 @@ from jaxtyping import Float, UInt8  # noqa: E402
 from matplotlib.patches import Polygon  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from alpamayo_jax.data.world.planner import EGO_FRONT, EGO_LENGTH, EGO_WIDTH  # noqa: E402
-from alpamayo_jax.eval.safety import box_corners  # noqa: E402
+from alpamayo_jax.world.planner import EGO_FRONT, EGO_LENGTH, EGO_WIDTH  # noqa: E402
+from alpamayo_jax.world.safety import box_corners  # noqa: E402
 
 HISTORY_COLOR = "#555555"
 TRUTH_COLOR = "#2a9d3a"

@@ -4,7 +4,7 @@
     plan = policy.plan(sample)                       # a data.schema.Sample, eval Observation or dict
     plans = policy.plan([s0, s1, s2])                # batched: one jitted call for the three
 
-Everything a workdir holds is read back the way training wrote it (training/workdir.py for the
+Everything a workdir holds is read back the way training wrote it (run/config.py for the
 config, training/checkpoint.py for the variables and the normalisation stats, `tokenizer.json`
 beside them), so the model that plans is exactly the model that was trained. The planning program
 itself is `planner.plan_scenes`: the same function `alpamayo export` hands to jax.export, which is
@@ -132,8 +132,8 @@ class Policy:
         expert was never trained: it plans with the discrete trajectory tokens it did learn.
         """
         from alpamayo_jax.models.policy_model import build_policy
-        from alpamayo_jax.training.checkpoint import restore_model_variables
-        from alpamayo_jax.training.workdir import load_run_config
+        from alpamayo_jax.run.checkpoint import restore_model_variables
+        from alpamayo_jax.run.config import load_run_config
 
         workdir = pathlib.Path(workdir)
         config = load_run_config(workdir)

@@ -26,7 +26,9 @@ from jax.sharding import Mesh, NamedSharding
 from alpamayo_jax.config.train import COMPUTE_DTYPES, STAGES
 from alpamayo_jax.parallel.mesh import make_mesh
 from alpamayo_jax.parallel.sharding import activate, batch_shardings, batch_spec
-from alpamayo_jax.training.checkpoint import Checkpointer, restore_model_variables
+from alpamayo_jax.run.checkpoint import restore_model_variables
+from alpamayo_jax.run.config import save_run_config
+from alpamayo_jax.training.checkpoint import Checkpointer
 from alpamayo_jax.training.feed import HostShard, host_shard, to_global
 from alpamayo_jax.training.metrics import MetricsWriter
 from alpamayo_jax.training.nan_guard import check_finite
@@ -46,7 +48,6 @@ from alpamayo_jax.training.step import (
     make_eval_step,
     make_train_step,
 )
-from alpamayo_jax.training.workdir import save_run_config
 
 HostBatch = Mapping[str, np.ndarray]
 

@@ -9,7 +9,7 @@ import pytest
 
 from alpamayo_jax.data.schema import Sample, SampleError, validate
 from alpamayo_jax.data.shards import ShardError, ShardReader, decode, encode, list_splits, write_split
-from alpamayo_jax.data.world.generate import WorldConfig, generate
+from alpamayo_jax.world.generate import WorldConfig, generate
 
 
 def make(**changes):

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from alpamayo_jax.config import load_config
+from alpamayo_jax.data.decisions import DECISION_NAMES, UNKNOWN, decision_id
 from alpamayo_jax.data.pipeline import (
     ImageSpec,
     SampleEncoder,
@@ -20,7 +21,6 @@ from alpamayo_jax.data.pipeline import (
     shard_range,
 )
 from alpamayo_jax.data.schema import Sample
-from alpamayo_jax.data.world.decisions import DECISION_NAMES, UNKNOWN, decision_id
 from alpamayo_jax.text import TokenizerError, image_tokens_per_image
 
 CAMERAS = ("cross_left_120fov", "front_wide_120fov")

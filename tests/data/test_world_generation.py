@@ -6,9 +6,9 @@ import collections
 import numpy as np
 import pytest
 
-from alpamayo_jax.data.world import decisions
-from alpamayo_jax.data.world.generate import ACCEL_BOUNDS, WorldConfig, generate, generate_sample
-from alpamayo_jax.data.world.meta_action import label
+from alpamayo_jax.data import decisions
+from alpamayo_jax.world.generate import ACCEL_BOUNDS, WorldConfig, generate, generate_sample
+from alpamayo_jax.world.meta_action import label
 
 CFG = WorldConfig()
 NUM = 240
@@ -72,7 +72,7 @@ def test_every_decision_appears_with_realistic_frequencies(dataset):
     assert 0.08 * NUM < hard < 0.3 * NUM
     assert all(s.hard == decisions.is_hard(s.decision) for s in dataset)
     # over a larger index range every decision is drawn by the generator itself
-    from alpamayo_jax.data.world.generate import pick_decision
+    from alpamayo_jax.world.generate import pick_decision
 
     drawn = collections.Counter(pick_decision(0, i) for i in range(2000))
     assert set(drawn) == set(decisions.DECISION_NAMES)

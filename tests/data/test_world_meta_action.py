@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from alpamayo_jax.data.world.decisions import DECISION_NAMES, decision_id, get_decision, is_consistent
-from alpamayo_jax.data.world.meta_action import consistent, label
-from alpamayo_jax.data.world.planner import Lateral, integrate_unicycle
+from alpamayo_jax.data.decisions import DECISION_NAMES, decision_id, get_decision, is_consistent
+from alpamayo_jax.world.meta_action import consistent, label
+from alpamayo_jax.world.planner import Lateral, integrate_unicycle
 
 T, DT = 64, 0.1
 

@@ -6,12 +6,12 @@ import dataclasses
 import numpy as np
 import pytest
 
-from alpamayo_jax.data.world import reasoning
-from alpamayo_jax.data.world.cameras import ground_rays
-from alpamayo_jax.data.world.generate import WorldConfig, build_scene, generate, generate_sample
-from alpamayo_jax.data.world.planner import plan
-from alpamayo_jax.data.world.render import frame_poses, render
-from alpamayo_jax.data.world.scene import Cause
+from alpamayo_jax.world import reasoning
+from alpamayo_jax.world.cameras import ground_rays
+from alpamayo_jax.world.generate import WorldConfig, build_scene, generate, generate_sample
+from alpamayo_jax.world.planner import plan
+from alpamayo_jax.world.render import frame_poses, render
+from alpamayo_jax.world.scene import Cause
 
 CFG = WorldConfig()
 CAMS = CFG.cameras

@@ -21,8 +21,8 @@ from carla_driver_interface.protocol import (  # noqa: E402
 )
 from carla_driver_interface.testing import FakeCamera, FakeLoop  # noqa: E402
 
-from alpamayo_jax.eval.alpasim import build_server, ego_history, plan_to_rig  # noqa: E402
-from alpamayo_jax.eval.policies import ConstantVelocityPolicy, InputSpec, Observation, PolicyPlan  # noqa: E402
+from alpamayo_jax.serve.alpasim import build_server, ego_history, plan_to_rig  # noqa: E402
+from alpamayo_jax.world.policies import ConstantVelocityPolicy, InputSpec, Observation, PolicyPlan  # noqa: E402
 
 CAMERAS = (
     FakeCamera("camera_front", width=96, height=54),
@@ -260,7 +260,7 @@ def _png(width: int, height: int) -> bytes:
 
 def test_alpamayo_serve_names_a_workdir_it_cannot_serve(tmp_path, tiny_config, capsys):
     from alpamayo_jax import cli
-    from alpamayo_jax.training.workdir import save_run_config
+    from alpamayo_jax.run.config import save_run_config
 
     assert cli.main(["serve", "--workdir", str(tmp_path / "nothing"), "--port", "0"]) == 2
     err = capsys.readouterr().err

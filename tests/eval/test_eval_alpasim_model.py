@@ -34,9 +34,9 @@ from carla_driver_interface.protocol import (  # noqa: E402
 from carla_driver_interface.testing import FakeCamera, FakeLoop, render_road  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from alpamayo_jax.eval.alpasim import build_server  # noqa: E402
 from alpamayo_jax.eval.model_policy import ModelPolicy, load_model_policy  # noqa: E402
-from alpamayo_jax.eval.policies import Observation, PolicyPlan  # noqa: E402
+from alpamayo_jax.serve.alpasim import build_server  # noqa: E402
+from alpamayo_jax.world.policies import Observation, PolicyPlan  # noqa: E402
 
 pytestmark = pytest.mark.slow  # one model compilation per server (~10 s on a loaded 2-core CPU)
 

@@ -5,31 +5,37 @@ import dataclasses
 import numpy as np
 import pytest
 
-from alpamayo_jax.data.world import planner as world_planner
-from alpamayo_jax.data.world.decisions import DECISION_NAMES
-from alpamayo_jax.data.world.generate import WorldConfig, build_scene, generate_sample
-from alpamayo_jax.data.world.scene import road_vehicle
+from alpamayo_jax.data.decisions import DECISION_NAMES
 from alpamayo_jax.eval import closed_loop as cl
-from alpamayo_jax.eval.expert_policy import ExpertPolicy, WorldView, expert_poses, shift_road
-from alpamayo_jax.eval.policies import ConstantVelocityPolicy, InputSpec, PolicyPlan, constant_turn_rate_poses
+from alpamayo_jax.world import planner as world_planner
+from alpamayo_jax.world import simulator as sim
+from alpamayo_jax.world.expert_policy import ExpertPolicy, WorldView, expert_poses, shift_road
+from alpamayo_jax.world.generate import WorldConfig, build_scene, generate_sample
+from alpamayo_jax.world.policies import (
+    ConstantVelocityPolicy,
+    InputSpec,
+    PolicyPlan,
+    constant_turn_rate_poses,
+)
+from alpamayo_jax.world.scene import road_vehicle
 
-FAST = cl.ClosedLoopConfig(duration_s=5.0)
+FAST = sim.ClosedLoopConfig(duration_s=5.0)
 
 
 @pytest.fixture(scope="module")
 def expert_run():
-    scenarios = cl.scenario_set(len(DECISION_NAMES), seed=0)  # one scene per decision
-    episodes = cl.run_episodes(ExpertPolicy(), scenarios, FAST)
+    scenarios = sim.scenario_set(len(DECISION_NAMES), seed=0)  # one scene per decision
+    episodes = sim.run_episodes(ExpertPolicy(), scenarios, FAST)
     return episodes, cl.summarize(episodes, FAST)
 
 
 def test_scenario_set_is_seeded_and_covers_every_decision():
-    a = cl.scenario_set(len(DECISION_NAMES), seed=3)
-    b = cl.scenario_set(2, seed=3)
+    a = sim.scenario_set(len(DECISION_NAMES), seed=3)
+    b = sim.scenario_set(2, seed=3)
     assert [s.decision for _, s in a] == list(DECISION_NAMES)
     assert a[1][0] == b[1][0] and np.allclose(a[1][1].agents[0].x, b[1][1].agents[0].x)
     with pytest.raises(ValueError, match="unknown decision"):
-        cl.scenario_set(1, 0, decisions=("fly",))
+        sim.scenario_set(1, 0, decisions=("fly",))
 
 
 def test_expert_never_collides_or_leaves_the_road(expert_run):
@@ -48,8 +54,8 @@ def test_constant_velocity_collides_where_braking_is_needed():
     # brake_hard scenes are built so that only an emergency stop avoids the hazard: a lead car
     # braking at 7 m/s^2 a few metres ahead, or a pedestrian darting out between parked cars (who,
     # running at 2-3 m/s, is sometimes already across when a car that never brakes gets there).
-    scenarios = cl.scenario_set(8, seed=0, decisions=("brake_hard",))
-    episodes = cl.run_episodes(ConstantVelocityPolicy(), scenarios, FAST)
+    scenarios = sim.scenario_set(8, seed=0, decisions=("brake_hard",))
+    episodes = sim.run_episodes(ConstantVelocityPolicy(), scenarios, FAST)
     lead = [e for e in episodes if e.scene.variant == "lead_braking"]
     darting = [e for e in episodes if e.scene.variant == "pedestrian_darting"]
     assert len(lead) >= 2 and len(darting) >= 2
@@ -59,15 +65,15 @@ def test_constant_velocity_collides_where_braking_is_needed():
     summary = cl.summarize(episodes, FAST)
     assert summary["hard"]["collision_rate"] >= 0.75 and summary["common"]["num_scenes"] == 0
     # The expert handles the very same scenes.
-    assert not any(e.collided for e in cl.run_episodes(ExpertPolicy(), scenarios, FAST))
+    assert not any(e.collided for e in sim.run_episodes(ExpertPolicy(), scenarios, FAST))
 
 
 def test_constant_velocity_runs_red_lights_the_expert_stops_for():
     scenarios = [
-        s for s in cl.scenario_set(6, seed=0, decisions=("stop_for_red_light",)) if s[1].intent.v0 > 0
+        s for s in sim.scenario_set(6, seed=0, decisions=("stop_for_red_light",)) if s[1].intent.v0 > 0
     ][:2]
-    cv = cl.summarize(cl.run_episodes(ConstantVelocityPolicy(), scenarios, FAST), FAST)
-    expert = cl.summarize(cl.run_episodes(ExpertPolicy(), scenarios, FAST), FAST)
+    cv = cl.summarize(sim.run_episodes(ConstantVelocityPolicy(), scenarios, FAST), FAST)
+    expert = cl.summarize(sim.run_episodes(ExpertPolicy(), scenarios, FAST), FAST)
     assert cv["stop_line_violation_rate"] == 1.0 and expert["stop_line_violation_rate"] == 0.0
 
 
@@ -87,25 +93,25 @@ class StopPolicy:
 
 
 def test_a_car_behind_brakes_for_a_stopping_ego():
-    scenario_id, scene = cl.scenario_set(1, seed=0, decisions=("keep_lane",))[0]
+    scenario_id, scene = sim.scenario_set(1, seed=0, decisions=("keep_lane",))[0]
     rng = np.random.default_rng(0)
     v0 = scene.intent.v0
     # A follower 2 s behind at the ego's speed: with a blind script it would drive through the ego.
     follower = scene.add(road_vehicle(rng, scene.road, -2.0 * v0, 0.0, v0))
-    episode = cl.run_episodes(StopPolicy(), [(scenario_id, scene)], cl.ClosedLoopConfig(duration_s=9.0))[0]
+    episode = sim.run_episodes(StopPolicy(), [(scenario_id, scene)], sim.ClosedLoopConfig(duration_s=9.0))[0]
     assert not episode.collided
     assert episode.states[-1].speed == pytest.approx(0.0, abs=1e-6)
     traffic = episode.traffic
     assert np.hypot(traffic.vx[follower], traffic.vy[follower]) < 0.3
     assert (
         traffic.x[follower] + scene.agents[follower].length / 2
-        < cl.ego_box(episode.states[-1])[0] - cl.EGO_LENGTH / 2
+        < sim.ego_box(episode.states[-1])[0] - sim.EGO_LENGTH / 2
     )
 
 
 def test_reanchored_expert_at_t0_reproduces_the_open_loop_plan():
     for decision in ("slow_for_curve", "lane_change_left", "yield_to_pedestrian"):
-        _, scene = cl.scenario_set(1, seed=2, decisions=(decision,))[0]
+        _, scene = sim.scenario_set(1, seed=2, decisions=(decision,))[0]
         truth = world_planner.plan(scene.road, scene.agents, scene.intent, emergency=scene.emergency)
         view = WorldView(
             scene, scene.agents, 0.0, cl.VehicleState(0.0, 0.0, 0.0, scene.intent.v0), scene.intent.a0
@@ -119,7 +125,7 @@ def test_reanchored_expert_at_t0_reproduces_the_open_loop_plan():
 
 
 def test_shift_road_keeps_the_geometry():
-    _, scene = cl.scenario_set(1, seed=1, decisions=("slow_for_curve",))[0]
+    _, scene = sim.scenario_set(1, seed=1, decisions=("slow_for_curve",))[0]
     road = scene.road
     for s_e in (
         road.curve_start - 5.0,
@@ -142,7 +148,7 @@ def test_shift_road_keeps_the_geometry():
 def test_image_policies_need_camera_inputs():
     policy = dataclasses.replace(ConstantVelocityPolicy(), uses_images=True)
     with pytest.raises(ValueError, match="needs inputs with camera_names"):
-        cl.run_episodes(policy, cl.scenario_set(1, 0), FAST)
+        sim.run_episodes(policy, sim.scenario_set(1, 0), FAST)
 
 
 @dataclasses.dataclass
@@ -166,7 +172,7 @@ def test_a_looking_policy_sees_the_dataset_view_first_then_fresh_frames():
         camera_names=config.cameras, frames_per_camera=2, image_hw=(config.image_height, config.image_width)
     )
     policy = LookingPolicy()
-    cl.run_episodes(policy, [("s", scene)], cl.ClosedLoopConfig(duration_s=1.0), inputs=inputs)
+    sim.run_episodes(policy, [("s", scene)], sim.ClosedLoopConfig(duration_s=1.0), inputs=inputs)
     first = policy.seen[0]
     # At t0 the closed loop observes exactly what the dataset sample holds.
     np.testing.assert_array_equal(first.images, sample.images)
@@ -187,6 +193,6 @@ def test_constant_turn_rate_poses_on_a_circle():
 
 
 def test_summary_of_very_short_episodes():
-    config = cl.ClosedLoopConfig(duration_s=0.2)  # fewer steps than the comfort stencils span
-    summary = cl.summarize(cl.run_episodes(ConstantVelocityPolicy(), cl.scenario_set(2, 0), config), config)
+    config = sim.ClosedLoopConfig(duration_s=0.2)  # fewer steps than the comfort stencils span
+    summary = cl.summarize(sim.run_episodes(ConstantVelocityPolicy(), sim.scenario_set(2, 0), config), config)
     assert summary["comfort_violation_rate"] == 0.0 and summary["num_scenes"] == 2

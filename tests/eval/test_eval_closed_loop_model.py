@@ -20,6 +20,7 @@ from alpamayo_jax.eval import suite
 from alpamayo_jax.eval.closed_loop import CLOSED_LOOP_METRICS
 from alpamayo_jax.eval.metrics import OPEN_LOOP_METRICS
 from alpamayo_jax.eval.model_policy import load_model_policy
+from alpamayo_jax.world import simulator as sim
 
 pytestmark = pytest.mark.slow  # one model compilation each (~10 s on a loaded 2-core CPU)
 
@@ -52,11 +53,11 @@ def test_model_plans_every_due_episode_in_one_call_on_one_compiled_program(polic
     model = load_model_policy(str(workdir), samples=2)
     # Two scenes that need an emergency stop (an untrained model does not brake: those episodes
     # end early, in a collision, and the batch shrinks) and one that does not.
-    scenarios = cl.scenario_set(2, seed=0, decisions=("brake_hard",)) + cl.scenario_set(
+    scenarios = sim.scenario_set(2, seed=0, decisions=("brake_hard",)) + sim.scenario_set(
         1, seed=0, decisions=("keep_lane",)
     )
-    config = cl.ClosedLoopConfig(duration_s=6.0)
-    episodes = cl.run_episodes(model, scenarios, config, inputs=model.spec)
+    config = sim.ClosedLoopConfig(duration_s=6.0)
+    episodes = sim.run_episodes(model, scenarios, config, inputs=model.spec)
 
     # One call per re-plan step (every 0.5 s) while any episode drives, each with every episode
     # still driving at that step.
@@ -126,7 +127,7 @@ def test_alpamayo_eval_closed_loop_with_the_model(policy_workdir, tmp_path, monk
     # episodes (fewer once one has crashed): all on a single compiled program.
     model = built["model"][0]
     open_loop, closed = model.batch_calls[0], model.batch_calls[1:]
-    steps = cl.ClosedLoopConfig().steps // cl.ClosedLoopConfig().replan_every
+    steps = sim.ClosedLoopConfig().steps // sim.ClosedLoopConfig().replan_every
     assert open_loop == 2 and closed[0] == 2 and 1 <= len(closed) <= steps
     assert all(a >= b >= 1 for a, b in zip(closed, closed[1:])), closed
     assert sorted(model.inner._compiled) == [2]

@@ -7,10 +7,10 @@ from PIL import Image
 
 from alpamayo_jax import cli
 from alpamayo_jax.data.shards import write_split
-from alpamayo_jax.data.world.generate import WorldConfig, generate
 from alpamayo_jax.eval.closed_loop import CLOSED_LOOP_METRICS
 from alpamayo_jax.eval.metrics import OPEN_LOOP_METRICS
-from alpamayo_jax.training.workdir import save_run_config
+from alpamayo_jax.run.config import save_run_config
+from alpamayo_jax.world.generate import WorldConfig, generate
 
 
 @pytest.fixture(scope="module")

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from alpamayo_jax.eval.controller import PlanTracker, VehicleState, step_unicycle
-from alpamayo_jax.eval.policies import constant_turn_rate_poses
+from alpamayo_jax.world.controller import PlanTracker, VehicleState, step_unicycle
+from alpamayo_jax.world.policies import constant_turn_rate_poses
 
 DT = 0.1
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from alpamayo_jax.eval import metrics, report
-from alpamayo_jax.eval.policies import ConstantVelocityPolicy, PolicyPlan, constant_turn_rate_poses
+from alpamayo_jax.world.policies import ConstantVelocityPolicy, PolicyPlan, constant_turn_rate_poses
 
 T, DT = 64, 0.1
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from alpamayo_jax.eval.model_policy import ModelPolicy
-from alpamayo_jax.eval.policies import InputSpec, Observation, ObservationError, plan_all
 from alpamayo_jax.inference.errors import PolicyInputError
+from alpamayo_jax.world.policies import InputSpec, Observation, ObservationError, plan_all
 
 SPEC = InputSpec(camera_names=("front",), image_hw=(4, 6))
 

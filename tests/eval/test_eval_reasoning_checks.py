@@ -5,12 +5,12 @@ import dataclasses
 import numpy as np
 import pytest
 
-from alpamayo_jax.data.world import planner as world_planner
-from alpamayo_jax.data.world import reasoning
-from alpamayo_jax.data.world.decisions import DECISION_NAMES
-from alpamayo_jax.data.world.situations import BUILDERS
-from alpamayo_jax.eval.policies import PolicyPlan, constant_turn_rate_poses
+from alpamayo_jax.data.decisions import DECISION_NAMES
 from alpamayo_jax.eval.reasoning_checks import is_consistent, parse_decision, reasoning_scores
+from alpamayo_jax.world import planner as world_planner
+from alpamayo_jax.world import reasoning
+from alpamayo_jax.world.policies import PolicyPlan, constant_turn_rate_poses
+from alpamayo_jax.world.situations import BUILDERS
 
 
 def test_parser_reads_every_generated_trace():

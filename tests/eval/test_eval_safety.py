@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from alpamayo_jax.eval.safety import box_corners, box_gap, boxes_overlap, time_to_collision
+from alpamayo_jax.world.safety import box_corners, box_gap, boxes_overlap, time_to_collision
 
 
 def test_corners_of_a_rotated_box():

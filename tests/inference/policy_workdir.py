@@ -37,12 +37,12 @@ def build_workdir(root: pathlib.Path, tiny_config) -> tuple[pathlib.Path, pathli
 
     from alpamayo_jax.data.pipeline import tokenizer_corpus
     from alpamayo_jax.data.shards import ShardReader, write_split
-    from alpamayo_jax.data.world.generate import WorldConfig, generate
     from alpamayo_jax.models.policy_model import build_policy
+    from alpamayo_jax.run.config import save_run_config
     from alpamayo_jax.text.tokenizer import train_tokenizer
     from alpamayo_jax.training.checkpoint import Checkpointer
     from alpamayo_jax.training.state import ModelLayout, init_train_state
-    from alpamayo_jax.training.workdir import save_run_config
+    from alpamayo_jax.world.generate import WorldConfig, generate
 
     config = tiny_policy_config(tiny_config)
     world = WorldConfig.from_config(config)

@@ -13,12 +13,12 @@ from policy_workdir import ACTION_MEAN, ACTION_STD, CAMERAS, IMAGE_HW, scene_of
 
 from alpamayo_jax.data.shards import ShardReader
 from alpamayo_jax.eval.model_policy import load_model_policy
-from alpamayo_jax.eval.policies import Observation
 from alpamayo_jax.inference.policy import Policy, PolicyInputError
 from alpamayo_jax.models.policy_model import build_policy
+from alpamayo_jax.run.checkpoint import CheckpointError
 from alpamayo_jax.text.tokenizer import TokenizerError
-from alpamayo_jax.training.checkpoint import CheckpointError
 from alpamayo_jax.trajectory.unicycle import actions_to_poses
+from alpamayo_jax.world.policies import Observation
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,8 @@ from jax.sharding import PartitionSpec as P
 from training_toy import toy_config, toy_model, toy_task
 
 from alpamayo_jax.parallel.mesh import make_mesh
-from alpamayo_jax.training.checkpoint import Checkpointer, CheckpointError, restore_model_variables
+from alpamayo_jax.run.checkpoint import CheckpointError, restore_model_variables
+from alpamayo_jax.training.checkpoint import Checkpointer
 from alpamayo_jax.training.loop import train
 from alpamayo_jax.training.optim import make_optimizer
 from alpamayo_jax.training.state import ModelLayout, abstract_train_state, train_state_shardings

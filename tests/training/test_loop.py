@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 from training_toy import SimulatedCrash, toy_config, toy_task
 
+from alpamayo_jax.run.config import load_run_config
 from alpamayo_jax.training.checkpoint import Checkpointer
 from alpamayo_jax.training.loop import TrainConfigError, train
 from alpamayo_jax.training.metrics import read_metrics
 from alpamayo_jax.training.nan_guard import NonFiniteError
-from alpamayo_jax.training.workdir import load_run_config
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""The planning eval of SFT training (`training/sft.py` PlanEvaluator): metrics of real plans of the
+"""The planning eval of SFT training (`recipes/sft.py` PlanEvaluator): metrics of real plans of the
 tiny policy on synthetic scenes, chunking that does not change a scene's plan, the metric plumbing
 on planted perfect / constant-velocity plans, and clear errors for bad settings."""
 
@@ -7,12 +7,12 @@ import pytest
 from flax import nnx
 
 from alpamayo_jax.config import load_config
-from alpamayo_jax.data.world.generate import WorldConfig, generate_sample
-from alpamayo_jax.eval.policies import ConstantVelocityPolicy, Observation
+from alpamayo_jax.recipes.plan_eval import PlanEvaluator
 from alpamayo_jax.text.tokenizer import train_tokenizer
 from alpamayo_jax.training.loop import TrainConfigError
-from alpamayo_jax.training.sft import PlanEvaluator
 from alpamayo_jax.training.state import ModelLayout, TrainState
+from alpamayo_jax.world.generate import WorldConfig, generate_sample
+from alpamayo_jax.world.policies import ConstantVelocityPolicy, Observation
 
 NUM_SCENES = 3
 

@@ -26,11 +26,10 @@ import pathlib
 import grain
 import jax
 import ml_collections
-import numpy as np
 from jax.experimental import multihost_utils
-from jax.sharding import NamedSharding, PartitionSpec
 
-from alpamayo_jax.training.checkpoint import CheckpointError, read_meta
+from alpamayo_jax.recipes.plan_eval import PlanEvaluator
+from alpamayo_jax.run.checkpoint import CheckpointError, read_meta
 from alpamayo_jax.training.feed import HostShard
 from alpamayo_jax.training.loop import (
     TrainConfigError,
@@ -40,11 +39,9 @@ from alpamayo_jax.training.loop import (
     validate_train_config,
 )
 from alpamayo_jax.training.stages import loss_weights
-from alpamayo_jax.training.state import ModelLayout, TrainState
 
 TOKENIZER_COPY = "tokenizer.json"
 STATS_SAMPLES = 1000  # evenly spaced train samples the action stats are measured on
-PLAN_REASONING_TOKENS = 96  # the reasoning budget of the planning eval (Policy's default)
 
 
 class DataDirError(FileNotFoundError):
@@ -77,7 +74,7 @@ def resolve_dataset(config: ml_collections.ConfigDict) -> DatasetPaths:
             )
         return DatasetPaths(root, synthetic=False)
 
-    from alpamayo_jax.data.world.cache import cache_dir, synthetic_split
+    from alpamayo_jax.world.cache import cache_dir, synthetic_split
 
     if jax.process_index() == 0:
         print(f"synthetic world: {cache_dir(config)} (generated on first use)", flush=True)
@@ -107,7 +104,7 @@ def _stats_from_checkpoints(config: ml_collections.ConfigDict, workdir: pathlib.
 def _check_vision_stage(config: ml_collections.ConfigDict, train_source, root: pathlib.Path) -> None:
     """The vision stage (models/losses.py `decision`) needs the vision tower's decision classifier,
     one class per decision of the world, and decision labels in the data (the real dataset has none)."""
-    from alpamayo_jax.data.world.decisions import DECISION_NAMES, UNKNOWN
+    from alpamayo_jax.data.decisions import DECISION_NAMES, UNKNOWN
 
     classes = int(config.model.vision.get("decision_classes", 0))
     if classes != len(DECISION_NAMES):
@@ -194,133 +191,6 @@ def prepare(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> t
         },
     )
     return task, paths
-
-
-class PlanEvaluator:
-    """minADE, ADE and reasoning decision accuracy of the model being trained, on fixed val scenes.
-
-    The scenes are planned by `inference.planner.plan_scenes`, the very program `alpamayo plan`,
-    `alpamayo eval` and the exporter run, so these numbers are what the checkpoint would score
-    there (greedy reasoning; `samples` flow-noise draws for minADE). A stage-1 model's expert has
-    never been trained, so stage 1 plans with the discrete trajectory tokens it does learn (one
-    sample: greedy decoding would repeat it), as `Policy.from_workdir` does for its checkpoints.
-
-    The scenes are planned `chunk` at a time (the last chunk padded by repeating its first scene)
-    so memory stays that of one training batch; outputs are replicated, so every process of a
-    multi-host run gets the same numbers. `constant_velocity_minADE` is the floor to beat.
-    """
-
-    def __init__(
-        self, config: ml_collections.ConfigDict, tokenizer, samples: list, *, num_samples: int, chunk: int
-    ):
-        from alpamayo_jax.eval.metrics import trajectory_metrics
-        from alpamayo_jax.eval.policies import ConstantVelocityPolicy, Observation
-        from alpamayo_jax.inference.planner import PlannerSpec
-        from alpamayo_jax.inference.sampler import SamplingParams
-
-        data, action = config.data, config.action
-        self.tokenizer = tokenizer
-        self.dt = float(action.dt)
-        self.chunk = max(1, min(int(chunk), len(samples)))
-        self.trajectory = "tokens" if config.train.stage == "stage1" else "flow"
-        self.spec = PlannerSpec.from_config(
-            config,
-            tokenizer,
-            camera_names=tuple(str(c) for c in data.cameras),
-            frames_per_camera=int(data.frames_per_camera),
-            image_size=(int(data.image_height), int(data.image_width)),
-            samples=int(num_samples) if self.trajectory == "flow" else 1,
-            reasoning=bool(config.text.include_reasoning),
-            max_reasoning_tokens=PLAN_REASONING_TOKENS,
-            trajectory=self.trajectory,
-            flow_steps=int(config.flow.num_steps),
-            sampling=SamplingParams(temperature=0.0),
-        )
-        self.inputs = {
-            "images": np.stack([np.asarray(s.images, np.uint8) for s in samples]),
-            "history_xyz": np.stack([np.asarray(s.history_xyz, np.float32) for s in samples]),
-            "v0": np.asarray([float(s.v0) for s in samples], np.float32),
-            "seed": np.arange(len(samples), dtype=np.uint32),
-        }
-        self.truth = np.stack([
-            np.concatenate([np.asarray(s.future_xyz)[:, :2], np.asarray(s.future_heading)[:, None]], -1)
-            for s in samples
-        ]).astype(np.float32)  # fmt: skip
-        self.decisions = [str(s.decision) for s in samples]
-        baseline = ConstantVelocityPolicy(future_steps=int(action.future_steps), dt=self.dt)
-        cv = np.stack([baseline.plan(Observation.from_sample(s, with_images=False)).poses for s in samples])
-        self.cv_minade = float(trajectory_metrics(cv, self.truth, self.dt)["minADE"].mean())
-        self._trajectory_metrics = trajectory_metrics
-        self._plan = None
-
-    @classmethod
-    def from_config(cls, config: ml_collections.ConfigDict, tokenizer, val_source) -> PlanEvaluator | None:
-        """The evaluator of `config.train.eval_plan_*` on the first val scenes; None if disabled."""
-        cfg = config.train
-        if cfg.eval_plan_scenes < 0:
-            raise TrainConfigError(
-                f"train.eval_plan_scenes must be >= 0 (0: no planning eval), got {cfg.eval_plan_scenes!r}"
-            )
-        if cfg.eval_plan_samples < 1:
-            raise TrainConfigError(f"train.eval_plan_samples must be >= 1, got {cfg.eval_plan_samples!r}")
-        count = min(int(cfg.eval_plan_scenes), len(val_source))
-        if count == 0 or cfg.stage == "vision":  # the vision stage trains no language model
-            return None
-        samples = [val_source[i] for i in range(count)]
-        return cls(config, tokenizer, samples, num_samples=cfg.eval_plan_samples, chunk=cfg.batch_size)
-
-    def _compile(self, layout: ModelLayout, state: TrainState):
-        from alpamayo_jax.inference.planner import plan_scenes
-
-        spec = self.spec
-
-        def plan(params, frozen, inputs):
-            model = layout.merge(params, frozen)
-            return plan_scenes(
-                model, spec, inputs["images"], inputs["history_xyz"], inputs["v0"], inputs["seed"]
-            )
-
-        shardings = jax.tree.map(lambda x: x.sharding, (state.params, state.frozen))
-        first = jax.tree.leaves(shardings)[0]
-        if not isinstance(first, NamedSharding):  # an unsharded state (tests, one device)
-            return jax.jit(plan)
-        replicated = NamedSharding(first.mesh, PartitionSpec())
-        return jax.jit(plan, in_shardings=(*shardings, replicated), out_shardings=replicated)
-
-    def plan(self, layout: ModelLayout, state: TrainState) -> dict[str, np.ndarray]:
-        """`plan_scenes` outputs for every scene (numpy, [N, ...])."""
-        if self._plan is None:
-            self._plan = self._compile(layout, state)
-        n = len(self.decisions)
-        outs = []
-        for start in range(0, n, self.chunk):
-            rows = np.arange(start, start + self.chunk)
-            rows = np.where(rows < n, rows, start)  # pad the last chunk with a real scene
-            chunk = {k: v[rows] for k, v in self.inputs.items()}
-            out = jax.device_get(self._plan(state.params, state.frozen, chunk))
-            outs.append({k: np.asarray(v)[: min(self.chunk, n - start)] for k, v in out.items()})
-        return {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
-
-    def __call__(self, layout: ModelLayout, state: TrainState) -> dict[str, float]:
-        from alpamayo_jax.eval.reasoning_checks import parse_decision
-        from alpamayo_jax.inference.reasoning_text import decode_reasoning
-
-        out = self.plan(layout, state)
-        per_scene = self._trajectory_metrics(out["poses"], self.truth, self.dt)
-        metrics = {
-            "minADE": float(per_scene["minADE"].mean()),
-            "ADE": float(per_scene["ADE"].mean()),
-            "constant_velocity_minADE": self.cv_minade,
-        }
-        if self.spec.reasoning:
-            texts = decode_reasoning(
-                self.tokenizer.backend, out["reasoning_tokens"][:, :1], out["reasoning_length"][:, :1]
-            )
-            labelled = [(t[0], d) for t, d in zip(texts, self.decisions) if d != "unknown"]
-            if labelled:
-                hits = sum(parse_decision(text) == truth for text, truth in labelled)
-                metrics["decision_accuracy"] = hits / len(labelled)
-        return metrics
 
 
 def train_sft(

@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from alpamayo_jax.data.world.agents import (
+from alpamayo_jax.world.agents import (
     SIZES,
     light_schedule,
     on_line,
@@ -20,9 +20,9 @@ from alpamayo_jax.data.world.agents import (
     static,
     travelled,
 )
-from alpamayo_jax.data.world.planner import EGO_FRONT, Intent, Lateral
-from alpamayo_jax.data.world.road import Road
-from alpamayo_jax.data.world.scene import (
+from alpamayo_jax.world.planner import EGO_FRONT, Intent, Lateral
+from alpamayo_jax.world.road import Road
+from alpamayo_jax.world.scene import (
     CLOTHES,
     Cause,
     Scene,

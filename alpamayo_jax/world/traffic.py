@@ -1,6 +1,6 @@
 """Other road users in the closed loop: the scene's script, made reactive where it must be.
 
-A synthetic scene (`data.world.scene.Scene`) scripts every agent on a fixed time grid: good for
+A synthetic scene (`world.scene.Scene`) scripts every agent on a fixed time grid: good for
 replaying the expert, wrong for a closed loop, where the ego may drive differently and a car behind
 it that blindly follows its script would drive through it. So here:
 
@@ -23,8 +23,8 @@ import math
 
 import numpy as np
 
-from alpamayo_jax.data.world.agents import DT, TIMES, Agent
-from alpamayo_jax.data.world.road import Road
+from alpamayo_jax.world.agents import DT, TIMES, Agent
+from alpamayo_jax.world.road import Road
 
 ROAD_FOLLOWER_KINDS = frozenset({"car", "truck", "bus", "cyclist"})
 

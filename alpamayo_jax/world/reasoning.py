@@ -12,8 +12,8 @@ import re
 
 import numpy as np
 
-from alpamayo_jax.data.world.planner import EGO_FRONT
-from alpamayo_jax.data.world.scene import Cause, Scene
+from alpamayo_jax.world.planner import EGO_FRONT
+from alpamayo_jax.world.scene import Cause, Scene
 
 VEHICLE_WORDS = {"car": "car", "truck": "truck", "bus": "bus"}
 COLOR_NAMES = {

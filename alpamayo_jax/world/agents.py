@@ -12,7 +12,7 @@ import dataclasses
 
 import numpy as np
 
-from alpamayo_jax.data.world.road import Road
+from alpamayo_jax.world.road import Road
 
 DT = 0.1
 T_MIN, T_MAX = -2.0, 10.0

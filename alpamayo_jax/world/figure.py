@@ -11,8 +11,8 @@ import textwrap
 import numpy as np
 
 from alpamayo_jax.data.schema import Sample
-from alpamayo_jax.data.world.generate import WORLD_NAME, build_scene
-from alpamayo_jax.data.world.planner import EGO_FRONT, EGO_LENGTH, EGO_WIDTH
+from alpamayo_jax.world.generate import WORLD_NAME, build_scene
+from alpamayo_jax.world.planner import EGO_FRONT, EGO_LENGTH, EGO_WIDTH
 
 
 def _scene_layer(ax, sample: Sample) -> None:

@@ -11,9 +11,9 @@ import dataclasses
 
 import numpy as np
 
-from alpamayo_jax.data.world.agents import SIZES, Agent, on_road, static, travelled
-from alpamayo_jax.data.world.planner import Intent
-from alpamayo_jax.data.world.road import Road
+from alpamayo_jax.world.agents import SIZES, Agent, on_road, static, travelled
+from alpamayo_jax.world.planner import Intent
+from alpamayo_jax.world.road import Road
 
 CAR_COLORS = (
     (190, 192, 198),

@@ -1,12 +1,7 @@
-"""A training workdir's layout and its saved config.
+"""A run's saved config: `<workdir>/config.json`, written when training starts.
 
-```
-<workdir>/config.json        the full config of the run (what eval/plan/export rebuild the model from)
-<workdir>/checkpoints/<step>/ model, train, data, meta  (training/checkpoint.py)
-<workdir>/metrics.jsonl      one JSON record per logged step  (training/metrics.py)
-<workdir>/tensorboard/       the same scalars for TensorBoard
-```
-`alpamayo eval --workdir W` takes no `--config`, so the run's config must live in the workdir.
+`alpamayo eval --workdir W` (and plan, export, serve) takes no `--config`, so the config a run was
+trained with must live in the workdir; this is where it is written and read back.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ import dataclasses
 import numpy as np
 from jaxtyping import Float
 
-from alpamayo_jax.data.world.decisions import is_consistent
+from alpamayo_jax.data.decisions import is_consistent
 
 BRAKE_HARD = -4.5  # m/s^2, beyond the comfort bound of -4.05
 STOPPED = 0.5  # m/s

@@ -1,6 +1,6 @@
 """The world's rule-based expert as a closed-loop policy: re-plan from wherever the ego is now.
 
-`data.world.planner.plan` plans from the origin of a scene's t0 frame, with the ego on its lane at
+`world.planner.plan` plans from the origin of a scene's t0 frame, with the ego on its lane at
 arc length 0. In the closed loop the ego is somewhere else at time t, so the scene is re-anchored
 before each call: the road is shifted along its reference line so that arc length 0 is the ego's
 (the straight / arc / straight reference line stays exactly representable), the agents are moved
@@ -20,13 +20,13 @@ import math
 
 import numpy as np
 
-from alpamayo_jax.data.world import planner as world_planner
-from alpamayo_jax.data.world.agents import TIMES, Agent
-from alpamayo_jax.data.world.road import Road
-from alpamayo_jax.data.world.scene import Scene
-from alpamayo_jax.eval.controller import VehicleState
-from alpamayo_jax.eval.policies import Observation, ObservationError, PolicyPlan
-from alpamayo_jax.eval.traffic import scripted_state
+from alpamayo_jax.world import planner as world_planner
+from alpamayo_jax.world.agents import TIMES, Agent
+from alpamayo_jax.world.controller import VehicleState
+from alpamayo_jax.world.policies import Observation, ObservationError, PolicyPlan
+from alpamayo_jax.world.road import Road
+from alpamayo_jax.world.scene import Scene
+from alpamayo_jax.world.traffic import scripted_state
 
 
 @dataclasses.dataclass(frozen=True)

@@ -13,8 +13,8 @@ import math
 
 import numpy as np
 
-from alpamayo_jax.data.world.agents import LIGHT_STATES, Agent, time_index
-from alpamayo_jax.data.world.scene import Scene
+from alpamayo_jax.world.agents import LIGHT_STATES, Agent, time_index
+from alpamayo_jax.world.scene import Scene
 
 NEAR = 0.2
 MIN_SIZE_RANGE = 100.0

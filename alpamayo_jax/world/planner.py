@@ -19,8 +19,8 @@ import math
 
 import numpy as np
 
-from alpamayo_jax.data.world.agents import DT, Agent, time_index
-from alpamayo_jax.data.world.road import Road
+from alpamayo_jax.world.agents import DT, Agent, time_index
+from alpamayo_jax.world.road import Road
 
 EGO_LENGTH, EGO_WIDTH = 4.7, 1.9
 EGO_FRONT = 3.7  # front bumper ahead of the ego origin (rear axle), m

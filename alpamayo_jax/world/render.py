@@ -26,10 +26,10 @@ import threading
 
 import numpy as np
 
-from alpamayo_jax.data.world.boxes import SceneParts, corners, project, rectangles
-from alpamayo_jax.data.world.cameras import get_camera, ground_rays
-from alpamayo_jax.data.world.road import Road
-from alpamayo_jax.data.world.scene import Look, Scene
+from alpamayo_jax.world.boxes import SceneParts, corners, project, rectangles
+from alpamayo_jax.world.cameras import get_camera, ground_rays
+from alpamayo_jax.world.road import Road
+from alpamayo_jax.world.scene import Look, Scene
 
 WHITE = np.array([228.0, 228.0, 222.0])
 YELLOW = np.array([222.0, 182.0, 44.0])

@@ -43,7 +43,7 @@ from carla_driver_interface.protocol import (
 from carla_driver_interface.service import EgodriverServicer
 from PIL import Image
 
-from alpamayo_jax.eval.policies import DrivingPolicy, InputSpec, Observation, ObservationError, PolicyPlan
+from alpamayo_jax.world.policies import DrivingPolicy, InputSpec, Observation, ObservationError, PolicyPlan
 
 logger = logging.getLogger(__name__)
 

@@ -19,16 +19,16 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
+from alpamayo_jax.data.decisions import DECISION_NAMES, frequencies, get_decision
 from alpamayo_jax.data.schema import Sample
-from alpamayo_jax.data.world import reasoning
-from alpamayo_jax.data.world.agents import DT, time_index
-from alpamayo_jax.data.world.cameras import RELEASE_CAMERAS, get_camera
-from alpamayo_jax.data.world.decisions import DECISION_NAMES, frequencies, get_decision
-from alpamayo_jax.data.world.meta_action import label
-from alpamayo_jax.data.world.planner import EGO_FRONT, EGO_REAR, EGO_WIDTH, Plan, plan
-from alpamayo_jax.data.world.render import frame_poses, render
-from alpamayo_jax.data.world.scene import Scene
-from alpamayo_jax.data.world.situations import BUILDERS
+from alpamayo_jax.world import reasoning
+from alpamayo_jax.world.agents import DT, time_index
+from alpamayo_jax.world.cameras import RELEASE_CAMERAS, get_camera
+from alpamayo_jax.world.meta_action import label
+from alpamayo_jax.world.planner import EGO_FRONT, EGO_REAR, EGO_WIDTH, Plan, plan
+from alpamayo_jax.world.render import frame_poses, render
+from alpamayo_jax.world.scene import Scene
+from alpamayo_jax.world.situations import BUILDERS
 
 WORLD_NAME = "coc_world_v1"
 MAX_ATTEMPTS = 40

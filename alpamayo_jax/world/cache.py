@@ -14,7 +14,7 @@ import pathlib
 from collections.abc import Callable
 
 from alpamayo_jax.data.shards import MANIFEST, ShardReader, write_split
-from alpamayo_jax.data.world.generate import WorldConfig, default_workers, generate
+from alpamayo_jax.world.generate import WorldConfig, default_workers, generate
 
 SPLITS = ("train", "val", "test")
 
