@@ -47,10 +47,9 @@ def run(args: argparse.Namespace, overrides: list[str]) -> int:
 
 
 def _synth(args, overrides) -> int:
-    from tqdm import tqdm
-
     from alpamayo_jax.config import base_config, load_config
     from alpamayo_jax.config.loader import apply_override, parse_overrides
+    from alpamayo_jax.console import progress
     from alpamayo_jax.data.shards import write_split
     from alpamayo_jax.world.generate import WorldConfig, default_workers, generate
 
@@ -65,9 +64,7 @@ def _synth(args, overrides) -> int:
     world = WorldConfig.from_config(config)
     workers = args.workers or int(config.data.workers) or default_workers()
     start = time.time()
-    with tqdm(
-        total=args.num, desc=f"synth {args.split}", unit="sample", file=sys.stderr, disable=None
-    ) as bar:
+    with progress(args.num, f"synth {args.split}", unit="sample") as bar:
         manifest = write_split(
             args.out,
             args.split,

@@ -1,7 +1,7 @@
 """The whole evaluation of one workdir: open loop on a split, closed loop in the world, pictures.
 
 `alpamayo eval` is a thin shell around `run_suite`; tests call it directly. The results dict has
-the stable keys of DESIGN.md: `open_loop` and `closed_loop`, each keyed by policy (`model`,
+the stable keys of docs/interfaces.md: `open_loop` and `closed_loop`, each keyed by policy (`model`,
 `constant_velocity`, `expert`) then metric, with `common` / `hard` sub-dicts, plus `meta`.
 
 The expert has no open-loop row: the dataset's ground truth *is* the expert's plan, so its
@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import dataclasses
 import pathlib
-import sys
 from collections.abc import Sequence
 from typing import Any
 
+from alpamayo_jax import console
 from alpamayo_jax.eval import closed_loop as cl
 from alpamayo_jax.eval import metrics, viz
 from alpamayo_jax.eval.reasoning_checks import reasoning_scores
@@ -90,10 +90,8 @@ def build_policies(
     return out
 
 
-def _bar(total: int, desc: str):
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=desc, file=sys.stderr, disable=None, leave=False)
+def _bar(total: int, desc: str, unit: str):
+    return console.progress(total, desc, unit=unit, leave=False)
 
 
 def run_suite(
@@ -135,7 +133,7 @@ def run_suite(
                 viz.save_figure(fig, out_dir / f"open_loop_{name}_{pictured[0]}.png")
                 pictured[0] += 1
 
-        with _bar(count, f"open loop {name}") as bar:
+        with _bar(count, f"open loop {name}", "sample") as bar:
             results["open_loop"][name] = metrics.open_loop(
                 policy,
                 (reader[i] for i in range(count)),
@@ -154,7 +152,7 @@ def run_suite(
         )
         scenarios = sim.scenario_set(options.num_scenarios, options.scenario_seed)
         for name, (policy, spec) in policies.items():
-            with _bar(loop_config.steps, f"closed loop {name}") as bar:
+            with _bar(loop_config.steps, f"closed loop {name}", "step") as bar:
                 episodes = sim.run_episodes(policy, scenarios, loop_config, inputs=spec, progress=bar.update)
             results["closed_loop"][name] = cl.summarize(episodes, loop_config)
             for k, episode in enumerate(episodes[: options.pictures]):

@@ -23,6 +23,7 @@ import ml_collections
 import numpy as np
 from jax.sharding import Mesh, NamedSharding
 
+from alpamayo_jax import console
 from alpamayo_jax.config.train import COMPUTE_DTYPES, STAGES
 from alpamayo_jax.parallel.mesh import make_mesh
 from alpamayo_jax.parallel.sharding import activate, batch_shardings, batch_spec
@@ -126,12 +127,12 @@ def _host(metrics: Mapping[str, jax.Array]) -> dict[str, float]:
     return {k: float(v) for k, v in jax.device_get(dict(metrics)).items()}
 
 
-def _log(message: str, bar=None) -> None:
+def _log(message: str, bar: console.Progress | None = None) -> None:
     """A line for people on stderr (process 0), above the progress bar when there is one."""
     if jax.process_index() != 0:
         return
     if bar is not None:
-        bar.write(message, file=sys.stderr)
+        bar.write(message)
     else:
         print(message, file=sys.stderr, flush=True)
 
@@ -213,7 +214,7 @@ def train(
     last_eval: dict[str, float] = {}
     last_good = resumed_from
     pending: tuple[int, Any] | None = None
-    bar = _progress(cfg.steps, start, enabled=progress)
+    bar = console.progress(cfg.steps, "train", initial=start, enabled=progress and jax.process_index() == 0)
     writer = MetricsWriter(workdir)
     timer = time.perf_counter()
 
@@ -226,7 +227,7 @@ def train(
     def log(step: int, values: dict[str, float]) -> None:
         nonlocal timer
         bar.update(1)
-        bar.set_postfix(loss=f"{values['loss']:.4f}", refresh=False)
+        bar.set_postfix(loss=values["loss"])
         if step % cfg.log_every == 0 or step == cfg.steps:
             now = time.perf_counter()
             writer.write(step, dict(values, seconds_per_step=(now - timer) / cfg.log_every))
@@ -316,16 +317,3 @@ class _Evaluator:
         if self.task.evaluate is not None:
             out.update({k: float(v) for k, v in self.task.evaluate(self.layout, state).items()})
         return out
-
-
-def _progress(total: int, initial: int, *, enabled: bool):
-    from tqdm.auto import tqdm
-
-    return tqdm(
-        total=total,
-        initial=initial,
-        desc="train",
-        unit="step",
-        disable=not enabled or jax.process_index() != 0,
-        dynamic_ncols=True,
-    )
