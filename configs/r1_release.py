@@ -11,7 +11,7 @@ from alpamayo_jax.config.compose import policy_config
 def get_config():
     config = policy_config("r1_release", "r1_release", qwen_family="qwen3", link_vocab=False)
     config.train.compute_dtype = "bfloat16"
-    # The release's inputs (SPEC.md section 3): 4 cameras x 4 frames at 320 x 576 px.
+    # The release's inputs: 4 cameras x 4 frames (t0-0.3 s .. t0) at 320 x 576 px.
     config.data.frames_per_camera = 4
     config.data.image_height = 320
     config.data.image_width = 576

@@ -1,4 +1,5 @@
-"""The `alpamayo` command line: every verb of DESIGN.md is there, errors are clear."""
+"""The `alpamayo` command line: every documented verb (README "The command line") is there, errors
+are clear."""
 
 import subprocess
 import sys
@@ -8,16 +9,16 @@ import pytest
 from alpamayo_jax import cli
 from alpamayo_jax.commands import VERBS
 
-DESIGN_VERBS = ["data", "train", "rl", "eval", "plan", "export", "run-exported", "serve", "convert", "bench"]
+CLI_VERBS = ["data", "train", "rl", "eval", "plan", "export", "run-exported", "serve", "convert", "bench"]
 
 
 def test_help_lists_every_verb():
     out = subprocess.run(
         [sys.executable, "-m", "alpamayo_jax.cli", "--help"], capture_output=True, text=True, check=True
     ).stdout
-    for verb in DESIGN_VERBS:
+    for verb in CLI_VERBS:
         assert f"    {verb}" in out, verb
-    assert sorted(VERBS) == sorted(DESIGN_VERBS)
+    assert sorted(VERBS) == sorted(CLI_VERBS)
 
 
 def test_unknown_override_key_is_a_config_error(repo_root, capsys, monkeypatch):

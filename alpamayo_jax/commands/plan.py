@@ -111,7 +111,7 @@ def check_cameras(reader, camera_names, frames_per_camera: int) -> None:
 
 
 def plan_record(poses, actions, reasoning, timings, **extra) -> dict:
-    """The JSON contract of `plan` and `run-exported` (DESIGN.md), plus provenance keys."""
+    """The JSON contract of `plan` and `run-exported` (docs/interfaces.md), plus provenance keys."""
     import numpy as np
 
     return {

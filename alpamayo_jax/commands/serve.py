@@ -52,7 +52,7 @@ def _camera_overrides(pairs: list[str]) -> dict[str, str]:
 
 def run(args: argparse.Namespace, overrides: list[str]) -> int:
     try:
-        from alpamayo_jax.eval import alpasim
+        from alpamayo_jax.serve import alpasim
     except ImportError as err:  # the optional `serve` extra
         raise MissingCapability(f"the `serve` extra (pip install 'alpamayo_jax[serve]'): {err}") from err
     from alpamayo_jax.eval.model_policy import load_policy

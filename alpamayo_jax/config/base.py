@@ -2,8 +2,8 @@
 
 Sections mirror the package layout so each module reads only its own part:
 `action` / `tokens` / `flow` (trajectory/), `data` (data/), `model` (models/), `train` (training/),
-`mesh` (parallel/), `eval` (eval/). Values that SPEC.md marks unverified live here as fields,
-never as constants in code.
+`mesh` (parallel/), `eval` (eval/). Values the public release does not pin down live here as
+fields, never as constants in code.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from alpamayo_jax.config.train import train_config
 
 
 def action_config() -> ml_collections.ConfigDict:
-    """Unicycle action space (SPEC.md section 4)."""
+    """Unicycle action space: 64 steps of 0.1 s, (accel, curvature) per step (docs/model.md)."""
     c = ml_collections.ConfigDict()
     c.future_steps = 64  # 6.4 s at 10 Hz
     c.history_steps = 16  # 1.6 s at 10 Hz, the last one at t0
@@ -33,7 +33,7 @@ def action_config() -> ml_collections.ConfigDict:
 
 
 def tokens_config() -> ml_collections.ConfigDict:
-    """Discrete trajectory tokens: history deltas and future action bins (SPEC.md sections 1, 3)."""
+    """Discrete trajectory tokens: history deltas and future action bins (docs/model.md)."""
     c = ml_collections.ConfigDict()
     c.history_bins = 1000  # uniform bins per history delta axis
     c.history_xy_range = 4.0  # per-step x/y deltas binned over [-4, 4] m
@@ -44,7 +44,7 @@ def tokens_config() -> ml_collections.ConfigDict:
 
 
 def flow_config() -> ml_collections.ConfigDict:
-    """Flow matching, release convention: t=0 noise, t=1 data (SPEC.md section 5)."""
+    """Flow matching, release convention: t=0 noise, t=1 data (docs/model.md)."""
     c = ml_collections.ConfigDict()
     c.num_steps = 10
     c.beta_alpha = 1.5

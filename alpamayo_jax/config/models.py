@@ -4,7 +4,7 @@ Field names follow what the modules read; the HuggingFace converter maps `config
 same fields (`convert/hf.py`). A preset is pure data: `models/backbone.py` builds from it, and
 `param_counts(cfg)` (models/) reports sizes by component without allocating weights.
 
-Families (SPEC.md section 2):
+Families (docs/model.md lists the sizes of every preset):
 - `qwen2_5_vl`: ViT with 2x2-merge-ordered patches of 14 px, RMSNorm + SwiGLU(bias), window
   attention with full-attention blocks; LLM with q/k/v bias and contiguous M-RoPE sections.
 - `qwen3_vl`: ViT with 16 px patches, LayerNorm + GELU(tanh), learned 48x48 position table
@@ -14,7 +14,7 @@ Families (SPEC.md section 2):
 `model.image_token_id` and `model.llm.vocab` must agree with the tokenizer (`text.image_pad_id`,
 `text.vocab_size`); the config file that combines sections links them.
 `model.expert` holds the action expert's own sizes (its layers, KV heads and head_dim are the LLM's);
-the release values are unverified (SPEC.md section 2) and are fields, never constants.
+the release's expert width is not published, so these are fields, never constants.
 """
 
 from __future__ import annotations
@@ -109,7 +109,7 @@ def expert_config(
 ) -> ml_collections.ConfigDict:
     """Action-expert sizes of its own (layers / kv_heads / head_dim come from the LLM).
 
-    The action input projection (SPEC.md section 5): each action dim and t get Fourier features
+    The action input projection (the release's): each action dim and t get Fourier features
     (`fourier_frequencies` log-spaced from `fourier_min` to `fourier_max`, sin and cos of 2 pi f x),
     then an MLP of `action_mlp_layers` linear maps at width `action_mlp_width` to `hidden`.
     """

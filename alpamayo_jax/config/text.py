@@ -14,10 +14,10 @@ Two layouts, one set of field names:
   reasoning/trajectory delimiters, then the history bins, then the future bins, then the byte-level
   BPE text ids (`bpe_vocab_size` of them, trained on the world's text).
 - `qwen`: a local Qwen tokenizer.json. Qwen's text ids come first (`qwen_text_size` of them, 151643),
-  its own special tokens after them at fixed offsets (so `<|image_pad|>` is 151655, SPEC.md section
-  2), and our delimiters and bins are appended after the whole base vocabulary (`base_vocab_size`:
-  151665 for Qwen2.5-VL, 151669 for Qwen3-VL). The embedding is resized to `vocab_size`, as the
-  release does (151669 + 4028 = 155697).
+  its own special tokens after them at fixed offsets (so `<|image_pad|>` is 151655, as in every
+  Qwen-VL tokenizer), and our delimiters and bins are appended after the whole base vocabulary
+  (`base_vocab_size`: 151665 for Qwen2.5-VL, 151669 for Qwen3-VL). The embedding is resized to
+  `vocab_size`, as the release does (151669 + 4028 = 155697).
 
 Derived fields (everything ending in `_id`, `_offset`, and `vocab_size`) must not be overridden:
 `text.tokenizer.VocabLayout.from_config` recomputes them and raises if they disagree.

@@ -1,6 +1,6 @@
 """The results of `alpamayo eval` as a terminal table and as JSON with stable keys.
 
-The JSON layout is a contract (DESIGN.md): top level `open_loop` and `closed_loop`, each keyed by
+The JSON layout is a contract (docs/interfaces.md): top level `open_loop` and `closed_loop`, each keyed by
 policy (`model`, `constant_velocity`, `expert`), then metric (`minADE`, `ADE`, `FDE`,
 `collision_rate`, ...) holding the value over all scenes, plus `common` and `hard` holding the same
 metrics over each subset. A metric a policy cannot have (decision accuracy of a policy that writes

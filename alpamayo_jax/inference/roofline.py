@@ -40,7 +40,7 @@ DEVICES = {
 
 @dataclasses.dataclass(frozen=True)
 class Workload:
-    """One planning call. Defaults: the release's inputs (SPEC.md section 3)."""
+    """One planning call. Defaults: the release's inputs (4 cameras x 4 frames of 320 x 576 px)."""
 
     images: int = 16  # 4 cameras x 4 frames
     height: int = 320

@@ -14,7 +14,7 @@ Why these choices:
   stopped sequence keeps feeding `pad_id` into slots *after* its stop token, which nothing reads
   (the expert reads the cache only up to `prefix_len`).
 - The stop token itself is fed through `decode_step` so its K/V are in the cache: the action expert
-  attends to the prefix up to and including `<|traj_future_start|>` (SPEC.md section 1).
+  attends to the prefix up to and including `<|traj_future_start|>` (docs/model.md "Prompt").
 - Per-sequence randomness: token i of sequence b uses `fold_in(fold_in(key, b), i)`, so sequence b's
   sample depends only on (key, b, i): reproducible per seed, and unchanged when the batch grows.
   The draws come from `inference/noise.py` (jax.random's Threefry generator as plain integer

@@ -1,4 +1,4 @@
-"""Action tokens in and velocities out of the flow-matching expert (SPEC.md section 5).
+"""Action tokens in and velocities out of the flow-matching expert (docs/model.md).
 
 Each future step becomes one expert token. Its input is the noisy normalised action (accel,
 curvature) and the flow time t, each expanded into Fourier features: the expert must resolve both

@@ -1,4 +1,4 @@
-"""The flow-matching action expert: a transformer over the future-step tokens (SPEC.md sections 1, 5).
+"""The flow-matching action expert: a transformer over the future-step tokens (docs/model.md).
 
 Why it looks like this:
 - Expert layer i attends to the VLM's layer-i keys/values of the prefix (prompt + reasoning, up to

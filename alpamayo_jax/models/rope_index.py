@@ -1,4 +1,4 @@
-"""M-RoPE position ids of a prompt, computed from the tokens inside jit (SPEC.md section 2).
+"""M-RoPE position ids of a prompt, computed from the tokens inside jit (Qwen-VL's rule).
 
 Rule (HF `get_rope_index` for still images): walking the valid tokens left to right with a running
 index p, a text token gets (p, p, p) and p += 1; a run of image-pad tokens of an image whose merged

@@ -1,4 +1,4 @@
-"""The chat token sequence of one driving sample (SPEC.md section 1), for training and inference.
+"""The chat token sequence of one driving sample (docs/model.md "Prompt"), for training and inference.
 
 Layout (Qwen chat template; `[...]` are single special tokens, `(...)` encoded text):
 

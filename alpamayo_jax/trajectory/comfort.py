@@ -2,7 +2,7 @@
 
 A plan can be close to the expert and still be undrivable (jerky braking, violent yaw); the RL
 trajectory reward and the evaluation report these six numbers against the bounds of the release's
-demo reward (SPEC.md section 6). They are computed from poses, not actions, so the same code grades
+demo reward (docs/model.md "Comfort"). They are computed from poses, not actions, so the same code grades
 the model, the expert log and any baseline.
 
 Derivatives are finite differences at dt along the time axis, each computed directly from 5
@@ -33,7 +33,7 @@ QUANTITIES = ("lon_accel", "lat_accel", "jerk", "lon_jerk", "yaw_rate", "yaw_acc
 
 @dataclasses.dataclass(frozen=True)
 class ComfortBounds:
-    """Release comfort bounds (SPEC.md section 6); symmetric ones are given as their |limit|."""
+    """Release comfort bounds (those of its demo reward); symmetric ones are given as their |limit|."""
 
     lon_accel: tuple[float, float] = (-4.05, 2.40)  # m/s^2, braking / accelerating
     lat_accel: float = 4.89  # |.| m/s^2

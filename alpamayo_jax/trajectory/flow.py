@@ -1,4 +1,4 @@
-"""Flow-matching helpers in the release convention: t = 0 is noise, t = 1 is data (SPEC.md 5).
+"""Flow-matching helpers in the release convention: t = 0 is noise, t = 1 is data.
 
 The expert learns the velocity of the straight path x_t = t x + (1 - t) eps, which is the constant
 x - eps along each path; sampling integrates that velocity from noise to data with a few Euler

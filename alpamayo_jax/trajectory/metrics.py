@@ -1,4 +1,4 @@
-"""Open-loop trajectory metrics in the release definitions (SPEC.md section 7).
+"""Open-loop trajectory metrics in the release definitions (docs/model.md "Metrics").
 
 Predictions come as K samples per scene, `pred [..., K, T, >=2]`, against one ground truth
 `gt [..., T, >=2]`; only x, y enter the displacement errors (and the heading for corner distance).
@@ -7,7 +7,7 @@ hard ones, ...), and stays jit/vmap-able.
 
 Step convention: future pose j (0-based) is at time (j + 1) dt, so "the error at tau seconds" is the
 error of pose j = round(tau / dt) - 1: at dt = 0.1, 0.5 s / 1 s / 3 s / 5 s are the 5th / 10th /
-30th / 50th poses (indices 4, 9, 29, 49), the "steps 5, 10, 30, 50" of the SPEC.
+30th / 50th poses (indices 4, 9, 29, 49), the "steps 5, 10, 30, 50" of the release.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
 DEFAULT_HORIZONS_S = (0.5, 1.0, 3.0, 5.0)
-DEFAULT_BOX = (4.0, 3.0, 2.0)  # ego box length x width x height in metres (SPEC.md section 7)
+DEFAULT_BOX = (4.0, 3.0, 2.0)  # ego box length x width x height in metres (the release's)
 
 
 def _check_pair(pred: Array, gt: Array, min_channels: int) -> None:
@@ -94,7 +94,7 @@ def box_corners(
 
     Poses carry no pitch, roll or height, so the box sits at z in [-h/2, h/2] for every pose; the
     height therefore cancels in corner displacements (each top corner moves like the one below it)
-    and is kept only so the definition reads exactly as SPEC.md's 4 x 3 x 2 m box.
+    and is kept only so the definition reads exactly as the release's 4 x 3 x 2 m box.
     """
     poses = jnp.asarray(poses)
     if poses.ndim < 1 or poses.shape[-1] != 3:

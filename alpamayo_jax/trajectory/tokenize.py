@@ -1,7 +1,7 @@
 """Discrete trajectory tokens: the ego history (48 tokens) and the future actions (128 tokens).
 
 The VLM reads the past and (in SFT stage 1 and RL) writes the future as ordinary vocabulary tokens,
-so both are quantised to uniform bins (SPEC.md sections 1 and 3). Functions here return bin indices
+so both are quantised to uniform bins (docs/model.md). Functions here return bin indices
 in [0, bins); `text/` adds the vocabulary offset. Bins and ranges come from `config.tokens`.
 
 Binning: `bins` equal-width bins cover [-range, range]; a value maps to the bin it falls in (values
@@ -11,7 +11,7 @@ back within half a bin width (range / bins).
 History layout (pose-major, oldest first): tokens [3 i + c] hold axis c (x, y, z) of delta i, the
 displacement into history pose i from the pose before it. Delta 0 needs the pose before the oldest
 one, which we do not have: it is extrapolated at constant velocity, so delta 0 equals delta 1 (this
-keeps the SPEC's 16 x 3 = 48 tokens, one triple per pose, at the cost of one redundant triple).
+keeps the release's 16 x 3 = 48 tokens, one triple per pose, at the cost of one redundant triple).
 Decoding anchors the last history pose (t0) at the origin and walks back through deltas 15 .. 1.
 
 Future layout: tokens [2 k], [2 k + 1] hold the normalised (accel, curvature) of step k, i.e. the

@@ -1,6 +1,6 @@
 """Unicycle action space: (acceleration, curvature) per step <-> (x, y, heading) poses.
 
-The policy predicts controls rather than waypoints (SPEC.md section 4) because controls are
+The policy predicts controls rather than waypoints (as the release does) because controls are
 smooth, physically bounded and low-variance, which makes them easier targets for both the discrete
 tokens and the flow-matching expert; the unicycle model turns them back into a drivable path.
 
@@ -42,7 +42,7 @@ def rollout(
 ) -> tuple[Float[Array, "*batch t 3"], Float[Array, "*batch t"]]:
     """Integrates the unicycle from the t0 origin: returns (poses, speeds) at t = dt .. T dt.
 
-    The update is SPEC.md section 4 exactly: v_{k+1} = v_k + a_k dt; the heading turns by
+    The update is the release's exactly: v_{k+1} = v_k + a_k dt; the heading turns by
     kappa_k times the arc length s_k = v_k dt + a_k dt^2 / 2 travelled under constant acceleration
     (so heading stays consistent with distance, not with time); x, y integrate (v cos, v sin) by the
     trapezoid rule. Written with cumulative sums (no Python loop) so it compiles to a few fused ops.
@@ -164,7 +164,7 @@ def poses_to_actions(
     """Actions (accel, curvature) that reproduce `poses` under `rollout`: the training targets.
 
     Recorded poses are noisy and not exactly unicycle-consistent, so the actions are fitted, not
-    differenced (SPEC.md section 4): (1) the heading is unwrapped and smoothed by ridge-regularised
+    differenced: (1) the heading is unwrapped and smoothed by ridge-regularised
     least squares on its second differences; (2) speeds are fitted by least squares so that
     trapezoid integration along those headings reproduces the xy path, with the same ridge on the
     speeds' second differences (= changes of acceleration, so this smooths speed and acceleration);
@@ -175,7 +175,7 @@ def poses_to_actions(
 
     At standstill the curvature is undefined; kappa = dtheta s / (s^2 + min_arc^2) sends it smoothly
     to 0 instead of dividing by ~0 (min_arc in metres; 1 mm changes kappa by < 1e-4 relative at
-    walking speed). Bounds, when given, clip |accel| and |curvature| (SPEC.md: 9.8 m/s^2, 0.2 1/m).
+    walking speed). Bounds, when given, clip |accel| and |curvature| (config defaults: 9.8 m/s^2, 0.2 1/m).
 
     Accuracy at the default ridge 1e-4 on clean unicycle paths (float32, speeds 0.5-30 m/s, accel
     waves up to 3 m/s^2 at 0.8 Hz): accel within ~0.04 m/s^2 (worst at the last steps, where a

@@ -1,4 +1,4 @@
-"""The four release cameras as pinhole models mounted on the ego (SPEC section 3).
+"""The four release cameras as pinhole models mounted on the ego.
 
 Mounting positions and yaw of the cross cameras are not published; they are plausible values for a
 sedan and live here as data (`CAMERAS`), so a dataset's manifest records exactly what was used.

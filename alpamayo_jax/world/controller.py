@@ -5,7 +5,8 @@ something must neither hide a bad plan (the ego may not teleport onto it) nor pu
 (the tracking error must stay far below the metric thresholds). A pure-pursuit steering law on a
 lookahead point of the plan plus a speed law that follows the plan's speed profile, corrected for
 how far the car is ahead of or behind the plan, is the usual such tracker; the car itself moves by
-the same unicycle model as the action space (SPEC.md section 4), with its accel/curvature bounds.
+the same unicycle model as the action space (`trajectory/unicycle.py`), with its accel/curvature
+bounds.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ def step_unicycle(
     accel_bound: float = 9.8,
     curvature_bound: float = 0.2,
 ) -> VehicleState:
-    """One dt of the unicycle model (SPEC.md section 4), bounded, never reversing.
+    """One dt of the unicycle model (`trajectory/unicycle.py`), bounded, never reversing.
 
     A braking command that would take the speed below zero stops the car within the step instead
     (the acceleration is cut so v reaches exactly 0), so a stopped car stays where it stopped.

@@ -32,7 +32,8 @@ from alpamayo_jax.world.situations import BUILDERS
 
 WORLD_NAME = "coc_world_v1"
 MAX_ATTEMPTS = 40
-# Comfort bounds of SPEC section 6 that the expert keeps unless it brakes for an emergency.
+# Release comfort bounds (`trajectory/comfort.py`) that the expert keeps unless it brakes for an
+# emergency.
 ACCEL_BOUNDS = (-4.05, 2.40)
 LATERAL_ACCEL_BOUND = 4.89
 YAW_RATE_BOUND = 0.95

@@ -4,11 +4,12 @@ Longitudinal: the speed command is the most restrictive of (a) tracking the desi
 adaptive-cruise law behind moving obstacles in the ego corridor, (c) constant-deceleration stops in
 front of standing obstacles, agents about to enter the corridor, and stop lines that are active
 (red light, stop sign), and (d) a curve speed limit previewed along the route. It is clipped to
-comfort bounds (SPEC section 6) and jerk-limited, except in emergencies where full braking is allowed.
+comfort bounds (`trajectory/comfort.py`) and jerk-limited, except in emergencies where full braking
+is allowed.
 Lateral: the path is the lane centre plus an optional smooth offset profile (lane change, nudge);
 its curvature is read at the middle of each step's arc so the unicycle tracks it closely.
 
-The expert integrates the unicycle of SPEC section 4 itself in numpy (generation speed); the test
+The expert integrates the unicycle of `trajectory/unicycle.py` itself in numpy (generation speed); the test
 suite checks that its poses round-trip through `trajectory.unicycle`.
 """
 
@@ -103,7 +104,7 @@ class Plan:
 
 
 def integrate_unicycle(actions: np.ndarray, v0: float, dt: float) -> tuple[np.ndarray, np.ndarray]:
-    """Poses [T, 3] and speeds [T + 1] of the SPEC section 4 unicycle, starting at the origin."""
+    """Poses [T, 3] and speeds [T + 1] of the action-space unicycle, starting at the origin."""
     a, k = actions[:, 0].astype(np.float64), actions[:, 1].astype(np.float64)
     v = v0 + np.concatenate([[0.0], np.cumsum(a * dt)])
     dtheta = k * v[:-1] * dt + k * a * dt * dt / 2

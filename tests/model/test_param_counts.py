@@ -27,7 +27,7 @@ def test_backbone_count_equals_hf_meta_model(name):
 
 
 def test_published_sizes():
-    """SPEC.md section 2: the Qwen2.5-VL ViT has 676M parameters; the release LLM vocabulary is 155697."""
+    """The published sizes: the Qwen2.5-VL ViT has 676M parameters; the release LLM vocabulary is 155697."""
     assert round(param_counts(model_preset("r1_7b"))["vision"] / 1e6) == 677  # 676.55M
     release = model_preset("r1_release")
     assert release.llm.vocab == 155697 and not release.llm.tied

@@ -170,7 +170,7 @@ def test_cache_batch_axes_match_the_cache_layout():
     assert (axes.kv.k, axes.kv.v, axes.kv.lengths, axes.rope_delta) == (1, 1, 0, 0)
 
 
-# Expected sizes: SPEC.md section 2 (ViT of Qwen2.5-VL-7B 676M; release expert ~2.3B; paper ~2B).
+# Expected sizes, as published (ViT of Qwen2.5-VL-7B 676M; release expert ~2.3B; paper ~2B).
 @pytest.mark.parametrize(
     ("name", "bounds"),
     [
