@@ -1,6 +1,7 @@
 """Pick the decode-attention implementation from the config switch `model.decode_attention`.
 
-- `'xla'`: the jnp reference (XLA fuses it; works everywhere, the default).
+- `'xla'`: the jnp reference, i.e. the model's own attention with a length mask (XLA fuses it;
+  works everywhere, the default).
 - `'pallas'`: the Triton kernel where the program runs on a CUDA GPU, the reference elsewhere. The
   choice is made per target platform at *lowering* time, not from the machine that traces: a
   CPU-only machine exporting for `('cpu', 'cuda')` gets the kernel in the CUDA program and the

@@ -1,4 +1,4 @@
-"""Decode attention in plain jnp: the ground truth for the Pallas kernel and the XLA path of dispatch.
+"""Decode attention in plain jnp: the ground truth for the Pallas kernel and the `xla` path of dispatch.
 
 One query token per sequence attends to a fixed-size KV cache whose first `lengths[b]` slots are
 valid (the cache is preallocated to the maximum length so the decode loop keeps static shapes; the
@@ -11,6 +11,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int
+
+from alpamayo_jax.nn.attention import dot_product_attention
 
 
 def check_shapes(q: jax.Array, k: jax.Array, v: jax.Array, lengths: jax.Array) -> tuple[int, int]:
@@ -42,20 +44,17 @@ def decode_attention_reference(
 ) -> Float[Array, "b heads d"]:
     """Softmax attention of one query per sequence over cache slots `[0, lengths[b])`.
 
-    Scores and softmax run in float32 whatever the cache dtype, matching the kernel's accumulator.
-    A sequence with length 0 attends to nothing and gets zeros (never NaN).
+    It is the model's own attention (`nn.attention.dot_product_attention`, the path the language
+    model's forward and cached decode run) with a length mask, so the kernel is checked against the
+    very numbers the model computes without it. Scores and softmax run in float32 whatever the cache
+    dtype, matching the kernel's accumulator. A sequence with length 0 attends to nothing and gets
+    zeros (never NaN), as the kernel does.
     """
-    kv_heads, group = check_shapes(q, k, v, lengths)
-    b, heads, head_dim = q.shape
-    scale = head_dim**-0.5 if scale is None else scale
-    qg = q.reshape(b, kv_heads, group, head_dim).astype(jnp.float32)
-    scores = jnp.einsum("bkgd,bskd->bkgs", qg, k.astype(jnp.float32)) * scale
+    check_shapes(q, k, v, lengths)
+    f32 = jnp.float32
     valid = jnp.arange(k.shape[1])[None, :] < lengths[:, None]  # [b, s]
-    scores = jnp.where(valid[:, None, None, :], scores, -jnp.inf)
-    peak = jnp.max(scores, axis=-1, keepdims=True)
-    peak = jnp.where(jnp.isfinite(peak), peak, 0.0)
-    weights = jnp.exp(scores - peak)
-    denom = jnp.sum(weights, axis=-1, keepdims=True)
-    out = jnp.einsum("bkgs,bskd->bkgd", weights, v.astype(jnp.float32))
-    out = jnp.where(denom > 0, out / jnp.where(denom > 0, denom, 1.0), 0.0)
-    return out.reshape(b, heads, head_dim).astype(q.dtype)
+    out = dot_product_attention(
+        q[:, None].astype(f32), k.astype(f32), v.astype(f32), valid[:, None, :], scale
+    )
+    out = jnp.where((lengths > 0)[:, None, None], out[:, 0], 0.0)
+    return out.astype(q.dtype)
