@@ -20,6 +20,7 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from alpamayo_jax.config.train import COMPUTE_DTYPES
 from alpamayo_jax.parallel.sharding import Rules, activate, batch_shardings, constrain
 from alpamayo_jax.training.state import ModelLayout, TrainState
 
@@ -30,7 +31,12 @@ LossFn = Callable[[nnx.Module, Batch, PRNGKeyArray], LossTerms]
 Metrics = dict[str, jax.Array]
 StepFn = Callable[[TrainState, Batch, PRNGKeyArray], tuple[TrainState, Metrics]]
 
-COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+def compute_dtype_of(name: str) -> jnp.dtype:
+    """The dtype of a `train.compute_dtype` name: the one place names become dtypes."""
+    if name not in COMPUTE_DTYPES:
+        raise ValueError(f"train.compute_dtype must be one of {COMPUTE_DTYPES}, got {name!r}")
+    return jnp.dtype(name)
 
 
 def cast_floating(tree: Any, dtype: Any) -> Any:
@@ -85,7 +91,7 @@ def make_train_step(
     `loss/<term>` for every term, `grad_norm` (before clipping), `param_norm` (after the update;
     a finite loss with a non-finite update still shows up there) and `lr`.
     """
-    dtype = COMPUTE_DTYPES[compute_dtype]
+    dtype = compute_dtype_of(compute_dtype)
     weights = {k: float(v) for k, v in weights.items() if v}
     if not weights:
         raise ValueError("make_train_step: every loss weight is zero; nothing would be trained")
@@ -161,7 +167,7 @@ def make_eval_step(
     layout: ModelLayout, loss_fn: LossFn, *, compute_dtype: str = "float32"
 ) -> Callable[[TrainState, Batch, PRNGKeyArray], dict[str, tuple[jax.Array, jax.Array]]]:
     """`eval_step(state, batch, rng) -> {term: (sum, count)}`: add these over batches, then divide."""
-    dtype = COMPUTE_DTYPES[compute_dtype]
+    dtype = compute_dtype_of(compute_dtype)
 
     def eval_step(state: TrainState, batch: Batch, rng: PRNGKeyArray):
         batch = _constrain_batch(batch)

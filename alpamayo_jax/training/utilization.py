@@ -22,6 +22,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from alpamayo_jax.config.train import COMPUTE_DTYPES
 from alpamayo_jax.training.step import planned_peak_bytes
 
 
@@ -46,10 +47,9 @@ def measure_matmul_peak(dtype: str = "float32", size: int = 2048, repeats: int =
     """
     if size < 64 or repeats < 1:
         raise ValueError(f"measure_matmul_peak needs size >= 64 and repeats >= 1, got {size}, {repeats}")
-    dtypes = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
-    if dtype not in dtypes:
-        raise ValueError(f"measure_matmul_peak dtype must be one of {sorted(dtypes)}, got {dtype!r}")
-    dt = dtypes[dtype]
+    if dtype not in COMPUTE_DTYPES:
+        raise ValueError(f"measure_matmul_peak dtype must be one of {sorted(COMPUTE_DTYPES)}, got {dtype!r}")
+    dt = jnp.dtype(dtype)
     device = jax.devices()[0]
     key_a, key_b = jax.random.split(jax.random.key(0))
     a = jax.device_put(jax.random.normal(key_a, (size, size), dt), device)
