@@ -26,7 +26,6 @@ Typical use (one host of a training job):
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import types
@@ -38,6 +37,7 @@ import ml_collections
 import numpy as np
 from jaxtyping import Float
 
+from alpamayo_jax.config.scene import SceneSpec
 from alpamayo_jax.data.decisions import decision_id
 from alpamayo_jax.text.prompt import PromptBuilder, image_tokens_per_image, prompt_text_segments
 from alpamayo_jax.text.tokenizer import TOKENIZER_FILE, TextTokenizer, load_or_train_tokenizer
@@ -63,28 +63,6 @@ class SampleLike(Protocol):
 class SampleSource(Protocol):
     def __len__(self) -> int: ...
     def __getitem__(self, index: int) -> SampleLike: ...
-
-
-@dataclasses.dataclass(frozen=True)
-class ImageSpec:
-    """The camera setup every sample of a dataset shares (it fixes the prompt and the batch shape)."""
-
-    camera_names: tuple[str, ...]
-    frames_per_camera: int
-    height: int
-    width: int
-
-    @property
-    def num_images(self) -> int:
-        return len(self.camera_names) * self.frames_per_camera
-
-    @classmethod
-    def from_config(cls, config: ml_collections.ConfigDict) -> ImageSpec:
-        """From `config.data` (cameras, frames_per_camera, image_height, image_width)."""
-        data = config.data
-        return cls(
-            tuple(data.cameras), int(data.frames_per_camera), int(data.image_height), int(data.image_width)
-        )
 
 
 # -- one sample -> one example ------------------------------------------------------------------
@@ -126,7 +104,7 @@ class SampleEncoder(grain.transforms.Map):
         self,
         config: ml_collections.ConfigDict,
         tokenizer: TextTokenizer,
-        images: ImageSpec,
+        images: SceneSpec,
         *,
         max_tokens: int,
         tokens_per_image: int,
@@ -168,7 +146,7 @@ class SampleEncoder(grain.transforms.Map):
         name = f"sample {index} (clip {getattr(sample, 'clip_id', '?')!r})"
         images = np.asarray(sample.images)
         spec = self.images
-        want = (spec.num_images, spec.height, spec.width, 3)
+        want = (spec.num_images, *spec.image_hw, 3)
         if images.shape != want or images.dtype != np.uint8:
             raise ValueError(f"{name}: images are {images.dtype} {images.shape}, expected uint8 {want}")
         actions = np.asarray(sample.future_actions, np.float32)
@@ -389,15 +367,13 @@ def make_batch_iterator(
 
 
 def encoder_from_config(
-    config: ml_collections.ConfigDict, tokenizer: TextTokenizer, images: ImageSpec | None = None
+    config: ml_collections.ConfigDict, tokenizer: TextTokenizer, images: SceneSpec | None = None
 ) -> SampleEncoder:
     """The encoder of `config`: image tokens from `config.model.vision` (patch_size, merge_size),
     length from `config.data.max_tokens`, cameras from `config.data` unless `images` is given."""
-    images = images or ImageSpec.from_config(config)
+    images = images or SceneSpec.from_config(config)
     vision = config.model.vision
-    per_image = image_tokens_per_image(
-        images.height, images.width, int(vision.patch_size), int(vision.merge_size)
-    )
+    per_image = image_tokens_per_image(*images.image_hw, int(vision.patch_size), int(vision.merge_size))
     tokenizer.check_model_vocab_size(config.model.llm.vocab, what="config.model.llm.vocab")
     return SampleEncoder(
         config, tokenizer, images, max_tokens=int(config.data.max_tokens), tokens_per_image=per_image

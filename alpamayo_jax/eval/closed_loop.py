@@ -14,9 +14,10 @@ from typing import Any
 
 import numpy as np
 
+from alpamayo_jax.config.scene import SceneSpec
 from alpamayo_jax.data.decisions import is_hard
 from alpamayo_jax.eval.metrics import aggregate
-from alpamayo_jax.world.policies import DrivingPolicy, InputSpec
+from alpamayo_jax.world.policies import DrivingPolicy
 from alpamayo_jax.world.simulator import (
     ClosedLoopConfig,
     Episode,
@@ -55,7 +56,7 @@ def closed_loop(
     seed: int = 0,
     config: ClosedLoopConfig = ClosedLoopConfig(),
     *,
-    inputs: InputSpec | None = None,
+    inputs: SceneSpec | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> tuple[dict[str, Any], list[Episode]]:
     """Drive the seeded scenario set with `policy`; returns (summary, episodes)."""

@@ -12,10 +12,10 @@ from typing import Any
 
 import numpy as np
 
+from alpamayo_jax.config.scene import SceneSpec
 from alpamayo_jax.world.policies import (
     ConstantVelocityPolicy,
     DrivingPolicy,
-    InputSpec,
     Observation,
     ObservationError,
     PolicyPlan,
@@ -46,7 +46,7 @@ class ModelPolicy:
     """
 
     inner: Any
-    spec: InputSpec
+    spec: SceneSpec
     name: str = "model"
     uses_images: bool = True
     privileged: bool = False
@@ -117,29 +117,19 @@ def load_model_policy(workdir: str, samples: int = 1) -> ModelPolicy:
     return ModelPolicy(inner=inner, spec=input_spec_of(inner))
 
 
-def input_spec_of(inner: Any) -> InputSpec:
-    """The `InputSpec` of an inference policy, from its config (cameras, frames, resolution, steps)."""
+def input_spec_of(inner: Any) -> SceneSpec:
+    """The `SceneSpec` of an inference policy, from its config (cameras, frames, resolution, steps)."""
     config = getattr(inner, "config", None)
     if config is None:
         raise TypeError(f"{type(inner).__name__} has no `config`; expected an inference `Policy`")
-    data = config.data
-    action = config.action
-    return InputSpec(
-        camera_names=tuple(data.cameras),
-        frames_per_camera=int(data.frames_per_camera),
-        frame_dt=float(getattr(data, "frame_dt", action.dt)),
-        image_hw=(int(data.image_height), int(data.image_width)),
-        history_steps=int(action.history_steps),
-        dt=float(action.dt),
-        future_steps=int(action.future_steps),
-    )
+    return SceneSpec.from_config(config)
 
 
-def load_policy(name: str, workdir: str | None) -> tuple[DrivingPolicy, InputSpec]:
+def load_policy(name: str, workdir: str | None) -> tuple[DrivingPolicy, SceneSpec]:
     """A policy by name (`model` reads `workdir`) and the inputs it expects."""
     if name == "constant_velocity":
         policy = ConstantVelocityPolicy()
-        return policy, InputSpec(future_steps=policy.future_steps, dt=policy.dt)
+        return policy, SceneSpec(future_steps=policy.future_steps, dt=policy.dt)
     if name == "model":
         if not workdir:
             raise ValueError("the model policy needs --workdir")

@@ -16,12 +16,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from alpamayo_jax import console
+from alpamayo_jax.config.scene import SceneSpec
 from alpamayo_jax.eval import closed_loop as cl
 from alpamayo_jax.eval import metrics, viz
 from alpamayo_jax.eval.reasoning_checks import reasoning_scores
 from alpamayo_jax.world import simulator as sim
 from alpamayo_jax.world.expert_policy import ExpertPolicy
-from alpamayo_jax.world.policies import ConstantVelocityPolicy, DrivingPolicy, InputSpec
+from alpamayo_jax.world.policies import ConstantVelocityPolicy, DrivingPolicy
 
 POLICIES = ("model", "constant_velocity", "expert")
 
@@ -60,23 +61,11 @@ def open_split(config: Any, split: str):
     return ShardReader(synthetic_split(config, split))
 
 
-def _input_spec(config: Any) -> InputSpec:
-    data, action = config.data, config.action
-    return InputSpec(
-        camera_names=tuple(data.cameras),
-        frames_per_camera=int(data.frames_per_camera),
-        image_hw=(int(data.image_height), int(data.image_width)),
-        history_steps=int(action.history_steps),
-        dt=float(action.dt),
-        future_steps=int(action.future_steps),
-    )
-
-
 def build_policies(
     names: Sequence[str], workdir: str | pathlib.Path, config: Any, *, trajectory_samples: int = 6
-) -> dict[str, tuple[DrivingPolicy, InputSpec]]:
-    out: dict[str, tuple[DrivingPolicy, InputSpec]] = {}
-    spec = _input_spec(config)
+) -> dict[str, tuple[DrivingPolicy, SceneSpec]]:
+    out: dict[str, tuple[DrivingPolicy, SceneSpec]] = {}
+    spec = SceneSpec.from_config(config)
     for name in names:
         if name == "model":
             from alpamayo_jax.eval.model_policy import load_model_policy

@@ -43,7 +43,8 @@ from carla_driver_interface.protocol import (
 from carla_driver_interface.service import EgodriverServicer
 from PIL import Image
 
-from alpamayo_jax.world.policies import DrivingPolicy, InputSpec, Observation, ObservationError, PolicyPlan
+from alpamayo_jax.config.scene import SceneSpec
+from alpamayo_jax.world.policies import DrivingPolicy, Observation, ObservationError, PolicyPlan
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ def _yaw(pose: Pose) -> float:
 
 
 def ego_history(
-    trajectory: Trajectory, time_now_us: int, speed_mps: float, spec: InputSpec
+    trajectory: Trajectory, time_now_us: int, speed_mps: float, spec: SceneSpec
 ) -> tuple[np.ndarray, np.ndarray, Pose]:
     """The last `history_steps` ego poses at `dt` spacing ending at t0, in the t0 rig frame.
 
@@ -109,7 +110,7 @@ def _decode(frame: CameraFrame, image_hw: tuple[int, int], camera: str) -> np.nd
 
 
 def camera_images(
-    session: SessionState, time_now_us: int, spec: InputSpec, camera_ids: Sequence[str]
+    session: SessionState, time_now_us: int, spec: SceneSpec, camera_ids: Sequence[str]
 ) -> np.ndarray | None:
     """Our `images` [N_cam * F, H_px, W_px, 3] (camera-major, oldest frame first), or None without cameras."""
     if not camera_ids:
@@ -151,7 +152,7 @@ class AlpamayoDriver(BaseDriver):
     """`BaseDriver` around one of our policies (the model, or a baseline for tests)."""
 
     def __init__(
-        self, policy: DrivingPolicy, spec: InputSpec, camera_ids: Sequence[str] | None = None
+        self, policy: DrivingPolicy, spec: SceneSpec, camera_ids: Sequence[str] | None = None
     ) -> None:
         if policy.privileged:
             raise ValueError(
@@ -238,7 +239,7 @@ class _Servicer(EgodriverServicer):
 
 def build_server(
     policy: DrivingPolicy,
-    spec: InputSpec,
+    spec: SceneSpec,
     *,
     camera_ids: Sequence[str] | None = None,
     host: str = DEFAULT_HOST,

@@ -20,30 +20,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 from jaxtyping import Float, UInt8
 
-DEFAULT_FUTURE_STEPS = 64
-DEFAULT_DT = 0.1
-
-
-@dataclasses.dataclass(frozen=True)
-class InputSpec:
-    """The inputs a policy expects (the model's data config), so a runtime can build them for it."""
-
-    camera_names: tuple[str, ...] = ()  # our cameras, in the order of `images`
-    frames_per_camera: int = 1
-    frame_dt: float = 0.1  # seconds between the frames of one camera
-    image_hw: tuple[int, int] = (64, 112)  # (H_px, W_px)
-    history_steps: int = 16
-    dt: float = DEFAULT_DT
-    future_steps: int = DEFAULT_FUTURE_STEPS
-
-    def __post_init__(self) -> None:
-        if len(set(self.camera_names)) != len(self.camera_names):
-            raise ValueError(f"camera_names must be distinct, got {list(self.camera_names)}")
-        if self.frames_per_camera < 1 or self.history_steps < 2 or self.future_steps < 1:
-            raise ValueError(
-                "frames_per_camera >= 1, history_steps >= 2 and future_steps >= 1 are required, got "
-                f"{self.frames_per_camera}, {self.history_steps}, {self.future_steps}"
-            )
+from alpamayo_jax.config.scene import DEFAULT_DT, DEFAULT_FUTURE_STEPS
 
 
 class ObservationError(ValueError):

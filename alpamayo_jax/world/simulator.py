@@ -22,13 +22,14 @@ from collections.abc import Callable, Sequence
 import jax
 import numpy as np
 
+from alpamayo_jax.config.scene import SceneSpec
 from alpamayo_jax.data.decisions import DECISION_NAMES
 from alpamayo_jax.trajectory import comfort as comfort_lib
 from alpamayo_jax.world import planner as world_planner
 from alpamayo_jax.world import safety
 from alpamayo_jax.world.controller import PlanTracker, VehicleState, step_unicycle
 from alpamayo_jax.world.expert_policy import WorldView
-from alpamayo_jax.world.policies import DrivingPolicy, InputSpec, Observation, plan_all
+from alpamayo_jax.world.policies import DrivingPolicy, Observation, plan_all
 from alpamayo_jax.world.render import render
 from alpamayo_jax.world.scene import Scene
 from alpamayo_jax.world.situations import BUILDERS
@@ -141,7 +142,7 @@ class Episode:
         s = self.states[min(int(round(t / DT)), len(self.states) - 1)]
         return (s.x, s.y, s.heading)
 
-    def cameras(self, view: WorldView, inputs: InputSpec) -> np.ndarray:
+    def cameras(self, view: WorldView, inputs: SceneSpec) -> np.ndarray:
         """Freshly rendered camera frames at now, as the dataset lays them out (camera-major)."""
         if round(inputs.frame_dt / DT) < 1 or abs(round(inputs.frame_dt / DT) * DT - inputs.frame_dt) > 1e-9:
             raise ValueError(
@@ -219,7 +220,7 @@ def run_episodes(
     scenarios: Sequence[tuple[str, Scene]],
     config: ClosedLoopConfig = ClosedLoopConfig(),
     *,
-    inputs: InputSpec | None = None,
+    inputs: SceneSpec | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> list[Episode]:
     """Drive every scenario with `policy` (in lockstep, planning all due episodes in one batch).

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from alpamayo_jax.config import load_config
+from alpamayo_jax.config.scene import SceneSpec
 from alpamayo_jax.data.decisions import DECISION_NAMES, UNKNOWN, decision_id
 from alpamayo_jax.data.pipeline import (
-    ImageSpec,
     SampleEncoder,
     action_stats,
     dataset_tokenizer,
@@ -24,7 +24,7 @@ from alpamayo_jax.data.schema import Sample
 from alpamayo_jax.text import TokenizerError, image_tokens_per_image
 
 CAMERAS = ("cross_left_120fov", "front_wide_120fov")
-IMAGES = ImageSpec(camera_names=CAMERAS, frames_per_camera=2, height=32, width=64)
+IMAGES = SceneSpec(camera_names=CAMERAS, frames_per_camera=2, image_hw=(32, 64))
 MAX_TOKENS = 640
 TEMPLATES = (
     "The traffic light {d} m ahead is red, so I stop before the line.",
@@ -56,7 +56,7 @@ class FakeSource:
             coc = " ".join([coc] * 40)
         decision = UNKNOWN if i == 5 else DECISION_NAMES[i % len(DECISION_NAMES)]
         return Sample(
-            images=rng.integers(0, 256, (IMAGES.num_images, IMAGES.height, IMAGES.width, 3), dtype=np.uint8),
+            images=rng.integers(0, 256, (IMAGES.num_images, *IMAGES.image_hw, 3), dtype=np.uint8),
             history_xyz=history, history_heading=np.zeros(h, np.float32), v0=np.array(v0, np.float32),
             future_xyz=future, future_heading=np.zeros(t, np.float32), future_actions=actions,
             decision=decision, hard=i % 4 == 0, coc=coc, clip_id=f"clip-{i:04d}",
@@ -79,7 +79,7 @@ def tokenizer(config, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def encoder(config, tokenizer):
-    per_image = image_tokens_per_image(IMAGES.height, IMAGES.width, patch_size=16, spatial_merge_size=2)
+    per_image = image_tokens_per_image(*IMAGES.image_hw, patch_size=16, spatial_merge_size=2)
     return SampleEncoder(config, tokenizer, IMAGES, max_tokens=MAX_TOKENS, tokens_per_image=per_image)
 
 
@@ -295,7 +295,7 @@ CONFIG_IMAGES = [
 
 def test_from_config(repo_root, tmp_path):
     config = load_config(repo_root / "configs/tiny.py", CONFIG_IMAGES + ["--config.data.max_tokens=600"])
-    assert ImageSpec.from_config(config) == IMAGES
+    assert SceneSpec.from_config(config) == IMAGES
     tokenizer = dataset_tokenizer(config, FakeSource(10), tmp_path)  # cameras from config.data
     encoder = encoder_from_config(config, tokenizer)
     assert encoder.builder.tokens_per_image == (32 // 32) * (64 // 32)  # tiny: Qwen3-VL, 16 px x 2 merge

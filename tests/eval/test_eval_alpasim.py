@@ -21,14 +21,15 @@ from carla_driver_interface.protocol import (  # noqa: E402
 )
 from carla_driver_interface.testing import FakeCamera, FakeLoop  # noqa: E402
 
+from alpamayo_jax.config.scene import SceneSpec
 from alpamayo_jax.serve.alpasim import build_server, ego_history, plan_to_rig  # noqa: E402
-from alpamayo_jax.world.policies import ConstantVelocityPolicy, InputSpec, Observation, PolicyPlan  # noqa: E402
+from alpamayo_jax.world.policies import ConstantVelocityPolicy, Observation, PolicyPlan  # noqa: E402
 
 CAMERAS = (
     FakeCamera("camera_front", width=96, height=54),
     FakeCamera("camera_left", width=96, height=54, yaw_left_deg=60),
 )
-SPEC = InputSpec(camera_names=("front", "left"), frames_per_camera=2, image_hw=(32, 48))
+SPEC = SceneSpec(camera_names=("front", "left"), frames_per_camera=2, image_hw=(32, 48))
 
 
 class RecordingPolicy(ConstantVelocityPolicy):
@@ -151,7 +152,7 @@ def test_history_resampling_turns_into_the_t0_frame():
         angle = speed * t / radius
         p = Pose.from_xyz_yaw(radius * np.sin(angle), radius * (1 - np.cos(angle)), 0.0, angle)
         poses.append(offset @ p)
-    spec = InputSpec(history_steps=16, dt=0.1)
+    spec = SceneSpec(history_steps=16, dt=0.1)
     xyz, heading, anchor = ego_history(Trajectory(list(stamps), poses), 3_000_000, speed, spec)
     # Relative to t0 the past lies on the same circle: behind, and (turning left) to the left.
     back = speed * 0.1 * np.arange(15, -1, -1) / radius

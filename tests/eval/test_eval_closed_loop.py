@@ -5,18 +5,14 @@ import dataclasses
 import numpy as np
 import pytest
 
+from alpamayo_jax.config.scene import SceneSpec
 from alpamayo_jax.data.decisions import DECISION_NAMES
 from alpamayo_jax.eval import closed_loop as cl
 from alpamayo_jax.world import planner as world_planner
 from alpamayo_jax.world import simulator as sim
 from alpamayo_jax.world.expert_policy import ExpertPolicy, WorldView, expert_poses, shift_road
 from alpamayo_jax.world.generate import WorldConfig, build_scene, generate_sample
-from alpamayo_jax.world.policies import (
-    ConstantVelocityPolicy,
-    InputSpec,
-    PolicyPlan,
-    constant_turn_rate_poses,
-)
+from alpamayo_jax.world.policies import ConstantVelocityPolicy, PolicyPlan, constant_turn_rate_poses
 from alpamayo_jax.world.scene import road_vehicle
 
 FAST = sim.ClosedLoopConfig(duration_s=5.0)
@@ -114,7 +110,7 @@ def test_reanchored_expert_at_t0_reproduces_the_open_loop_plan():
         _, scene = sim.scenario_set(1, seed=2, decisions=(decision,))[0]
         truth = world_planner.plan(scene.road, scene.agents, scene.intent, emergency=scene.emergency)
         view = WorldView(
-            scene, scene.agents, 0.0, cl.VehicleState(0.0, 0.0, 0.0, scene.intent.v0), scene.intent.a0
+            scene, scene.agents, 0.0, sim.VehicleState(0.0, 0.0, 0.0, scene.intent.v0), scene.intent.a0
         )
         poses, _ = expert_poses(view)
         err = np.hypot(*(poses[:, :2] - truth.future_xyz[:, :2]).T)
@@ -168,7 +164,7 @@ def test_a_looking_policy_sees_the_dataset_view_first_then_fresh_frames():
     sample = generate_sample(config, seed=5, index=0, decision="follow_lead")
     assert sample.meta["attempt"] == 0  # so the closed loop starts from the very same scene
     scene = build_scene(5, 0, "follow_lead")
-    inputs = InputSpec(
+    inputs = SceneSpec(
         camera_names=config.cameras, frames_per_camera=2, image_hw=(config.image_height, config.image_width)
     )
     policy = LookingPolicy()

@@ -7,11 +7,12 @@ import dataclasses
 import numpy as np
 import pytest
 
+from alpamayo_jax.config.scene import SceneSpec
 from alpamayo_jax.eval.model_policy import ModelPolicy
 from alpamayo_jax.inference.errors import PolicyInputError
-from alpamayo_jax.world.policies import InputSpec, Observation, ObservationError, plan_all
+from alpamayo_jax.world.policies import Observation, ObservationError, plan_all
 
-SPEC = InputSpec(camera_names=("front",), image_hw=(4, 6))
+SPEC = SceneSpec(camera_names=("front",), image_hw=(4, 6))
 
 
 @dataclasses.dataclass
