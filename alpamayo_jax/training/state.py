@@ -12,6 +12,7 @@ state a plain pytree; `nnx.merge(graphdef, params, frozen)` rebuilds the module 
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -97,8 +98,8 @@ class ModelLayout:
     def num_params(self) -> tuple[int, int]:
         """(trainable, total) parameter element counts."""
         flat = traverse_util.flatten_dict(self.abstract_variables())
-        total = sum(int(jnp.size(v)) for v in flat.values())
-        trainable = sum(int(jnp.size(v)) for k, v in flat.items() if k in self.trainable)
+        total = sum(math.prod(v.shape) for v in flat.values())
+        trainable = sum(math.prod(v.shape) for k, v in flat.items() if k in self.trainable)
         return trainable, total
 
 
