@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import ml_collections
 
-STAGES = ("vision", "stage1", "stage2", "joint")
+from alpamayo_jax.config import stages
+
+STAGES = tuple(stages.STAGES)  # the stage names; what each trains is `config/stages.py`
 COMPUTE_DTYPES = ("float32", "bfloat16")
 SCHEDULES = ("cosine", "constant")
 

@@ -5,8 +5,8 @@
     plans = policy.plan([s0, s1, s2])                # batched: one jitted call for the three
 
 Everything a workdir holds is read back the way training wrote it (run/config.py for the
-config, training/checkpoint.py for the variables and the normalisation stats, `tokenizer.json`
-beside them), so the model that plans is exactly the model that was trained. The planning program
+config, run/checkpoint.py for the variables, run/assets.py for the normalisation stats and the
+tokenizer), so the model that plans is exactly the model that was trained. The planning program
 itself is `planner.plan_scenes`: the same function `alpamayo export` hands to jax.export, which is
 why `planning_function()` lives here (the exporter and the in-process path cannot drift apart).
 
@@ -30,12 +30,11 @@ import numpy as np
 from flax import nnx
 from jaxtyping import Float
 
+from alpamayo_jax.config.stages import STAGES
 from alpamayo_jax.inference.errors import PolicyInputError
 from alpamayo_jax.inference.planner import PlannerSpec, plan_scenes
 from alpamayo_jax.inference.reasoning_text import decode_reasoning
 from alpamayo_jax.inference.sampler import SamplingParams
-
-TOKENIZER_FILE = "tokenizer.json"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,6 +131,7 @@ class Policy:
         expert was never trained: it plans with the discrete trajectory tokens it did learn.
         """
         from alpamayo_jax.models.policy_model import build_policy
+        from alpamayo_jax.run.assets import find_action_stats, read_tokenizer, with_action_stats
         from alpamayo_jax.run.checkpoint import restore_model_variables
         from alpamayo_jax.run.config import load_run_config
 
@@ -145,13 +145,15 @@ class Policy:
             nnx.to_pure_dict(abstract_state),
         )
         variables, meta = restore_model_variables(workdir, target, step=step)
-        config = _with_action_stats(config, meta)
+        # The run's stats win over the config's (they are what trained): its assets, else meta.
+        config = with_action_stats(config, find_action_stats(workdir, meta))
         nnx.replace_by_pure_dict(abstract_state, variables)
         model = nnx.merge(graphdef, abstract_state)
-        tokenizer = _load_tokenizer(config, workdir, meta)
+        tokenizer = read_tokenizer(config, workdir, meta)
         tokenizer.check_model_vocab_size(int(config.model.llm.vocab), "config.model.llm.vocab")
         if "trajectory" not in options:
-            options["trajectory"] = "tokens" if meta.get("stage") == "stage1" else "flow"
+            stage = STAGES.get(meta.get("stage"))
+            options["trajectory"] = (stage and stage.planning_head) or "flow"
         policy = cls(config, model, tokenizer, **options)
         policy.workdir = workdir
         policy.meta = meta
@@ -310,36 +312,6 @@ class Policy:
     def reasoning_texts(self, tokens: np.ndarray, lengths: np.ndarray) -> list[list[str]]:
         """Decoded reasoning of every (scene, sample); specials (the stop tokens) dropped."""
         return decode_reasoning(self.tokenizer.backend, tokens, lengths)
-
-
-def _with_action_stats(config: ml_collections.ConfigDict, meta: dict) -> ml_collections.ConfigDict:
-    """The checkpoint's normalisation stats win over the config's (they are what trained)."""
-    if "action_mean" not in meta:
-        return config
-    config = ml_collections.ConfigDict(config.to_dict())
-    config.action.mean = tuple(float(x) for x in meta["action_mean"])
-    config.action.std = tuple(float(x) for x in meta["action_std"])
-    config.lock()
-    return config
-
-
-def _load_tokenizer(config: ml_collections.ConfigDict, workdir: pathlib.Path, meta: dict):
-    """The tokenizer training used: its copy in the workdir (synthetic mode), else the dataset's
-    file, else `config.text.tokenizer_path` (qwen mode reads the base Qwen file and extends it)."""
-    from alpamayo_jax.text.tokenizer import TokenizerError, load_tokenizer
-
-    if config.text.mode == "qwen":
-        return load_tokenizer(config)
-    candidates = [workdir / meta.get("tokenizer_file", TOKENIZER_FILE)]
-    if meta.get("dataset"):
-        candidates.append(pathlib.Path(meta["dataset"]) / TOKENIZER_FILE)
-    for path in candidates:
-        if path.is_file():
-            return load_tokenizer(config, path)
-    raise TokenizerError(
-        f"no tokenizer for {workdir}: looked for {', '.join(str(p) for p in candidates)} "
-        "(training copies the dataset's tokenizer.json into the workdir)"
-    )
 
 
 __all__ = ["Plan", "Policy", "PolicyInputError", "decode_reasoning"]

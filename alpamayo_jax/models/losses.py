@@ -32,6 +32,7 @@ import ml_collections
 import optax
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
+from alpamayo_jax.config.stages import get_stage
 from alpamayo_jax.models.expert import prefix_key_mask
 from alpamayo_jax.models.policy_model import PolicyModel
 from alpamayo_jax.trajectory.flow import interpolate, sample_time, target_velocity
@@ -147,9 +148,10 @@ def make_sft_loss_fn(
     Stage 2 always stops the gradient into the prefix (the VLM is frozen there anyway; the stop
     saves the backward pass through it). The vision stage runs the vision tower alone.
     """
-    if config.train.stage == "vision":
+    stage = get_stage(config.train.stage)
+    if stage.vision_only:
         return lambda model, batch, rng: decision_terms(model, batch)
-    stop = bool(config.train.stop_gradient_prefix) or config.train.stage == "stage2"
+    stop = bool(config.train.stop_gradient_prefix) or stage.stop_gradient_prefix
     flow_cfg = config.flow
 
     def loss_fn(model, batch, rng):

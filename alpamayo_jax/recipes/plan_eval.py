@@ -11,6 +11,7 @@ import ml_collections
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
+from alpamayo_jax.config.stages import get_stage
 from alpamayo_jax.training.loop import TrainConfigError
 from alpamayo_jax.training.state import ModelLayout, TrainState
 
@@ -43,7 +44,8 @@ class PlanEvaluator:
         self.tokenizer = tokenizer
         self.dt = float(action.dt)
         self.chunk = max(1, min(int(chunk), len(samples)))
-        self.trajectory = "tokens" if config.train.stage == "stage1" else "flow"
+        # The stage's planning head: a stage-1 expert is untrained, so stage 1 plans with tokens.
+        self.trajectory = get_stage(config.train.stage).planning_head or "flow"
         self.spec = PlannerSpec.from_config(
             config,
             tokenizer,
@@ -85,7 +87,7 @@ class PlanEvaluator:
         if cfg.eval_plan_samples < 1:
             raise TrainConfigError(f"train.eval_plan_samples must be >= 1, got {cfg.eval_plan_samples!r}")
         count = min(int(cfg.eval_plan_scenes), len(val_source))
-        if count == 0 or cfg.stage == "vision":  # the vision stage trains no language model
+        if count == 0 or get_stage(cfg.stage).planning_head is None:  # e.g. vision: no language model
             return None
         samples = [val_source[i] for i in range(count)]
         return cls(config, tokenizer, samples, num_samples=cfg.eval_plan_samples, chunk=cfg.batch_size)

@@ -4,10 +4,13 @@ The loop is model-agnostic; this file binds it to the Alpamayo policy and its da
 
 1. the dataset: `config.data.dir` if set (it must exist), else the config's synthetic world,
    generated once into the cache (process 0 generates, the others wait at a barrier);
-2. action normalisation stats: from the checkpoint being resumed or initialised from (so stage 2
-   normalises exactly like stage 1), else measured on the train split; written into
-   `config.action.mean/std` before the run's config is saved, and into every checkpoint's meta;
-3. the tokenizer of the dataset, copied into the workdir so planning reads the very same file;
+2. action normalisation stats: from the run being resumed or initialised from (so stage 2
+   normalises exactly like stage 1), else measured on the train split; written to the run's
+   assets (`run/assets.py`, `<workdir>/assets/action_stats.json`) and into every checkpoint's
+   meta, and set in a copy of the config (the run's config, saved with it; the caller's config is
+   never changed);
+3. the tokenizer of the dataset, copied to `<workdir>/assets/tokenizer.json` so planning reads the
+   very same file;
 4. the task: `PolicyModel` from the config, the (sum, count) SFT loss of `models/losses.py`, the
    stage's loss weights, this host's shard of the grain pipeline, and the fixed val subset (the
    vision stage first checks the classifier and the labels it needs, and plans nothing);
@@ -28,7 +31,9 @@ import jax
 import ml_collections
 from jax.experimental import multihost_utils
 
+from alpamayo_jax.config.stages import get_stage
 from alpamayo_jax.recipes.plan_eval import PlanEvaluator
+from alpamayo_jax.run import assets
 from alpamayo_jax.run.checkpoint import CheckpointError, read_meta
 from alpamayo_jax.training.feed import HostShard
 from alpamayo_jax.training.loop import (
@@ -40,7 +45,6 @@ from alpamayo_jax.training.loop import (
 )
 from alpamayo_jax.training.stages import loss_weights
 
-TOKENIZER_COPY = "tokenizer.json"
 STATS_SAMPLES = 1000  # evenly spaced train samples the action stats are measured on
 
 
@@ -86,18 +90,22 @@ def resolve_dataset(config: ml_collections.ConfigDict) -> DatasetPaths:
 
 
 def _stats_from_checkpoints(config: ml_collections.ConfigDict, workdir: pathlib.Path):
-    """Normalisation stats of the run being resumed, else of `train.init_from`, else None."""
+    """Normalisation stats of the run being resumed, else of `train.init_from`, else None: its
+    assets file, else (a run from before the assets) its latest checkpoint's meta."""
     for source in (workdir, config.train.init_from):
         if not source:
             continue
+        if assets.action_stats_path(source).is_file():
+            return assets.read_action_stats(source)
         try:
             meta = read_meta(source)
         except CheckpointError:
             if pathlib.Path(source) == workdir:
                 continue
             raise
-        if "action_mean" in meta:
-            return tuple(meta["action_mean"]), tuple(meta["action_std"])
+        stats = assets.find_action_stats(source, meta)
+        if stats is not None:
+            return stats
     return None
 
 
@@ -109,19 +117,22 @@ def _check_vision_stage(config: ml_collections.ConfigDict, train_source, root: p
     classes = int(config.model.vision.get("decision_classes", 0))
     if classes != len(DECISION_NAMES):
         raise TrainConfigError(
-            f"train.stage='vision' classifies the {len(DECISION_NAMES)} decisions of the world: "
-            f"model.vision.decision_classes must be {len(DECISION_NAMES)}, got {classes}"
+            f"train.stage={config.train.stage!r} classifies the {len(DECISION_NAMES)} decisions of the "
+            f"world: model.vision.decision_classes must be {len(DECISION_NAMES)}, got {classes}"
         )
     first = [train_source[i].decision for i in range(min(len(train_source), 64))]
     if all(d == UNKNOWN for d in first):
         raise TrainConfigError(
-            f"train.stage='vision' learns from decision labels, but the first {len(first)} train "
-            f"samples of {root} have none (decision {UNKNOWN!r})"
+            f"train.stage={config.train.stage!r} learns from decision labels, but the first "
+            f"{len(first)} train samples of {root} have none (decision {UNKNOWN!r})"
         )
 
 
-def prepare(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> tuple[TrainTask, DatasetPaths]:
-    """Set the config's action stats and build the SFT task (data, model, loss, meta)."""
+def prepare(
+    config: ml_collections.ConfigDict, workdir: str | pathlib.Path
+) -> tuple[TrainTask, DatasetPaths, ml_collections.ConfigDict]:
+    """The SFT task (data, model, loss, meta), the dataset, and the run's config: a copy of
+    `config` with the action stats set (`config` itself is not changed). Writes the run's assets."""
     from alpamayo_jax.data.pipeline import (
         action_stats,
         dataset_tokenizer,
@@ -139,18 +150,18 @@ def prepare(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> t
     train_source = ShardReader(paths.root, "train")
     val_source = ShardReader(paths.root, "val")
 
-    if config.train.stage == "vision":
+    if get_stage(config.train.stage).vision_only:
         _check_vision_stage(config, train_source, paths.root)
     stats = _stats_from_checkpoints(config, workdir)
     if stats is None:
         mean, std = action_stats(train_source, max_samples=STATS_SAMPLES)
         stats = tuple(float(x) for x in mean), tuple(float(x) for x in std)
-    config.action.mean, config.action.std = stats
+    config = assets.with_action_stats(config, stats)
 
     tokenizer = dataset_tokenizer(config, train_source, paths.root)
     if jax.process_index() == 0:
-        workdir.mkdir(parents=True, exist_ok=True)
-        tokenizer.save(workdir / TOKENIZER_COPY)
+        assets.save_action_stats(workdir, stats)
+        tokenizer.save(assets.tokenizer_path(workdir))
     encoder = encoder_from_config(config, tokenizer)
 
     def process_shard(shard: HostShard) -> grain.sharding.ShardOptions:
@@ -187,15 +198,15 @@ def prepare(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> t
             "action_mean": list(stats[0]),
             "action_std": list(stats[1]),
             "dataset": str(paths.root),
-            "tokenizer_file": TOKENIZER_COPY,
+            "tokenizer_file": f"{assets.ASSETS_DIR}/{assets.TOKENIZER_FILE}",
         },
     )
-    return task, paths
+    return task, paths, config
 
 
 def train_sft(
     config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *, progress: bool = True
 ) -> TrainResult:
     """`alpamayo train`: SFT of the policy as `config.train.stage` says, in `workdir`."""
-    task, _ = prepare(config, workdir)
+    task, _, config = prepare(config, workdir)
     return train(config, workdir, task, progress=progress)

@@ -5,6 +5,7 @@ stage) reads it through this package, so none of them depends on the training li
 
 ```
 <workdir>/config.json          the full config of the run (config.py)
+<workdir>/assets/              action normalisation stats and tokenizer (assets.py)
 <workdir>/checkpoints/<step>/  model, train, data, meta (checkpoint.py reads model and meta)
 <workdir>/metrics.jsonl        one JSON record per logged step (training/metrics.py)
 <workdir>/tensorboard/         the same scalars for TensorBoard

@@ -3,8 +3,9 @@
 import pytest
 from flax import nnx
 
+from alpamayo_jax.config.stages import StageError
 from alpamayo_jax.config.train import train_config
-from alpamayo_jax.training.stages import StageError, is_trainable, loss_weights
+from alpamayo_jax.training.stages import is_trainable, loss_weights
 
 
 def _train(**values):

@@ -9,9 +9,10 @@ from jax.sharding import PartitionSpec as P
 from training_toy import toy_batch, toy_loss, toy_model
 
 from alpamayo_jax.config import base_config
+from alpamayo_jax.config.stages import StageError
 from alpamayo_jax.parallel.mesh import make_mesh
 from alpamayo_jax.training.optim import learning_rate_schedule, make_optimizer
-from alpamayo_jax.training.stages import StageError, loss_weights
+from alpamayo_jax.training.stages import loss_weights
 from alpamayo_jax.training.state import (
     ModelLayout,
     abstract_train_state,

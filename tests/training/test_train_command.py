@@ -88,7 +88,9 @@ def test_stage1_then_stage2_on_the_synthetic_world(capsys, repo_root, tmp_path):
     meta = json.loads((s1 / "checkpoints" / "2" / "meta" / "metadata").read_text())
     saved_config = json.loads((s1 / "config.json").read_text())
     assert meta["action_std"] == saved_config["action"]["std"] and meta["action_std"] != [1.0, 0.05]
-    assert (s1 / "tokenizer.json").is_file()
+    assert (s1 / "assets" / "tokenizer.json").is_file()
+    stats = json.loads((s1 / "assets" / "action_stats.json").read_text())
+    assert stats == {"mean": meta["action_mean"], "std": meta["action_std"]}
     assert [r["step"] for r in read_metrics(s1, "val")] == [2]
 
     code, out, err = _train(
