@@ -31,8 +31,8 @@ from flax import nnx
 
 from alpamayo_jax.config.loader import load_config_file
 from alpamayo_jax.data.decisions import DECISION_NAMES, decision_id
-from alpamayo_jax.eval.suite import open_split
 from alpamayo_jax.models.vision import VisionEncoder
+from alpamayo_jax.world.dataset import open_split
 
 
 def load(config, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -52,7 +52,7 @@ import json
 import pathlib
 import sys
 
-from alpamayo_jax.eval.suite import open_split
+from alpamayo_jax.world.dataset import open_split
 from alpamayo_jax.run.config import load_run_config
 
 demo = pathlib.Path(sys.argv[1])

@@ -18,9 +18,9 @@ import numpy as np
 from flax import nnx
 
 from alpamayo_jax.data.pipeline import encoder_from_config
-from alpamayo_jax.eval.suite import open_split
 from alpamayo_jax.inference.policy import Policy
 from alpamayo_jax.models.losses import masked_sum, next_token_nll, reasoning_mask
+from alpamayo_jax.world.dataset import open_split
 
 
 def main() -> None:

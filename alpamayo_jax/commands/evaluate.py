@@ -68,11 +68,12 @@ def run(args: argparse.Namespace, overrides: list[str]) -> int:
     from alpamayo_jax.data.shards import ShardError
     from alpamayo_jax.run.checkpoint import CheckpointError
     from alpamayo_jax.text.tokenizer import TokenizerError
+    from alpamayo_jax.world.dataset import DataDirError
 
     start = time.time()
     try:
         results = run_suite(args.workdir, config, options, out_dir=args.out_dir)
-    except ShardError as err:
+    except (ShardError, DataDirError) as err:
         print(f"alpamayo eval: cannot read the {args.split} split: {err}", file=sys.stderr)
         return 1
     except (CheckpointError, TokenizerError) as err:  # the model row needs a trained workdir

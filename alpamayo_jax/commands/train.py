@@ -48,10 +48,11 @@ def run(args: argparse.Namespace, overrides: list[str]) -> int:
         initialize_distributed(config.mesh)
 
     from alpamayo_jax.config.stages import StageError
-    from alpamayo_jax.recipes.sft import DataDirError, train_sft
+    from alpamayo_jax.recipes.sft import train_sft
     from alpamayo_jax.training.loop import TrainConfigError
     from alpamayo_jax.training.nan_guard import NonFiniteError
     from alpamayo_jax.training.optim import OptimConfigError
+    from alpamayo_jax.world.dataset import DataDirError
 
     start = time.perf_counter()
     try:

@@ -21,6 +21,7 @@ from alpamayo_jax.eval import closed_loop as cl
 from alpamayo_jax.eval import metrics, viz
 from alpamayo_jax.eval.reasoning_checks import reasoning_scores
 from alpamayo_jax.world import simulator as sim
+from alpamayo_jax.world.dataset import open_split
 from alpamayo_jax.world.expert_policy import ExpertPolicy
 from alpamayo_jax.world.policies import ConstantVelocityPolicy, DrivingPolicy
 
@@ -48,17 +49,6 @@ class SuiteOptions:
             )
         if self.trajectory_samples < 1:
             raise ValueError(f"trajectory_samples: expected >= 1, got {self.trajectory_samples}")
-
-
-def open_split(config: Any, split: str):
-    """The samples of `split`: `config.data.dir` when set, else the config's synthetic cache."""
-    from alpamayo_jax.data.shards import ShardReader
-
-    if config.data.dir:
-        return ShardReader(config.data.dir, split)
-    from alpamayo_jax.world.cache import synthetic_split
-
-    return ShardReader(synthetic_split(config, split))
 
 
 def build_policies(

@@ -22,14 +22,11 @@ The loop is model-agnostic; this file binds it to the Alpamayo policy and its da
 
 from __future__ import annotations
 
-import dataclasses
-import os
 import pathlib
 
 import grain
 import jax
 import ml_collections
-from jax.experimental import multihost_utils
 
 from alpamayo_jax.config.stages import get_stage
 from alpamayo_jax.recipes.plan_eval import PlanEvaluator
@@ -44,49 +41,9 @@ from alpamayo_jax.training.loop import (
     validate_train_config,
 )
 from alpamayo_jax.training.stages import loss_weights
+from alpamayo_jax.world.dataset import DatasetPaths, resolve_dataset
 
 STATS_SAMPLES = 1000  # evenly spaced train samples the action stats are measured on
-
-
-class DataDirError(FileNotFoundError):
-    """`config.data.dir` names no dataset; the message says what was expected."""
-
-
-@dataclasses.dataclass(frozen=True)
-class DatasetPaths:
-    root: pathlib.Path  # holds `train/`, `val/` (and the synthetic tokenizer.json)
-    synthetic: bool
-
-
-def resolve_dataset(config: ml_collections.ConfigDict) -> DatasetPaths:
-    """The dataset a run reads: `config.data.dir`, or the cached synthetic world (made once)."""
-    from alpamayo_jax.data.shards import MANIFEST
-
-    if config.data.dir:
-        root = pathlib.Path(os.path.expanduser(config.data.dir))
-        if not root.is_dir():
-            raise DataDirError(
-                f"config.data.dir {str(root)!r} does not exist; expected a dataset written by "
-                "`alpamayo data synth --out DIR` (or leave config.data.dir unset to use the "
-                "synthetic world)"
-            )
-        missing = [s for s in ("train", "val") if not (root / s / MANIFEST).is_file()]
-        if missing:
-            raise DataDirError(
-                f"config.data.dir {str(root)!r} has no {' and no '.join(missing)} split; expected "
-                f"{root}/<split>/{MANIFEST} written by `alpamayo data synth --split <split>`"
-            )
-        return DatasetPaths(root, synthetic=False)
-
-    from alpamayo_jax.world.cache import cache_dir, synthetic_split
-
-    if jax.process_index() == 0:
-        print(f"synthetic world: {cache_dir(config)} (generated on first use)", flush=True)
-        for split in ("train", "val"):
-            synthetic_split(config, split)
-    if jax.process_count() > 1:
-        multihost_utils.sync_global_devices("synthetic dataset ready")
-    return DatasetPaths(cache_dir(config), synthetic=True)
 
 
 def _stats_from_checkpoints(config: ml_collections.ConfigDict, workdir: pathlib.Path):
