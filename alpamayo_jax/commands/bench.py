@@ -2,16 +2,22 @@
 
     alpamayo bench train --config configs/small.py [--steps 3] [--batch-size 8] [--json OUT]
 
-`train` builds the policy of the config, a fake batch of the config's shapes
-(`models/fake_batch.py`: cameras, image size, `data.max_tokens`), and the SFT objective of the
-config's stage (`train.stage`, `train.ce_weight` / `train.flow_weight`); it compiles the jitted
-forward + backward ahead of time with the config's mesh and sharding rules, prints the compiled
-program's memory analysis, then times `--steps` calls after `--warmup` untimed ones. Tokens/s
-counts every position of the padded batch (what the hardware computes) and, separately, the valid
-ones. Model FLOPs utilisation is the compiled step's FLOPs (XLA cost analysis) per second against
-this machine's measured matmul peak in the same dtype (training/utilization.py); peak memory is
-XLA's per-device plan, the device allocator's high-water mark where there is one, and the
-process's resident-set peak (where a CPU backend keeps every device's buffers).
+`train` times the training step that `alpamayo train` runs, built by the same code: the policy of
+the config, its stage's trainable parameters and loss weights (`training/stages.py`), the SFT loss
+(`models/losses.make_sft_loss_fn`), the optimizer (`training/optim.make_optimizer`: clipping, AdamW,
+per-module learning rates), the train state (`training/state.py`) and `training/step.py`'s
+`make_train_step` / `compile_train_step` (explicit shardings from the config's mesh and rules, the
+state donated, `train.grad_accum_steps` micro-batches, `train.compute_dtype`). One step is the
+forward, the backward, gradient clipping and the optimizer update of a fake batch of the config's
+shapes (`models/batch.py` `Batch.fake`: cameras, image size, `data.max_tokens`). It compiles the
+step ahead of time, prints the compiled program's memory analysis, then times `--steps` calls
+after `--warmup` untimed ones, each on the state the previous call returned (`loss` in the
+results is the last timed step's). Tokens/s counts every position of the padded batch (what the
+hardware computes) and, separately, the valid ones. Model FLOPs utilisation is the compiled step's
+FLOPs (XLA cost analysis) per second against this machine's measured matmul peak in the same
+dtype (training/utilization.py); peak memory is XLA's per-device plan, the device allocator's
+high-water mark where there is one, and the process's resident-set peak (where a CPU backend
+keeps every device's buffers).
 
     alpamayo bench latency --config configs/small.py [--samples 6] [--steps 5] [--json OUT]
 
@@ -75,69 +81,84 @@ def _check_args(args: argparse.Namespace) -> str | None:
 def bench_train(
     config, *, steps: int, warmup: int, batch_size: int | None, peak_matmul_size: int = 2048, log=print
 ) -> dict:
-    """Compile and time the SFT forward + backward of `config`; returns the results dict."""
+    """Compile and time the training step of `config` (forward, backward, gradient clipping and
+    the optimizer update, as `alpamayo train` runs it); returns the results dict."""
     import jax
-    import jax.numpy as jnp
-    from flax import nnx
-    from jax.sharding import NamedSharding, PartitionSpec
 
-    from alpamayo_jax.models.fake_batch import fake_batch
-    from alpamayo_jax.models.losses import make_sft_loss_fn, weighted_loss
+    from alpamayo_jax.models.batch import Batch
+    from alpamayo_jax.models.losses import make_sft_loss_fn
     from alpamayo_jax.models.policy_model import build_policy, param_counts
     from alpamayo_jax.parallel import sharding
     from alpamayo_jax.parallel.mesh import make_mesh
+    from alpamayo_jax.training.optim import learning_rate_schedule, make_optimizer
     from alpamayo_jax.training.stages import loss_weights
-    from alpamayo_jax.training.step import cast_floating, memory_summary
+    from alpamayo_jax.training.state import (
+        ModelLayout,
+        abstract_train_state,
+        init_train_state,
+        train_state_shardings,
+    )
+    from alpamayo_jax.training.step import compile_train_step, make_train_step, memory_summary
     from alpamayo_jax.training.utilization import compiled_flops, measure_matmul_peak, mfu, peak_memory
 
-    batch_size = batch_size or int(config.train.batch_size)
-    weights = loss_weights(config.train)
-    compute_dtype = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[config.train.compute_dtype]
+    cfg = config.train
+    batch_size = batch_size or int(cfg.batch_size)
+    accum = int(cfg.grad_accum_steps)
+    if accum < 1 or batch_size % accum:
+        raise ValueError(f"batch size {batch_size} must be a multiple of train.grad_accum_steps={accum}")
+    weights = loss_weights(cfg)
     mesh = make_mesh(config.mesh)
     rules = config.mesh.rules
     counts = param_counts(config.model)
 
-    abstract = nnx.eval_shape(lambda: build_policy(config, nnx.Rngs(config.seed)))
-    graphdef, abstract_state = nnx.split(abstract)
-    state_sh = sharding.state_shardings(abstract_state, mesh, rules)
-    batch = fake_batch(config, batch_size, seed=config.seed)
-    batch_sh = sharding.batch_shardings(batch, mesh, rules)
-    replicated = NamedSharding(mesh, PartitionSpec())
-    loss_fn = make_sft_loss_fn(config)
-
-    def fwd_bwd(state, batch, rng):
-        def objective(s):
-            terms = loss_fn(nnx.merge(graphdef, cast_floating(s, compute_dtype)), batch, rng)
-            return weighted_loss(terms, weights)
-
-        return jax.value_and_grad(objective)(state)
+    # The train state and step exactly as training/loop.py builds them.
+    factory = lambda rngs: build_policy(config, rngs)  # noqa: E731
+    layout = ModelLayout.from_factory(factory, cfg, config.seed)
+    tx = make_optimizer(cfg, layout.partition(layout.abstract_variables())[0])
+    state_sh = train_state_shardings(layout, tx, mesh, rules)
+    step_fn = make_train_step(
+        layout,
+        make_sft_loss_fn(config),
+        tx,
+        weights=weights,
+        accum_steps=accum,
+        compute_dtype=cfg.compute_dtype,
+        learning_rate=learning_rate_schedule(cfg),
+    )
+    host_batch = Batch.fake(config, batch_size, seed=config.seed)
+    abstract_batch = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), host_batch)
 
     with sharding.activate(mesh, rules):
-        init = jax.jit(
-            lambda: nnx.split(build_policy(config, nnx.Rngs(config.seed)))[1], out_shardings=state_sh
-        )
-        state = init()
-        batch = jax.device_put(batch, batch_sh)
-        step = jax.jit(
-            fwd_bwd, in_shardings=(state_sh, batch_sh, replicated), out_shardings=(replicated, state_sh)
-        )
+        state = jax.jit(lambda: init_train_state(layout, factory, tx, config.seed), out_shardings=state_sh)()
+        batch = jax.device_put(host_batch, sharding.batch_shardings(abstract_batch, mesh, rules))
         rng = jax.random.key(config.seed)
         start = time.perf_counter()
-        compiled = step.lower(state, batch, rng).compile()
+        compiled = compile_train_step(
+            step_fn,
+            abstract_train_state(layout, tx, state_sh),
+            state_sh,
+            abstract_batch,
+            mesh,
+            rules,
+            verbose=False,
+        )
         compile_s = time.perf_counter() - start
-        log(f"compiled forward+backward in {compile_s:.1f} s; {memory_summary(compiled)}")
+        log(f"compiled the train step in {compile_s:.1f} s; {memory_summary(compiled)}")
+        # The state is donated: every call consumes it and returns the next, as in training.
         for _ in range(warmup):
-            jax.block_until_ready(compiled(state, batch, rng))
-        times, loss = [], None
+            state, metrics = compiled(state, batch, rng)
+            jax.block_until_ready((state, metrics))
+        times, metrics = [], None
         for i in range(steps):
             start = time.perf_counter()
-            loss, grads = compiled(state, batch, rng)
-            jax.block_until_ready((loss, grads))
+            state, metrics = compiled(state, batch, rng)
+            jax.block_until_ready((state, metrics))
             times.append(time.perf_counter() - start)
             log(f"step {i + 1}/{steps}: {times[-1] * 1e3:.1f} ms")
+        loss = float(metrics["loss"])
 
-    tokens = int(batch["tokens"].size)
-    valid = int(jax.device_get(batch["valid"]).sum())
+    tokens = int(host_batch.tokens.size)
+    valid = int(host_batch.valid.sum())
     mean_s = statistics.fmean(times)
     stats = compiled.memory_analysis()
     memory = {}
@@ -170,15 +191,15 @@ def bench_train(
         "mesh": dict(mesh.shape),
         "params": counts,
         "batch_size": batch_size,
-        "seq_len": int(batch["tokens"].shape[1]),
-        "images_per_sample": int(batch["images"].shape[1]),
+        "seq_len": int(host_batch.tokens.shape[1]),
+        "images_per_sample": int(host_batch.images.shape[1]),
         "compile_s": compile_s,
         "step_s_mean": mean_s,
         "step_s_min": min(times),
         "step_s_all": times,
         "tokens_per_s": tokens / mean_s,
         "valid_tokens_per_s": valid / mean_s,
-        "loss": float(loss),
+        "loss": loss,
         "memory_per_device": memory,
         "peak_memory": peak_memory(compiled),
         "flops_per_step": flops,
@@ -205,6 +226,15 @@ def run(args: argparse.Namespace, overrides: list[str]) -> int:
             f"alpamayo bench: --peak-matmul-size must be >= 64, got {args.peak_matmul_size}", file=sys.stderr
         )
         return 2
+    accum = int(config.train.grad_accum_steps)
+    batch_size = args.batch_size or int(config.train.batch_size)
+    if accum < 1 or batch_size % accum:
+        print(
+            f"alpamayo bench: the batch size {batch_size} must be a multiple of "
+            f"train.grad_accum_steps={accum}",
+            file=sys.stderr,
+        )
+        return 2
     results = bench_train(
         config,
         steps=args.steps,
@@ -222,7 +252,7 @@ def run(args: argparse.Namespace, overrides: list[str]) -> int:
     )
     print(
         f"  batch {results['batch_size']} x {results['seq_len']} tokens "
-        f"({results['images_per_sample']} images per sample): forward+backward "
+        f"({results['images_per_sample']} images per sample): train step (forward+backward+update) "
         f"{results['step_s_mean'] * 1e3:.1f} ms (min {results['step_s_min'] * 1e3:.1f} ms), "
         f"{results['tokens_per_s']:.0f} tokens/s ({results['valid_tokens_per_s']:.0f} valid tokens/s); "
         f"compile {results['compile_s']:.1f} s"

@@ -3,17 +3,16 @@
     source (Sample per index) -> this host's shard -> shuffle(seed, reshuffled every epoch)
       -> repeat -> encode (history/future bins, normalised actions, chat tokens, padding)
       -> batch(drop_remainder) -> [worker processes] -> BatchIterator (get_state / set_state)
+      -> models.batch.Batch
 
 Every step before the workers is index arithmetic on a grain `MapDataset`, so batch k of a given
 (seed, shard, batch size) is the same whatever happened before: the iterator state is a few
 integers (JSON), and restoring it resumes on exactly the next batch. Worker processes do not change
 the batches, only who computes them (but a state saved with N workers restores only with N).
 
-Batch fields (numpy, leading axis B; docs/interfaces.md): `images` uint8 [B, N_img, H, W, 3],
-`tokens` int32 [B, L], `valid` bool [B, L], `loss_mask` f32 [B, L], `prefix_len` / `cot_start`
-int32 [B], `actions_norm` f32 [B, T, 2], `history_xyz` f32 [B, H, 3], `v0` f32 [B],
-`future_xyz` f32 [B, T, 3], `future_heading` f32 [B, T], `decision_id` int32 [B], `hard` bool [B],
-`sample_index` int32 [B] (the record's index in the source, to look up clip_id / CoC text).
+The iterator yields `models.batch.Batch` objects with numpy leaves (leading axis B; the fields,
+their shapes and units are documented there). Inside grain an example and a batch are dicts with
+the same keys (`SampleEncoder.map`); the iterator turns each batch dict into a `Batch` at the end.
 
 Typical use (one host of a training job):
 
@@ -39,6 +38,7 @@ from jaxtyping import Float
 
 from alpamayo_jax.config.scene import SceneSpec
 from alpamayo_jax.data.decisions import decision_id
+from alpamayo_jax.models.batch import Batch
 from alpamayo_jax.text.prompt import PromptBuilder, image_tokens_per_image, prompt_text_segments
 from alpamayo_jax.text.tokenizer import TOKENIZER_FILE, TextTokenizer, load_or_train_tokenizer
 
@@ -98,7 +98,8 @@ class _TrajectoryBins:
 
 
 class SampleEncoder(grain.transforms.Map):
-    """(index, Sample) -> the unbatched example dict of the batch contract."""
+    """(index, Sample) -> one example: a dict of the fields of `models.batch.Batch`, without the
+    leading batch axis."""
 
     def __init__(
         self,
@@ -260,8 +261,8 @@ def _cpu_only_worker(worker_index: int, worker_count: int) -> None:
     jax.config.update("jax_platforms", "cpu")
 
 
-class BatchIterator(Iterator[dict[str, np.ndarray]]):
-    """Iterates batches; `get_state()` is a JSON-able dict, `set_state()` resumes on the next batch.
+class BatchIterator(Iterator[Batch]):
+    """Iterates `Batch`es (numpy leaves); `get_state()` is a JSON-able dict, `set_state()` resumes on the next batch.
 
     The state also records what fixes the batch order (seed, shard, batch size, workers, source
     length); restoring into a pipeline that differs in any of them is an error naming the field.
@@ -293,8 +294,8 @@ class BatchIterator(Iterator[dict[str, np.ndarray]]):
             )
         self._iterator = iter(iter_ds)
 
-    def __next__(self) -> dict[str, np.ndarray]:
-        return next(self._iterator)
+    def __next__(self) -> Batch:
+        return Batch(**next(self._iterator))
 
     def get_state(self) -> dict[str, Any]:
         state = {"version": STATE_VERSION, "pipeline": self.fingerprint, "grain": self._iterator.get_state()}

@@ -4,7 +4,9 @@ Every loss returns a `(sum, count)` pair, never a mean: the training step adds s
 micro-batches and devices and divides once, so gradient accumulation gives exactly the full-batch
 mean (a mean of per-micro-batch means would weight short sequences more). Terms are named `ce`,
 `reasoning`, `flow` and `decision`, the names of their weights in the `train` config
-(`train.ce_weight`, `train.reasoning_weight`, `train.flow_weight`, `train.decision_weight`).
+(`train.ce_weight`, `train.reasoning_weight`, `train.flow_weight`, `train.decision_weight`); the
+weighted objective `sum_k w_k * sum_k / count_k` is formed by the training step alone
+(`training/step.py` `weighted_loss`).
 
 `reasoning` is the same cross-entropy restricted to the Chain-of-Causation answer (its text and the
 two delimiters that close it), averaged over those tokens alone. In `ce` a chat's ~20 reasoning
@@ -24,7 +26,7 @@ so the expert reads the training forward's K/V directly instead of running a sep
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -33,12 +35,12 @@ import optax
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from alpamayo_jax.config.stages import get_stage
+from alpamayo_jax.models.batch import Batch
 from alpamayo_jax.models.expert import prefix_key_mask
 from alpamayo_jax.models.policy_model import PolicyModel
 from alpamayo_jax.trajectory.flow import interpolate, sample_time, target_velocity
 
 SumCount = tuple[Float[Array, ""], Float[Array, ""]]
-Batch = Mapping[str, jax.Array]
 
 
 def next_token_nll(logits: Float[Array, "b l v"], tokens: Int[Array, "b l"]) -> Float[Array, "b l1"]:
@@ -97,24 +99,22 @@ def sft_loss_terms(
     flow_cfg: ml_collections.ConfigDict,
     stop_gradient_prefix: bool,
 ) -> dict[str, SumCount]:
-    """{'ce', 'reasoning', 'flow'}: (sum, count) of one batch (fields as in docs/interfaces.md).
+    """{'ce', 'reasoning', 'flow'}: (sum, count) of one batch (`models/batch.py`).
 
     Flow matching: t from `trajectory.flow.sample_time`, eps ~ N(0, I), x_t = t x + (1 - t) eps,
     target x - eps, where x are the normalised actions. With `stop_gradient_prefix` the expert's
     view of the prefix K/V is constant (SFT stage 2: the VLM does not learn from the flow loss).
     """
-    tokens, valid = batch["tokens"], batch["valid"].astype(bool)
-    hidden, (k, v), positions, _ = model.forward(tokens, valid, batch.get("images"))
+    tokens, valid = batch.tokens, batch.valid.astype(bool)
+    hidden, (k, v), positions, _ = model.forward(tokens, valid, batch.images)
     nll = next_token_nll(model.logits(hidden), tokens)  # one softmax serves both token terms
-    ce = masked_sum(nll, batch["loss_mask"])
-    text_mask = reasoning_mask(
-        batch["loss_mask"], batch["cot_start"].astype(jnp.int32), batch["prefix_len"].astype(jnp.int32)
-    )
+    ce = masked_sum(nll, batch.loss_mask)
+    prefix_len = batch.prefix_len.astype(jnp.int32)
+    text_mask = reasoning_mask(batch.loss_mask, batch.cot_start.astype(jnp.int32), prefix_len)
     reasoning = masked_sum(nll, text_mask)
 
-    actions = batch["actions_norm"].astype(jnp.float32)
+    actions = batch.actions_norm.astype(jnp.float32)
     b = actions.shape[0]
-    prefix_len = batch["prefix_len"].astype(jnp.int32)
     t_rng, eps_rng = jax.random.split(rng)
     t = sample_time(t_rng, (b,), flow_cfg)
     eps = jax.random.normal(eps_rng, actions.shape, jnp.float32)
@@ -132,9 +132,9 @@ def decision_terms(model: PolicyModel, batch: Batch) -> dict[str, SumCount]:
     """{'decision'}: (sum, count) of the cross-entropy of each labelled scene's decision under the
     vision tower's classifier (`model.vision.decision_classes` > every `decision_id`)."""
     vision = model.backbone.vision
-    features, _ = vision(batch["images"])
+    features, _ = vision(batch.images)
     logits = vision.decision_logits(features).astype(jnp.float32)
-    labels = batch["decision_id"].astype(jnp.int32)
+    labels = batch.decision_id.astype(jnp.int32)
     known = (labels >= 0).astype(jnp.float32)
     nll = optax.softmax_cross_entropy_with_integer_labels(logits, jnp.maximum(labels, 0))
     return {"decision": (jnp.sum(nll * known), jnp.sum(known))}
@@ -158,13 +158,3 @@ def make_sft_loss_fn(
         return sft_loss_terms(model, batch, rng, flow_cfg=flow_cfg, stop_gradient_prefix=stop)
 
     return loss_fn
-
-
-def weighted_loss(terms: Mapping[str, SumCount], weights: Mapping[str, float]) -> Float[Array, ""]:
-    """sum_k w_k * sum_k / count_k: the objective of one whole batch (tests, benchmarks)."""
-    total = jnp.zeros((), jnp.float32)
-    for name, w in weights.items():
-        if w:
-            s, c = terms[name]
-            total = total + w * s / jnp.maximum(c, 1.0)
-    return total

@@ -132,7 +132,8 @@ def batch_spec(x: Any, rules: Rules, mesh: Mesh | None = None) -> PartitionSpec:
 
 
 def batch_shardings(batch: Any, mesh: Mesh, rules: Rules) -> Any:
-    """NamedSharding for every array of a batch dict: split along the batch axis."""
+    """NamedSharding for every array of a batch pytree (a dict, a dataclass): split along the batch
+    axis, in the batch's own structure."""
     return jax.tree.map(lambda x: NamedSharding(mesh, batch_spec(x, rules, mesh)), batch)
 
 

@@ -138,7 +138,7 @@ def prepare(
         )  # fmt: skip
         out = []
         for batch in batches:
-            if len(out) == config.train.eval_batches or len(batch["tokens"]) != shard.size:
+            if len(out) == config.train.eval_batches or len(batch.tokens) != shard.size:
                 break
             out.append(batch)
         return out

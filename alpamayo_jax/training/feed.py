@@ -10,7 +10,6 @@ sharding, not from `process_index * B / n`, keeps data and devices in agreement 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
 from typing import Any
 
 import jax
@@ -52,16 +51,32 @@ def host_shard(sharding: Sharding, global_batch: int) -> HostShard:
     return HostShard(start, stop, global_batch, jax.process_index(), jax.process_count())
 
 
-def to_global(
-    batch: Mapping[str, np.ndarray], shardings: Mapping[str, Sharding], shard: HostShard
-) -> dict[str, jax.Array]:
-    """Stitch each process's rows of `batch` into global arrays placed on `shardings`."""
-    missing = sorted(set(shardings) - set(batch))
+def field_name(path: tuple) -> str:
+    """A batch leaf's name in messages: the key or attribute of a top-level field (`tokens`),
+    else the whole path (`['cams'][0]`, `.images`)."""
+    if len(path) == 1:
+        for attr in ("key", "name"):
+            if hasattr(path[0], attr):
+                return str(getattr(path[0], attr))
+    return jax.tree_util.keystr(path)
+
+
+def to_global(batch: Any, shardings: Any, shard: HostShard) -> Any:
+    """Stitch each process's rows of `batch` into global arrays placed on `shardings`.
+
+    `batch` is any pytree of host arrays (a dict, a dataclass such as the policy's `Batch`);
+    `shardings` has the structure of the batch to make (a `NamedSharding` per field), and the
+    result takes that structure. Fields are matched by name, so a batch may carry extra fields.
+    """
+    have = {field_name(path): leaf for path, leaf in jax.tree_util.tree_flatten_with_path(batch)[0]}
+    wanted, treedef = jax.tree_util.tree_flatten_with_path(shardings)
+    names = [field_name(path) for path, _ in wanted]
+    missing = sorted(set(names) - set(have))
     if missing:
-        raise FeedError(f"batch is missing fields {missing} (has {sorted(batch)})")
-    out: dict[str, Any] = {}
-    for name, sharding in shardings.items():
-        local = np.asarray(batch[name])
+        raise FeedError(f"batch is missing fields {missing} (has {sorted(have)})")
+    out = []
+    for name, (_, sharding) in zip(names, wanted, strict=True):
+        local = np.asarray(have[name])
         if local.shape[:1] != (shard.size,):
             raise FeedError(
                 f"batch field {name!r} has leading size {local.shape[:1]} on process "
@@ -69,5 +84,5 @@ def to_global(
                 f"{shard.global_batch}"
             )
         global_shape = (shard.global_batch,) + local.shape[1:]
-        out[name] = jax.make_array_from_process_local_data(sharding, local, global_shape)
-    return out
+        out.append(jax.make_array_from_process_local_data(sharding, local, global_shape))
+    return jax.tree_util.tree_unflatten(treedef, out)

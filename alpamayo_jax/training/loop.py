@@ -48,9 +48,10 @@ from alpamayo_jax.training.step import (
     compile_train_step,
     make_eval_step,
     make_train_step,
+    weighted_loss,
 )
 
-HostBatch = Mapping[str, np.ndarray]
+HostBatch = Any  # a pytree of numpy arrays, leading axis = this process's rows (a dict, a dataclass)
 
 
 class TrainConfigError(ValueError):
@@ -62,10 +63,11 @@ class TrainTask:
     """The model-specific pieces the loop trains.
 
     `make_train_iter(shard)` returns an endless iterator of this process's rows of each global
-    batch (numpy dicts); if it has `get_state()`/`set_state()` its position is checkpointed.
-    `make_eval_batches(shard)` returns the fixed val subset (same row layout). `evaluate(layout,
-    state)` adds metrics that need more than the loss (minADE, decision accuracy). `meta` (e.g. the
-    action normalisation stats) is saved with every checkpoint.
+    batch (a pytree of numpy arrays: a dict, or a dataclass such as the policy's `Batch`); if it
+    has `get_state()`/`set_state()` its position is checkpointed. `make_eval_batches(shard)`
+    returns the fixed val subset (same row layout). `evaluate(layout, state)` adds metrics that
+    need more than the loss (minADE, decision accuracy). `meta` (e.g. the action normalisation
+    stats) is saved with every checkpoint.
     """
 
     model_factory: ModelFactory
@@ -116,11 +118,11 @@ def validate_train_config(cfg: ml_collections.ConfigDict) -> None:
             raise TrainConfigError(f"train.{field} must be {expected}, got {cfg[field]!r}")
 
 
-def _abstract_batch(batch: HostBatch, shard: HostShard) -> dict[str, jax.ShapeDtypeStruct]:
-    return {
-        k: jax.ShapeDtypeStruct((shard.global_batch,) + np.shape(v)[1:], np.asarray(v).dtype)
-        for k, v in batch.items()
-    }
+def _abstract_batch(batch: HostBatch, shard: HostShard) -> Any:
+    """The global batch's ShapeDtypeStructs, in the host batch's own pytree structure."""
+    return jax.tree.map(
+        lambda v: jax.ShapeDtypeStruct((shard.global_batch,) + np.shape(v)[1:], np.asarray(v).dtype), batch
+    )
 
 
 def _host(metrics: Mapping[str, jax.Array]) -> dict[str, float]:
@@ -311,8 +313,7 @@ class _Evaluator:
                     for name, (s, c) in jax.device_get(terms).items():
                         sums[name] = sums.get(name, 0.0) + float(s)
                         counts[name] = counts.get(name, 0.0) + float(c)
-            weights = self.task.loss_weights
-            out["loss"] = sum(w * sums[k] / max(counts[k], 1.0) for k, w in weights.items() if w)
+            out["loss"] = float(weighted_loss(sums, counts, self.task.loss_weights))
             out.update({f"loss/{k}": sums[k] / max(counts[k], 1.0) for k in sums})
         if self.task.evaluate is not None:
             out.update({k: float(v) for k, v in self.task.evaluate(self.layout, state).items()})

@@ -24,7 +24,7 @@ from alpamayo_jax.config.train import COMPUTE_DTYPES
 from alpamayo_jax.parallel.sharding import Rules, activate, batch_shardings, constrain
 from alpamayo_jax.training.state import ModelLayout, TrainState
 
-Batch = Mapping[str, jax.Array]
+Batch = Any  # a pytree of arrays with a leading batch axis
 LossTerms = Mapping[str, tuple[Float[Array, ""], Float[Array, ""]]]
 # loss_fn(model, batch, rng) -> {term name: (sum, count)}; terms without a weight are only logged.
 LossFn = Callable[[nnx.Module, Batch, PRNGKeyArray], LossTerms]
@@ -64,10 +64,18 @@ def _constrain_batch(batch: Batch) -> Batch:
     return jax.tree.map(lambda x: constrain(x, ("batch",) + (None,) * (x.ndim - 1)), batch)
 
 
-def _weighted(sums: Mapping[str, jax.Array], counts: Mapping[str, jax.Array], weights) -> jax.Array:
+def weighted_loss(
+    sums: Mapping[str, jax.Array], counts: Mapping[str, jax.Array], weights: Mapping[str, float]
+) -> Float[Array, ""]:
+    """The objective `sum_k w_k * S_k / max(C_k, 1)` over the terms with a non-zero weight.
+
+    The one place loss terms are weighted: the train step, its accumulation (with the counts of the
+    whole batch), the loop's validation loss, the benchmark and the tests all use it.
+    """
     total = jnp.zeros((), jnp.float32)
     for name, w in weights.items():
-        total = total + w * sums[name] / jnp.maximum(counts[name], 1.0)
+        if w:
+            total = total + w * sums[name] / jnp.maximum(counts[name], 1.0)
     return total
 
 
@@ -116,7 +124,7 @@ def make_train_step(
 
             def objective(params):
                 sums, counts = terms_of(params, state.frozen, batch, rng)
-                return _weighted(sums, counts, weights), (sums, counts)
+                return weighted_loss(sums, counts, weights), (sums, counts)
 
             (loss, (sums, counts)), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
         else:
@@ -135,7 +143,7 @@ def make_train_step(
 
                 def objective(params):
                     sums, _ = terms_of(params, state.frozen, _constrain_batch(mb), key)
-                    return _weighted(sums, counts, weights), sums
+                    return weighted_loss(sums, counts, weights), sums
 
                 (_, sums), g = jax.value_and_grad(objective, has_aux=True)(state.params)
                 grads_acc = jax.tree.map(jnp.add, grads_acc, g)
@@ -145,7 +153,7 @@ def make_train_step(
             zeros = jax.tree.map(jnp.zeros_like, state.params)
             zero_sums = {k: jnp.zeros((), jnp.float32) for k in counts}
             (grads, sums), _ = jax.lax.scan(accumulate, (zeros, zero_sums), (micro, keys))
-            loss = _weighted(sums, counts, weights)
+            loss = weighted_loss(sums, counts, weights)
 
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)

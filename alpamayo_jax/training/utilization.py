@@ -3,9 +3,11 @@
 MFU = FLOPs of one training step / step time / peak FLOP/s. Both halves are measured here rather
 than taken from a datasheet, because the figure is meant for the machine the benchmark ran on:
 
-- The step's FLOPs come from XLA's cost analysis of the compiled forward + backward program, so they
-  count exactly the matmuls and attention the model runs (the configs the benchmark is used with
-  have no rematerialisation, so no recomputation is counted twice).
+- The step's FLOPs come from XLA's cost analysis of the compiled train step (forward, backward,
+  gradient clipping and the optimizer update, `training/step.py`), so they count exactly the
+  matmuls and attention the model runs, plus the optimizer's elementwise work (a few FLOPs per
+  parameter, small beside the matmuls). The configs the benchmark is used with have no
+  rematerialisation, so no recomputation is counted twice.
 - The peak is the best rate of a large square matmul compiled by the same XLA backend, on one
   device, in the step's compute dtype: on a CPU this is the speed of its BLAS-like kernels over all
   its cores (the "device" count of `--xla_force_host_platform_device_count` shares those cores).

@@ -21,6 +21,7 @@ from alpamayo_jax.data.pipeline import (
     shard_range,
 )
 from alpamayo_jax.data.schema import Sample
+from alpamayo_jax.models.batch import Batch
 from alpamayo_jax.text import TokenizerError, image_tokens_per_image
 
 CAMERAS = ("cross_left_120fov", "front_wide_120fov")
@@ -111,34 +112,36 @@ def test_batch_fields_shapes_and_dtypes(encoder):
         "hard": (np.bool_, (4,)),
         "sample_index": (np.int32, (4,)),
     }
-    assert sorted(batch) == sorted(expected)
+    assert isinstance(batch, Batch)
+    assert sorted(_fields(batch)) == sorted(expected)
     for name, (dtype, shape) in expected.items():
-        assert batch[name].dtype == dtype and batch[name].shape == shape, name
+        value = getattr(batch, name)
+        assert isinstance(value, np.ndarray) and value.dtype == dtype and value.shape == shape, name
 
 
 def test_batch_content_matches_the_samples(encoder, config, tokenizer):
     batch = next(_iterator(encoder))
     source = FakeSource(10)
     text = config.text
-    for row, index in enumerate(batch["sample_index"]):
+    for row, index in enumerate(batch.sample_index):
         sample = source[int(index)]
-        np.testing.assert_array_equal(batch["images"][row], sample.images)
+        np.testing.assert_array_equal(batch.images[row], sample.images)
         np.testing.assert_allclose(
-            batch["actions_norm"][row], (sample.future_actions - np.array([0.2, 0.0])) / np.array([1.0, 0.03]),
+            batch.actions_norm[row], (sample.future_actions - np.array([0.2, 0.0])) / np.array([1.0, 0.03]),
             rtol=1e-5, atol=1e-6,
         )  # fmt: skip
-        assert batch["decision_id"][row] == (-1 if index == 5 else decision_id(sample.decision))
-        assert batch["hard"][row] == sample.hard and batch["v0"][row] == sample.v0
-        tokens, valid, mask = batch["tokens"][row], batch["valid"][row], batch["loss_mask"][row]
+        assert batch.decision_id[row] == (-1 if index == 5 else decision_id(sample.decision))
+        assert batch.hard[row] == sample.hard and batch.v0[row] == sample.v0
+        tokens, valid, mask = batch.tokens[row], batch.valid[row], batch.loss_mask[row]
         length = int(valid.sum())
         assert valid[:length].all() and (tokens[length:] == text.pad_id).all() and mask[length:].sum() == 0
-        cot, prefix = int(batch["cot_start"][row]), int(batch["prefix_len"][row])
+        cot, prefix = int(batch.cot_start[row]), int(batch.prefix_len[row])
         assert tokens[cot] == text.cot_start_id and tokens[prefix - 1] == text.traj_future_start_id
         assert tokenizer.decode(tokens[cot:prefix]) == sample.coc
         # The future tokens are the binned normalised actions (interleaved accel, curvature).
         fut = tokenizer.layout.future_bins_of(tokens[prefix : prefix + 128]).reshape(64, 2)
         centres = -3.0 + (fut + 0.5) * (6.0 / 64)
-        clipped = np.clip(batch["actions_norm"][row], -3.0, 3.0)
+        clipped = np.clip(batch.actions_norm[row], -3.0, 3.0)
         assert np.abs(centres - clipped).max() <= 3.0 / 64 + 1e-6
         assert mask[cot : length - 1].all() and mask.sum() == length - 1 - cot
         assert (tokens == text.image_pad_id).sum() == 4 * 2  # 4 images x (32/32 * 64/32) tokens
@@ -146,7 +149,7 @@ def test_batch_content_matches_the_samples(encoder, config, tokenizer):
 
 def test_unlabelled_decision_is_minus_one(encoder):
     batches = list(_iterator(encoder, batch_size=5, shuffle=False, num_epochs=1))
-    ids = np.concatenate([b["decision_id"] for b in batches])
+    ids = np.concatenate([b.decision_id for b in batches])
     assert ids[5] == -1 and (np.delete(ids, 5) >= 0).all()
 
 
@@ -163,21 +166,19 @@ def test_same_seed_same_batches_other_seed_other_order(encoder):
     a = _take(_iterator(encoder, seed=3), 3)
     b = _take(_iterator(encoder, seed=3), 3)
     c = _take(_iterator(encoder, seed=4), 3)
-    for x, y in zip(a, b):
-        for name in x:
-            np.testing.assert_array_equal(x[name], y[name])
-    order = lambda batches: np.concatenate([x["sample_index"] for x in batches]).tolist()  # noqa: E731
+    _assert_same(a, b)
+    order = lambda batches: np.concatenate([x.sample_index for x in batches]).tolist()  # noqa: E731
     assert order(a) != order(c)
 
 
 def test_epochs_cover_every_record_once_and_reshuffle(encoder):
     one = _take(_iterator(encoder, batch_size=5, num_epochs=2), 4)
-    first = np.concatenate([b["sample_index"] for b in one[:2]])
-    second = np.concatenate([b["sample_index"] for b in one[2:]])
+    first = np.concatenate([b.sample_index for b in one[:2]])
+    second = np.concatenate([b.sample_index for b in one[2:]])
     assert sorted(first.tolist()) == sorted(second.tolist()) == list(range(10))
     assert first.tolist() != second.tolist() and first.tolist() != list(range(10))
     ordered = _iterator(encoder, batch_size=4, shuffle=False, num_epochs=1, drop_remainder=False)
-    sizes = [len(b["sample_index"]) for b in ordered]
+    sizes = [len(b.sample_index) for b in ordered]
     assert sizes == [4, 4, 2]
 
 
@@ -187,7 +188,7 @@ def test_per_host_shards_are_disjoint_and_cover(encoder, count, drop):
     for index in range(count):
         it = _iterator(encoder, batch_size=1, num_epochs=1, drop_remainder=False,
                        shard=grain.sharding.ShardOptions(index, count, drop_remainder=drop))  # fmt: skip
-        shards.append({int(b["sample_index"][0]) for b in it})
+        shards.append({int(b.sample_index[0]) for b in it})
     union = set().union(*shards)
     assert sum(len(s) for s in shards) == len(union)  # disjoint
     if drop:
@@ -201,12 +202,16 @@ def test_shard_range_errors():
         shard_range(2, grain.sharding.ShardOptions(2, 3))
 
 
+def _fields(batch):
+    return {f.name: getattr(batch, f.name) for f in dataclasses.fields(batch)}
+
+
 def _assert_same(xs, ys):
     assert len(xs) == len(ys)
     for x, y in zip(xs, ys):
-        assert sorted(x) == sorted(y)
-        for name in x:
-            np.testing.assert_array_equal(x[name], y[name], err_msg=name)
+        assert type(x) is type(y) is Batch
+        for name, value in _fields(x).items():
+            np.testing.assert_array_equal(value, getattr(y, name), err_msg=name)
 
 
 @pytest.mark.parametrize("k, m", [(0, 2), (3, 4)])  # (3, 4) crosses two epoch boundaries
@@ -280,9 +285,9 @@ def test_no_reasoning_variant(config, tokenizer, encoder):
     no_cot = SampleEncoder(plain, tokenizer, IMAGES, max_tokens=MAX_TOKENS, tokens_per_image=2)
     with_cot = _take(_iterator(encoder, batch_size=2), 1)[0]
     without = _take(_iterator(no_cot, batch_size=2), 1)[0]
-    np.testing.assert_array_equal(without["sample_index"], with_cot["sample_index"])
-    assert (without["prefix_len"] == without["cot_start"] + 3).all()
-    assert (without["valid"].sum(1) < with_cot["valid"].sum(1)).all()
+    np.testing.assert_array_equal(without.sample_index, with_cot.sample_index)
+    assert (without.prefix_len == without.cot_start + 3).all()
+    assert (without.valid.sum(1) < with_cot.valid.sum(1)).all()
 
 
 CONFIG_IMAGES = [
@@ -302,10 +307,10 @@ def test_from_config(repo_root, tmp_path):
     train = iterator_from_config(config, FakeSource(10), encoder, batch_size=3,
                                  shard=grain.sharding.ShardOptions(0, 1))  # fmt: skip
     batches = _take(train, 4)
-    assert batches[0]["tokens"].shape == (3, 600) and all(len(b["hard"]) == 3 for b in batches)
+    assert batches[0].tokens.shape == (3, 600) and all(len(b.hard) == 3 for b in batches)
     evaluation = iterator_from_config(config, FakeSource(10), encoder, batch_size=3, train=False)
     assert evaluation.fingerprint["shard_count"] == 1  # default: this JAX process's shard (1 process)
-    assert np.concatenate([b["sample_index"] for b in evaluation]).tolist() == list(range(10))
+    assert np.concatenate([b.sample_index for b in evaluation]).tolist() == list(range(10))
 
 
 def test_from_config_checks_the_model_vocabulary(repo_root, tmp_path):

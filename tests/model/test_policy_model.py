@@ -11,8 +11,8 @@ import pytest
 from flax import nnx
 
 from alpamayo_jax.config import load_config
+from alpamayo_jax.models.batch import Batch
 from alpamayo_jax.models.expert import prefix_key_mask
-from alpamayo_jax.models.fake_batch import fake_batch
 from alpamayo_jax.models.losses import (
     decision_terms,
     flow_matching_loss,
@@ -39,20 +39,20 @@ def test_cross_entropy_is_a_masked_next_token_sum():
 
 
 def test_reasoning_mask_keeps_the_predictions_of_the_answer_up_to_traj_future_start(tiny_config):
-    batch = fake_batch(tiny_config, 3, seed=0)
+    batch = Batch.fake(tiny_config, 3, seed=0)
     mask = np.asarray(
         reasoning_mask(
-            jnp.asarray(batch["loss_mask"]), jnp.asarray(batch["cot_start"]), jnp.asarray(batch["prefix_len"])
+            jnp.asarray(batch.loss_mask), jnp.asarray(batch.cot_start), jnp.asarray(batch.prefix_len)
         )
     )
     future_start = tiny_config.text.traj_future_start_id
     for b in range(3):
         (kept,) = np.nonzero(mask[b])
         # Predictions at cot_start .. prefix_len-2: the CoC text, <|cot_end|>, <|traj_future_start|>.
-        assert kept[0] == batch["cot_start"][b] and kept[-1] == batch["prefix_len"][b] - 2
-        assert len(kept) == batch["prefix_len"][b] - 1 - batch["cot_start"][b]
-        assert batch["tokens"][b, kept[-1] + 1] == future_start
-        assert np.all(batch["loss_mask"][b, kept] == 1)  # a subset of the trained positions
+        assert kept[0] == batch.cot_start[b] and kept[-1] == batch.prefix_len[b] - 2
+        assert len(kept) == batch.prefix_len[b] - 1 - batch.cot_start[b]
+        assert batch.tokens[b, kept[-1] + 1] == future_start
+        assert np.all(batch.loss_mask[b, kept] == 1)  # a subset of the trained positions
 
 
 def test_flow_loss_is_sum_of_squares_and_element_count():
@@ -62,11 +62,11 @@ def test_flow_loss_is_sum_of_squares_and_element_count():
 
 def test_decision_loss_is_the_classifier_cross_entropy_skipping_unknown_scenes(tiny_config):
     model = PolicyModel(tiny_config.model, rngs=nnx.Rngs(0))
-    batch = {k: jnp.asarray(v) for k, v in fake_batch(tiny_config, 3, seed=1).items()}
-    batch["decision_id"] = jnp.array([2, -1, 7], jnp.int32)  # the second scene has no label
+    batch = jax.tree.map(jnp.asarray, Batch.fake(tiny_config, 3, seed=1))
+    batch = batch.replace(decision_id=jnp.array([2, -1, 7], jnp.int32))  # the second scene has no label
     s, c = decision_terms(model, batch)["decision"]
     vision = model.backbone.vision
-    logits = np.asarray(vision.decision_logits(vision(batch["images"])[0]), np.float64)
+    logits = np.asarray(vision.decision_logits(vision(batch.images)[0]), np.float64)
     assert logits.shape == (3, tiny_config.model.vision.decision_classes)
     log_p = logits - np.log(np.exp(logits).sum(axis=-1, keepdims=True))
     assert float(c) == 2.0
@@ -85,9 +85,9 @@ def test_a_vision_tower_without_a_classifier_says_which_setting_is_missing(tiny_
 
 def _velocity_from_forward(model, tokens, batch, x_t, t):
     """The expert's velocity as the training loss computes it (full forward, then the expert)."""
-    valid = batch["valid"]
-    _, (k, v), positions, _ = model.forward(tokens, valid, batch["images"])
-    pl = batch["prefix_len"]
+    valid = batch.valid
+    _, (k, v), positions, _ = model.forward(tokens, valid, batch.images)
+    pl = batch.prefix_len
     start = jnp.take_along_axis(positions[0], (pl - 1)[:, None], axis=1)[:, 0] + 1
     return model.expert(x_t, t, k, v, prefix_key_mask(valid, pl), start)
 
@@ -98,9 +98,9 @@ def probe(repo_root):
     the compile time dominates these tests)."""
     config = load_config(repo_root / "configs/tiny.py")
     graphdef, state = nnx.split(PolicyModel(config.model, rngs=nnx.Rngs(0)))
-    batch = jax.tree.map(jnp.asarray, fake_batch(config, 2, num_images=1, cot_tokens=6, max_tokens=256))
-    tokens, valid, images, pl = batch["tokens"], batch["valid"], batch["images"], batch["prefix_len"]
-    prompt_len = int(batch["cot_start"].min()) + 1  # both rows' prompts, images included
+    batch = jax.tree.map(jnp.asarray, Batch.fake(config, 2, num_images=1, cot_tokens=6, max_tokens=256))
+    tokens, valid, images, pl = batch.tokens, batch.valid, batch.images, batch.prefix_len
+    prompt_len = int(batch.cot_start.min()) + 1  # both rows' prompts, images included
     x_t = jax.random.normal(jax.random.key(3), (2, 64, 2))
     t = jnp.array([0.2, 0.9])
     # Token variants for the masking test: base; every token from prefix_len on replaced (future

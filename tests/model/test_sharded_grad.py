@@ -13,11 +13,12 @@ from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec
 
 from alpamayo_jax.config import load_config
-from alpamayo_jax.models.fake_batch import fake_batch
-from alpamayo_jax.models.losses import make_sft_loss_fn, weighted_loss
+from alpamayo_jax.models.batch import Batch
+from alpamayo_jax.models.losses import make_sft_loss_fn
 from alpamayo_jax.models.policy_model import PolicyModel
 from alpamayo_jax.parallel import sharding
 from alpamayo_jax.parallel.mesh import make_mesh
+from alpamayo_jax.training.step import weighted_loss
 
 WEIGHTS = {"ce": 1.0, "flow": 1.0}
 
@@ -26,14 +27,16 @@ WEIGHTS = {"ce": 1.0, "flow": 1.0}
 def setup(repo_root):
     config = load_config(repo_root / "configs/tiny.py", ["--config.mesh.shape=(2,2,2)"])
     graphdef, state = nnx.split(PolicyModel(config.model, rngs=nnx.Rngs(0)))
-    batch = fake_batch(config, 4, num_images=1, cot_tokens=6, max_tokens=256)
+    batch = Batch.fake(config, 4, num_images=1, cot_tokens=6, max_tokens=256)
     loss_fn = make_sft_loss_fn(config)
     tx = optax.adam(3e-3)
 
     def loss_and_grad(state, batch, rng):
         def objective(s):
             terms = loss_fn(nnx.merge(graphdef, s), batch, rng)
-            return weighted_loss(terms, WEIGHTS), terms
+            sums = {k: s for k, (s, _) in terms.items()}
+            counts = {k: c for k, (_, c) in terms.items()}
+            return weighted_loss(sums, counts, WEIGHTS), terms
 
         return jax.value_and_grad(objective, has_aux=True)(state)
 
@@ -57,7 +60,8 @@ def test_sharded_loss_and_grad_equal_the_single_device_result(setup):
     # The parameters really are split: e.g. the LLM's stacked q kernel over fsdp (embed) x tensor (heads).
     wq = state_sh["backbone"]["llm"]["layers"]["attn"]["wq"].get_value()
     assert wq.spec == PartitionSpec(None, "fsdp", "tensor", None)
-    assert batch_sh["tokens"].spec == PartitionSpec(("data", "fsdp"), None)
+    assert isinstance(batch_sh, Batch)  # the shardings keep the batch's structure
+    assert batch_sh.tokens.spec == PartitionSpec(("data", "fsdp"), None)
     replicated = NamedSharding(mesh, PartitionSpec())
     with sharding.activate(mesh, rules):
         sharded = jax.jit(
@@ -95,7 +99,7 @@ def test_loss_decreases_over_a_few_adam_steps_on_a_fixed_batch(setup):
     config, state, batch, _, single, update, opt_state, reference = setup
     (first_loss, first_terms), grads = reference
     # Counts: CE over the loss-masked positions (the last one has no target), flow over B x T x 2.
-    assert float(first_terms["ce"][1]) == float(batch["loss_mask"][:, :-1].sum())
+    assert float(first_terms["ce"][1]) == float(batch.loss_mask[:, :-1].sum())
     assert float(first_terms["flow"][1]) == 4 * config.action.future_steps * 2
     # Small random init: CE starts near log(vocab).
     ce0 = float(first_terms["ce"][0] / first_terms["ce"][1])

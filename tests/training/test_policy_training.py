@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from alpamayo_jax.config import load_config
-from alpamayo_jax.models.fake_batch import fake_batch
+from alpamayo_jax.models.batch import Batch
 from alpamayo_jax.models.losses import make_sft_loss_fn
 from alpamayo_jax.models.policy_model import build_policy
 from alpamayo_jax.training.optim import make_optimizer
@@ -29,7 +29,7 @@ def test_each_stage_lowers_its_loss_on_a_fixed_batch(repo_root, stage):
     state = init_train_state(layout, factory, tx, seed=0)
     frozen_before = jax.tree.map(np.asarray, state.frozen)
     step = jax.jit(make_train_step(layout, make_sft_loss_fn(config), tx, weights=loss_weights(config.train)))
-    batch = fake_batch(config, 4)
+    batch = Batch.fake(config, 4)
     key = jax.random.key(0)  # the same flow noise every step: a fixed objective
     losses = []
     for _ in range(6):

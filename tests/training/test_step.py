@@ -19,7 +19,7 @@ from alpamayo_jax.training.state import (
     init_train_state,
     train_state_shardings,
 )
-from alpamayo_jax.training.step import compile_train_step, make_train_step
+from alpamayo_jax.training.step import compile_train_step, make_train_step, weighted_loss
 
 WEIGHTS = {"ce": 1.0, "flow": 0.5}
 
@@ -69,6 +69,14 @@ def test_grad_accumulation_is_exact_sum_over_count():
     model = layout.merge(state.params, state.frozen)
     means = [float(s / c) for s, c in (toy_loss(model, h, rng)["ce"] for h in halves)]
     assert abs(np.mean(means) - float(m1["loss"])) > 1e-3
+
+
+def test_weighted_loss_is_the_weighted_sum_of_term_means_over_weighted_terms():
+    sums = {"ce": jnp.array(6.0), "flow": jnp.array(3.0), "logged": jnp.array(1.0)}
+    counts = {"ce": jnp.array(3.0), "flow": jnp.array(0.0), "logged": jnp.array(1.0)}
+    # A zero count divides by 1; a zero weight drops the term (it is only logged).
+    loss = weighted_loss(sums, counts, {"ce": 1.0, "flow": 0.5, "logged": 0.0})
+    assert float(loss) == 6.0 / 3.0 + 0.5 * 3.0
 
 
 def test_lr_multiplier_scales_the_update_exactly():
