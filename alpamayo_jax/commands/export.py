@@ -46,16 +46,16 @@ def parse_platforms(text: str) -> tuple[str, ...]:
 
 def artifact_metadata(policy) -> dict:
     """What a consumer needs besides the module: inputs' meaning, planning choices, provenance."""
-    spec = policy.spec
+    spec, scene = policy.spec, policy.scene
     layout = policy.tokenizer.layout
     return {
         "config": json.loads(policy.config.to_json_best_effort()),
         "config_name": policy.config.get("name", ""),
         "workdir": str(getattr(policy, "workdir", "")),
         "checkpoint_step": getattr(policy, "meta", {}).get("step"),
-        "camera_names": list(policy.camera_names),
-        "frames_per_camera": policy.frames_per_camera,
-        "image_size": list(policy.image_size),
+        "camera_names": list(scene.camera_names),
+        "frames_per_camera": scene.frames_per_camera,
+        "image_size": list(scene.image_hw),
         "history_steps": spec.history_steps,
         "future_steps": spec.future_steps,
         "dt": spec.dt,
@@ -131,11 +131,11 @@ def run(args: argparse.Namespace, overrides: list[str]) -> int:
         print(f"alpamayo export: {err}", file=sys.stderr)
         return 2
     size = sum(f.stat().st_size for f in path.iterdir()) / 1e6
-    spec = policy.spec
+    spec, scene = policy.spec, policy.scene
     print(
         f"alpamayo export: {path} ({size:.1f} MB) for {', '.join(platforms)} in "
-        f"{time.perf_counter() - start:.1f} s: {len(policy.camera_names)} cameras x "
-        f"{policy.frames_per_camera} frames at {policy.image_size[0]}x{policy.image_size[1]}, "
+        f"{time.perf_counter() - start:.1f} s: {len(scene.camera_names)} cameras x "
+        f"{scene.frames_per_camera} frames at {scene.image_hw[0]}x{scene.image_hw[1]}, "
         f"{spec.samples} sample(s), reasoning {'on (max ' + str(spec.max_reasoning_tokens) + ' tokens)' if spec.reasoning else 'off'}, "
         f"{spec.trajectory} trajectory head; any batch size"
     )

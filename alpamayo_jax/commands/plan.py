@@ -162,7 +162,7 @@ def run(args: argparse.Namespace, overrides: list[str]) -> int:
 
         _log(f"loading the policy of {args.workdir} ...")
         policy = Policy.from_workdir(args.workdir, seed=args.seed, **planner_options(args))
-        check_cameras(reader, policy.camera_names, policy.frames_per_camera)
+        check_cameras(reader, policy.scene.camera_names, policy.scene.frames_per_camera)
         _log("planning (the first call compiles the planner) ...")
         plan = policy.plan(sample)
     except (FileNotFoundError, CheckpointError, ShardError, IndexError, PolicyInputError,
@@ -179,7 +179,7 @@ def run(args: argparse.Namespace, overrides: list[str]) -> int:
         fig = viz.sample_panel(
             sample.images, sample.history_xyz, plan.poses, sample.future_xyz,
             plan.reasoning_text[0] if plan.reasoning_text else None,
-            frames_per_camera=policy.frames_per_camera,
+            frames_per_camera=policy.scene.frames_per_camera,
             title=f"plan of {sample.clip_id} (index {args.index}, seed {args.seed})",
             truth_text=f"{sample.decision}: {sample.coc}",
         )  # fmt: skip

@@ -40,9 +40,10 @@ class ModelPolicy:
     Every call, single or batched, runs one compiled program of the inference policy, and a
     program is compiled once per batch size (seconds on CPU, minutes for a large model). The
     closed loop's batch shrinks whenever an episode ends and the open loop's last batch is short,
-    so a batch is padded (with copies of its last scene) up to the smallest size already compiled
-    that holds it: the first, largest batch is the only compile. A scene's plan does not depend on
-    its batch (every scene gets the same seed), so padding changes no result.
+    so a batch runs at the smallest size already compiled that holds it (the inference planner,
+    `inference.batch_planner`, pads it with copies of its last scene and drops their plans): the
+    first, largest batch is the only compile. A scene's plan does not depend on the rest of its
+    batch (every scene gets the same seed), so padding changes no result.
     """
 
     inner: Any
@@ -50,8 +51,12 @@ class ModelPolicy:
     name: str = "model"
     uses_images: bool = True
     privileged: bool = False
-    compiled_batches: set[int] = dataclasses.field(default_factory=set)  # batch sizes run so far
     batch_calls: list[int] = dataclasses.field(default_factory=list)  # scenes (unpadded) per call
+
+    @property
+    def compiled_batches(self) -> set[int]:
+        """The batch sizes the inference policy has compiled so far."""
+        return set(self.inner.planner.compiled)
 
     def plan(self, observation: Observation) -> PolicyPlan:
         return self._plan([observation])[0]
@@ -62,8 +67,7 @@ class ModelPolicy:
 
     def batch_size_for(self, count: int) -> int:
         """The batch `count` scenes run in: the smallest size already compiled that holds them, else `count`."""
-        fits = [b for b in self.compiled_batches if b >= count]
-        return min(fits) if fits else count
+        return self.inner.planner.batch_size_for(count)
 
     def warm_up(self, batch: int = 1) -> float:
         """Compile (and run once) the program for `batch` scenes; returns the milliseconds spent.
@@ -72,7 +76,6 @@ class ModelPolicy:
         answered in planning time instead of after a compilation it may time out on.
         """
         _, timings = self.inner.plan_arrays(self.inner.example_inputs(batch))
-        self.compiled_batches.add(batch)
         return float(timings["compile"] + timings["plan"])
 
     def _plan(self, observations: list[Observation]) -> list[PolicyPlan]:
@@ -84,16 +87,16 @@ class ModelPolicy:
             if observation.images is None:
                 where = f"observation {i}: " if len(observations) > 1 else ""
                 raise ObservationError(f"{where}images: the model policy needs camera images, got None")
-        size = self.batch_size_for(len(observations))
-        padded = observations + [observations[-1]] * (size - len(observations))
         try:
             # One scene goes in unwrapped, so an input error does not name a "scene 0".
-            results = [self.inner.plan(padded[0])] if size == 1 else list(self.inner.plan(padded))
+            if len(observations) == 1:
+                results = [self.inner.plan(observations[0], pad_to_compiled=True)]
+            else:
+                results = list(self.inner.plan(observations, pad_to_compiled=True))
         except PolicyInputError as err:  # the evaluation's error type: the service answers it by name
             raise ObservationError(str(err)) from err
-        self.compiled_batches.add(size)
         self.batch_calls.append(len(observations))
-        return [self._policy_plan(r) for r in results[: len(observations)]]
+        return [self._policy_plan(r) for r in results]
 
     @staticmethod
     def _policy_plan(result: Any) -> PolicyPlan:
@@ -110,19 +113,11 @@ class ModelPolicy:
 
 def load_model_policy(workdir: str, samples: int = 1) -> ModelPolicy:
     """The trained policy in `workdir` planning `samples` trajectories per scene, with the input
-    geometry of its config."""
+    geometry of its config (`Policy.scene`)."""
     from alpamayo_jax.inference.policy import Policy  # jax and the model load only when needed
 
     inner = Policy.from_workdir(workdir, samples=samples)
-    return ModelPolicy(inner=inner, spec=input_spec_of(inner))
-
-
-def input_spec_of(inner: Any) -> SceneSpec:
-    """The `SceneSpec` of an inference policy, from its config (cameras, frames, resolution, steps)."""
-    config = getattr(inner, "config", None)
-    if config is None:
-        raise TypeError(f"{type(inner).__name__} has no `config`; expected an inference `Policy`")
-    return SceneSpec.from_config(config)
+    return ModelPolicy(inner=inner, spec=inner.scene)
 
 
 def load_policy(name: str, workdir: str | None) -> tuple[DrivingPolicy, SceneSpec]:

@@ -97,6 +97,7 @@ def bench_latency(
     import numpy as np
     from flax import nnx
 
+    from alpamayo_jax.config.scene import SceneSpec
     from alpamayo_jax.inference.planner import PlannerSpec, build_prompt, plan_scenes
     from alpamayo_jax.inference.sampler import decode_loop, repeat_batch
     from alpamayo_jax.models.policy_model import PolicyCache, build_policy, param_counts
@@ -105,14 +106,12 @@ def bench_latency(
     graphdef, state = nnx.split(abstract)
     state = random_state(state, config.seed)
     tokenizer = bench_tokenizer(config)
-    cameras = tuple(str(c) for c in config.data.cameras)
-    image_size = (int(config.data.image_height), int(config.data.image_width))
-    base = PlannerSpec.from_config(config, tokenizer, camera_names=cameras,
-                                   frames_per_camera=int(config.data.frames_per_camera),
-                                   image_size=image_size, max_reasoning_tokens=max_reasoning_tokens,
-                                   flow_steps=flow_steps)  # fmt: skip
+    scene = SceneSpec.from_config(config)
+    base = PlannerSpec.from_config(
+        config, tokenizer, scene, max_reasoning_tokens=max_reasoning_tokens, flow_steps=flow_steps
+    )
     rng = np.random.default_rng(config.seed)
-    images = rng.integers(0, 256, (1, base.num_images, *image_size, 3), dtype=np.uint8)
+    images = rng.integers(0, 256, (1, scene.num_images, *scene.image_hw, 3), dtype=np.uint8)
     t = np.arange(1 - base.history_steps, 1, dtype=np.float32)[:, None] * 0.1
     history = np.concatenate([5.0 * t, 0.0 * t, 0.0 * t], axis=-1)[None].astype(np.float32)
     v0, seed = np.asarray([5.0], np.float32), np.asarray([0], np.uint32)
@@ -130,7 +129,7 @@ def bench_latency(
         "device_kind": jax.devices()[0].device_kind,
         "params": param_counts(config.model),
         "images": int(base.num_images),
-        "image_size": list(image_size),
+        "image_size": list(scene.image_hw),
         "max_reasoning_tokens": max_reasoning_tokens,
         "flow_steps": flow_steps,
         "repeats": repeats,

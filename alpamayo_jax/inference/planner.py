@@ -31,6 +31,7 @@ import ml_collections
 import numpy as np
 from jaxtyping import Array, Float, Int, UInt8, UInt32
 
+from alpamayo_jax.config.scene import SceneSpec
 from alpamayo_jax.inference import noise
 from alpamayo_jax.inference.sampler import SamplingParams, decode_loop, repeat_batch
 from alpamayo_jax.models.policy_model import PolicyCache, PolicyModel
@@ -101,25 +102,19 @@ class PlannerSpec:
 
     @classmethod
     def from_config(
-        cls,
-        config: ml_collections.ConfigDict,
-        tokenizer: Any,
-        *,
-        camera_names: tuple[str, ...],
-        frames_per_camera: int,
-        image_size: tuple[int, int],
-        **options: Any,
+        cls, config: ml_collections.ConfigDict, tokenizer: Any, scene: SceneSpec, **options: Any
     ) -> PlannerSpec:
-        """The spec of a config + tokenizer + camera setup; `options` set the sampling choices."""
+        """The spec of a config + tokenizer + scene geometry (cameras, frames, pixels, steps:
+        usually `SceneSpec.from_config(config)`); `options` set the sampling choices."""
         from alpamayo_jax.text.prompt import PromptBuilder, image_tokens_per_image
 
         vision = config.model.vision
-        h_steps, t_steps = int(config.action.history_steps), int(config.action.future_steps)
+        h_steps, t_steps = int(scene.history_steps), int(scene.future_steps)
         builder = PromptBuilder(
             tokenizer,
-            camera_names=camera_names,
-            frames_per_camera=frames_per_camera,
-            tokens_per_image=image_tokens_per_image(*image_size, vision.patch_size, vision.merge_size),
+            camera_names=scene.camera_names,
+            frames_per_camera=scene.frames_per_camera,
+            tokens_per_image=image_tokens_per_image(*scene.image_hw, vision.patch_size, vision.merge_size),
             history_tokens=3 * h_steps,
             future_tokens=2 * t_steps,
             system_prompt=config.text.system_prompt,
@@ -148,11 +143,11 @@ class PlannerSpec:
             action_std=tuple(float(x) for x in config.action.std),
             accel_bound=float(config.action.accel_bound),
             curvature_bound=float(config.action.curvature_bound),
-            dt=float(config.action.dt),
+            dt=float(scene.dt),
             future_steps=t_steps,
             history_steps=h_steps,
-            num_images=len(camera_names) * int(frames_per_camera),
-            image_size=(int(image_size[0]), int(image_size[1])),
+            num_images=scene.num_images,
+            image_size=(int(scene.image_hw[0]), int(scene.image_hw[1])),
             **options,
         )
 

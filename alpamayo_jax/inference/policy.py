@@ -9,6 +9,9 @@ config, run/checkpoint.py for the variables, run/assets.py for the normalisation
 tokenizer), so the model that plans is exactly the model that was trained. The planning program
 itself is `planner.plan_scenes`: the same function `alpamayo export` hands to jax.export, which is
 why `planning_function()` lives here (the exporter and the in-process path cannot drift apart).
+It runs through a `batch_planner.BatchPlanner` (`policy.planner`), compiled once per batch size.
+The input geometry (cameras, frames, pixels, history steps) is the config's `SceneSpec`
+(`policy.scene`).
 
 Inputs are checked on the host before anything is compiled: a wrong camera count or order, image
 size, history length, or a NaN pose is one `PolicyInputError` naming the field and the expected
@@ -30,7 +33,9 @@ import numpy as np
 from flax import nnx
 from jaxtyping import Float
 
+from alpamayo_jax.config.scene import SceneSpec
 from alpamayo_jax.config.stages import STAGES
+from alpamayo_jax.inference.batch_planner import BatchPlanner
 from alpamayo_jax.inference.errors import PolicyInputError
 from alpamayo_jax.inference.planner import PlannerSpec, plan_scenes
 from alpamayo_jax.inference.reasoning_text import decode_reasoning
@@ -78,7 +83,8 @@ def _is_scene(x: Any) -> bool:
 
 
 class Policy:
-    """A trained policy ready to plan: model variables, planner spec, tokenizer, input geometry."""
+    """A trained policy ready to plan: model variables, planner spec, tokenizer, input geometry
+    (`scene`)."""
 
     def __init__(
         self,
@@ -98,19 +104,13 @@ class Policy:
         self.config = config
         self.tokenizer = tokenizer
         self.seed = int(seed)
-        data = config.data
-        self.camera_names = tuple(str(c) for c in data.cameras)
-        self.frames_per_camera = int(data.frames_per_camera)
-        self.image_size = (int(data.image_height), int(data.image_width))
-        self.history_steps = int(config.action.history_steps)
+        self.scene = SceneSpec.from_config(config)
         if reasoning is None:
             reasoning = bool(config.text.get("include_reasoning", True))
         self.spec = PlannerSpec.from_config(
             config,
             tokenizer,
-            camera_names=self.camera_names,
-            frames_per_camera=self.frames_per_camera,
-            image_size=self.image_size,
+            self.scene,
             samples=int(samples),
             reasoning=bool(reasoning),
             max_reasoning_tokens=int(max_reasoning_tokens),
@@ -119,7 +119,8 @@ class Policy:
             sampling=SamplingParams(temperature=float(temperature), top_p=float(top_p)),
         )
         self.graphdef, self.state = nnx.split(model)
-        self._compiled: dict[int, Any] = {}
+        # The jitted planning function, compiled once per batch size (`planner.compiled`).
+        self.planner = BatchPlanner(self.planning_function())
 
     # -- loading ----------------------------------------------------------------------------
     @classmethod
@@ -178,8 +179,8 @@ class Policy:
     def example_inputs(self, batch: int = 1) -> dict[str, np.ndarray]:
         """Zero inputs of the right shapes and dtypes (for export and benchmarks)."""
         return {
-            "images": np.zeros((batch, self.spec.num_images, *self.image_size, 3), np.uint8),
-            "history_xyz": np.zeros((batch, self.history_steps, 3), np.float32),
+            "images": np.zeros((batch, self.scene.num_images, *self.scene.image_hw, 3), np.uint8),
+            "history_xyz": np.zeros((batch, self.scene.history_steps, 3), np.float32),
             "v0": np.zeros((batch,), np.float32),
             "seed": np.zeros((batch,), np.uint32),
         }
@@ -187,22 +188,22 @@ class Policy:
     # -- input checks -------------------------------------------------------------------------
     def check_scene(self, scene: Any, where: str = "") -> _Scene:
         """Validate one scene (Sample, Observation or mapping); errors name the field."""
-        prefix = where
+        prefix, expected = where, self.scene
         if isinstance(scene, Mapping):
             names = scene.get("camera_names")
         else:
             names = getattr(scene, "camera_names", None)
-        if names is not None and tuple(names) != self.camera_names:
+        if names is not None and tuple(names) != expected.camera_names:
             raise PolicyInputError(
-                f"{prefix}camera_names: expected {list(self.camera_names)} in this order "
+                f"{prefix}camera_names: expected {list(expected.camera_names)} in this order "
                 f"(config.data.cameras), got {list(names)}"
             )
         images = _field(scene, "images")
         if images is None:
             raise PolicyInputError(f"{prefix}images: the model needs camera images, got None")
         images = np.asarray(images)
-        n, (h, w) = self.spec.num_images, self.image_size
-        cams = len(self.camera_names)
+        n, (h, w) = expected.num_images, expected.image_hw
+        cams = len(expected.camera_names)
         if images.ndim != 4 or images.shape[-1] != 3:
             raise PolicyInputError(
                 f"{prefix}images: expected uint8 [N_img, H_px, W_px, 3] = [{n}, {h}, {w}, 3], "
@@ -213,7 +214,7 @@ class Policy:
         if images.shape[0] != n:
             raise PolicyInputError(
                 f"{prefix}images: expected {n} frames ({cams} cameras "
-                f"{list(self.camera_names)} x {self.frames_per_camera} frames, camera-major), "
+                f"{list(expected.camera_names)} x {expected.frames_per_camera} frames, camera-major), "
                 f"got {images.shape[0]}"
             )
         if tuple(images.shape[1:3]) != (h, w):
@@ -222,9 +223,9 @@ class Policy:
                 f"image_width), got {images.shape[1]} x {images.shape[2]}"
             )
         history = np.asarray(_field(scene, "history_xyz"))
-        if history.ndim != 2 or history.shape != (self.history_steps, 3):
+        if history.ndim != 2 or history.shape != (expected.history_steps, 3):
             raise PolicyInputError(
-                f"{prefix}history_xyz: expected [{self.history_steps}, 3] (config.action."
+                f"{prefix}history_xyz: expected [{expected.history_steps}, 3] (config.action."
                 f"history_steps poses, oldest first, ending at t0), got {list(history.shape)}"
             )
         if not np.isfinite(history).all():
@@ -255,32 +256,23 @@ class Policy:
         }
 
     # -- planning -----------------------------------------------------------------------------
-    def _executable(self, batch: int) -> tuple[Any, float]:
-        if batch in self._compiled:
-            return self._compiled[batch], 0.0
-        start = time.perf_counter()
-        fn = jax.jit(self.planning_function())
-        compiled = fn.lower(self.state, self.example_inputs(batch)).compile()
-        self._compiled[batch] = compiled
-        return compiled, (time.perf_counter() - start) * 1e3
-
-    def plan_arrays(self, inputs: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict]:
+    def plan_arrays(
+        self, inputs: Mapping[str, np.ndarray], *, pad_to_compiled: bool = False
+    ) -> tuple[dict[str, np.ndarray], dict]:
         """Run the jitted planner on already-validated batched inputs (`example_inputs` layout):
-        (numpy outputs of `plan_scenes`, timings in ms)."""
-        batch = int(inputs["images"].shape[0])
-        compiled, compile_ms = self._executable(batch)
-        start = time.perf_counter()
-        out = jax.device_get(compiled(self.state, dict(inputs)))
-        return {k: np.asarray(v) for k, v in out.items()}, {
-            "compile": compile_ms,
-            "plan": (time.perf_counter() - start) * 1e3,
-        }
+        (numpy outputs of `plan_scenes`, timings in ms). The program is compiled once per batch
+        size; `pad_to_compiled` runs the batch at the smallest size already compiled that holds it
+        (padded with copies of its last scene, the padding dropped from the outputs)."""
+        return self.planner((self.state,), inputs, pad_to_compiled=pad_to_compiled)
 
-    def plan(self, scenes: Any, *, seed: int | None = None) -> Plan | list[Plan]:
+    def plan(
+        self, scenes: Any, *, seed: int | None = None, pad_to_compiled: bool = False
+    ) -> Plan | list[Plan]:
         """Plan one scene (-> Plan) or a sequence of scenes in one batched call (-> list[Plan]).
 
         Every scene gets the same `seed` (default: the policy's), so a scene's plan does not depend
-        on the batch it is planned in.
+        on the batch it is planned in. `pad_to_compiled` (see `plan_arrays`) plans a batch smaller
+        than one already compiled on that program instead of compiling one for its size.
         """
         start = time.perf_counter()
         single = _is_scene(scenes)
@@ -289,7 +281,7 @@ class Policy:
             raise PolicyInputError("scenes: expected a scene or a non-empty sequence of scenes")
         seed = self.seed if seed is None else int(seed)
         inputs = self.scene_inputs(items, seed, prefixes=not single)
-        out, timings = self.plan_arrays(inputs)
+        out, timings = self.plan_arrays(inputs, pad_to_compiled=pad_to_compiled)
         plans = []
         texts = self.reasoning_texts(out["reasoning_tokens"], out["reasoning_length"])
         total = (time.perf_counter() - start) * 1e3

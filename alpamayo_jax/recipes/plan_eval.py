@@ -27,20 +27,22 @@ class PlanEvaluator:
     never been trained, so stage 1 plans with the discrete trajectory tokens it does learn (one
     sample: greedy decoding would repeat it), as `Policy.from_workdir` does for its checkpoints.
 
-    The scenes are planned `chunk` at a time (the last chunk padded by repeating its first scene)
-    so memory stays that of one training batch; outputs are replicated, so every process of a
-    multi-host run gets the same numbers. `constant_velocity_minADE` is the floor to beat.
+    The scenes are planned `chunk` at a time by an `inference.batch_planner.BatchPlanner` (the last
+    chunk padded by repeating its last scene, on the program of the full chunks) so memory stays
+    that of one training batch; outputs are replicated, so every process of a multi-host run gets
+    the same numbers. `constant_velocity_minADE` is the floor to beat.
     """
 
     def __init__(
         self, config: ml_collections.ConfigDict, tokenizer, samples: list, *, num_samples: int, chunk: int
     ):
+        from alpamayo_jax.config.scene import SceneSpec
         from alpamayo_jax.eval.metrics import trajectory_metrics
         from alpamayo_jax.inference.planner import PlannerSpec
         from alpamayo_jax.inference.sampler import SamplingParams
         from alpamayo_jax.world.policies import ConstantVelocityPolicy, Observation
 
-        data, action = config.data, config.action
+        action = config.action
         self.tokenizer = tokenizer
         self.dt = float(action.dt)
         self.chunk = max(1, min(int(chunk), len(samples)))
@@ -49,9 +51,7 @@ class PlanEvaluator:
         self.spec = PlannerSpec.from_config(
             config,
             tokenizer,
-            camera_names=tuple(str(c) for c in data.cameras),
-            frames_per_camera=int(data.frames_per_camera),
-            image_size=(int(data.image_height), int(data.image_width)),
+            SceneSpec.from_config(config),
             samples=int(num_samples) if self.trajectory == "flow" else 1,
             reasoning=bool(config.text.include_reasoning),
             max_reasoning_tokens=PLAN_REASONING_TOKENS,
@@ -74,7 +74,7 @@ class PlanEvaluator:
         cv = np.stack([baseline.plan(Observation.from_sample(s, with_images=False)).poses for s in samples])
         self.cv_minade = float(trajectory_metrics(cv, self.truth, self.dt)["minADE"].mean())
         self._trajectory_metrics = trajectory_metrics
-        self._plan = None
+        self._planner = None
 
     @classmethod
     def from_config(cls, config: ml_collections.ConfigDict, tokenizer, val_source) -> PlanEvaluator | None:
@@ -92,7 +92,8 @@ class PlanEvaluator:
         samples = [val_source[i] for i in range(count)]
         return cls(config, tokenizer, samples, num_samples=cfg.eval_plan_samples, chunk=cfg.batch_size)
 
-    def _compile(self, layout: ModelLayout, state: TrainState):
+    def _make_planner(self, layout: ModelLayout, state: TrainState):
+        from alpamayo_jax.inference.batch_planner import BatchPlanner
         from alpamayo_jax.inference.planner import plan_scenes
 
         spec = self.spec
@@ -106,23 +107,18 @@ class PlanEvaluator:
         shardings = jax.tree.map(lambda x: x.sharding, (state.params, state.frozen))
         first = jax.tree.leaves(shardings)[0]
         if not isinstance(first, NamedSharding):  # an unsharded state (tests, one device)
-            return jax.jit(plan)
+            return BatchPlanner(plan, max_batch=self.chunk)
         replicated = NamedSharding(first.mesh, PartitionSpec())
-        return jax.jit(plan, in_shardings=(*shardings, replicated), out_shardings=replicated)
+        return BatchPlanner(
+            plan, in_shardings=(*shardings, replicated), out_shardings=replicated, max_batch=self.chunk
+        )
 
     def plan(self, layout: ModelLayout, state: TrainState) -> dict[str, np.ndarray]:
-        """`plan_scenes` outputs for every scene (numpy, [N, ...])."""
-        if self._plan is None:
-            self._plan = self._compile(layout, state)
-        n = len(self.decisions)
-        outs = []
-        for start in range(0, n, self.chunk):
-            rows = np.arange(start, start + self.chunk)
-            rows = np.where(rows < n, rows, start)  # pad the last chunk with a real scene
-            chunk = {k: v[rows] for k, v in self.inputs.items()}
-            out = jax.device_get(self._plan(state.params, state.frozen, chunk))
-            outs.append({k: np.asarray(v)[: min(self.chunk, n - start)] for k, v in out.items()})
-        return {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
+        """`plan_scenes` outputs for every scene (numpy, [N, ...]), one compiled chunk size."""
+        if self._planner is None:
+            self._planner = self._make_planner(layout, state)
+        out, _ = self._planner((state.params, state.frozen), self.inputs, pad_to_compiled=True)
+        return out
 
     def __call__(self, layout: ModelLayout, state: TrainState) -> dict[str, float]:
         from alpamayo_jax.eval.reasoning_checks import parse_decision

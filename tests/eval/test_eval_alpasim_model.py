@@ -122,7 +122,7 @@ def test_fake_loop_drives_the_model_for_hundreds_of_steps_compiling_once(served)
     assert all(p.poses.shape == (SAMPLES, 64, 3) for p in plans)
     # One compiled program for every call: the first call compiled it, no later call did.
     assert recording.model.compiled_batches == {1}
-    assert sorted(recording.model.inner._compiled) == [1]  # the inference policy's own cache
+    assert sorted(recording.model.inner.planner.compiled) == [1]  # the inference policy's own cache
     compiled = [p.timings_ms["compile"] > 0 for p in plans]
     assert compiled[0] and not any(compiled[1:])
     # The rig frame: the loop moves the car exactly onto the plan at t0 + 0.1 s, so every step is
@@ -192,7 +192,7 @@ def test_model_server_answers_bad_requests_with_errors_and_keeps_driving(served)
     # Later sessions still drive, on the same compiled program.
     with FakeLoop(target, CAMERAS, initial_speed_mps=2.0) as loop:
         assert loop.run(20).steps == 20
-    assert sorted(recording.model.inner._compiled) == [1]
+    assert sorted(recording.model.inner.planner.compiled) == [1]
 
 
 def test_alpamayo_serve_serves_the_model_compiled_before_the_first_call(policy_workdir):

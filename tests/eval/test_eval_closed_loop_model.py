@@ -67,7 +67,7 @@ def test_model_plans_every_due_episode_in_one_call_on_one_compiled_program(polic
     assert min(active) < len(scenarios), "no episode ended early: the shrinking batch went untested"
     # ...all on the program compiled for the first, full batch.
     assert model.compiled_batches == {3}
-    assert sorted(model.inner._compiled) == [3]  # the inference policy's own cache of executables
+    assert sorted(model.inner.planner.compiled) == [3]  # the inference policy's own executables
     for e in episodes:
         assert [step for step, _, _ in e.plans] == list(replans[: len(e.plans)])
         assert all(poses.shape == (2, 64, 3) and isinstance(text, str) for _, poses, text in e.plans)
@@ -130,7 +130,7 @@ def test_alpamayo_eval_closed_loop_with_the_model(policy_workdir, tmp_path, monk
     steps = sim.ClosedLoopConfig().steps // sim.ClosedLoopConfig().replan_every
     assert open_loop == 2 and closed[0] == 2 and 1 <= len(closed) <= steps
     assert all(a >= b >= 1 for a, b in zip(closed, closed[1:])), closed
-    assert sorted(model.inner._compiled) == [2]
+    assert sorted(model.inner.planner.compiled) == [2]
     assert (tmp_path / "pictures" / "open_loop_model_0.png").is_file()
     assert (tmp_path / "pictures" / "closed_loop_model_0.gif").is_file()
     assert np.isfinite(results["closed_loop"]["model"]["progress_m"])

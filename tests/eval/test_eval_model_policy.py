@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from alpamayo_jax.config.scene import SceneSpec
 from alpamayo_jax.eval.model_policy import ModelPolicy
+from alpamayo_jax.inference.batch_planner import BatchPlanner
 from alpamayo_jax.inference.errors import PolicyInputError
 from alpamayo_jax.world.policies import Observation, ObservationError, plan_all
 
@@ -24,33 +26,45 @@ class FakePlan:
 
 
 class FakeInference:
-    """Plans x = v0 * t; records every call's batch (None for a single, unwrapped scene)."""
+    """Plans x = v0 * t through a real `BatchPlanner` (a tiny jitted program), as `Policy` does;
+    records every call's scene count (None for a single, unwrapped scene) and padding choice."""
 
     def __init__(self):
-        self.calls: list[int | None] = []
+        self.calls: list[tuple[int | None, bool]] = []
+        t = jnp.asarray(0.1 * np.arange(1, 65), jnp.float32)
+        self.planner = BatchPlanner(lambda inputs: {"v0": inputs["v0"], "x": inputs["v0"][:, None] * t})
 
-    def _one(self, scene) -> FakePlan:
+    def _check(self, scene):
         if scene.images.shape[1:3] != SPEC.image_hw:
             raise PolicyInputError(
                 f"images: expected 4 x 6 pixels, got {scene.images.shape[1]} x {scene.images.shape[2]}"
             )
-        t = 0.1 * np.arange(1, 65)
-        poses = np.stack([scene.v0 * t, np.zeros(64), np.zeros(64)], -1)[None]
-        return FakePlan(poses, np.zeros((1, 64, 2)), (f"v0 {scene.v0:g}",), {"compile": 0.0, "plan": 1.0})
 
-    def plan(self, scenes):
-        if isinstance(scenes, Observation):
-            self.calls.append(None)
-            return self._one(scenes)
-        self.calls.append(len(scenes))
-        return [self._one(s) for s in scenes]
+    def plan(self, scenes, *, pad_to_compiled=False):
+        single = isinstance(scenes, Observation)
+        items = [scenes] if single else list(scenes)
+        self.calls.append((None if single else len(items), pad_to_compiled))
+        for scene in items:
+            self._check(scene)
+        out, timings = self.plan_arrays(
+            {"v0": np.asarray([s.v0 for s in items], np.float32)}, pad_to_compiled=pad_to_compiled
+        )
+        plans = [
+            FakePlan(
+                np.stack([x, np.zeros(64), np.zeros(64)], -1)[None],
+                np.zeros((1, 64, 2)),
+                (f"v0 {v0:g}",),
+                timings,
+            )
+            for v0, x in zip(out["v0"], out["x"])
+        ]
+        return plans[0] if single else plans
 
     def example_inputs(self, batch):
-        return {"batch": batch}
+        return {"v0": np.zeros((batch,), np.float32)}
 
-    def plan_arrays(self, inputs):
-        self.calls.append(inputs["batch"])
-        return {}, {"compile": 250.0, "plan": 2.0}
+    def plan_arrays(self, inputs, *, pad_to_compiled=False):
+        return self.planner((), inputs, pad_to_compiled=pad_to_compiled)
 
 
 def observation(v0: float, hw=(4, 6)) -> Observation:
@@ -67,13 +81,15 @@ def test_smaller_batches_are_padded_to_a_compiled_size_and_the_padding_is_droppe
     ]
     plans = model.plan_batch([observation(4), observation(5)])  # e.g. an episode ended
     single = model.plan(observation(6))  # e.g. one left, or the open loop's last short batch
-    assert inner.calls == [3, 3, 3]  # one compiled size for all three calls
+    assert inner.calls == [(3, True), (2, True), (None, True)]  # the planner pads every call...
+    assert model.compiled_batches == {3}  # ...to the one compiled size
+    assert model.batch_size_for(1) == 3
     assert [p.reasoning_text for p in plans] == ["v0 4", "v0 5"] and single.reasoning_text == "v0 6"
     np.testing.assert_allclose(plans[1].poses[0, -1], [5 * 6.4, 0, 0], rtol=1e-6)
+    assert single.timings_ms["compile"] == 0.0 and single.poses.shape == (1, 64, 3)
     model.plan_batch([observation(v) for v in range(5)])  # larger than any compiled: a new size
     model.plan_batch([observation(v) for v in range(4)])  # the smallest compiled size that holds it
     model.plan_batch([observation(v) for v in range(2)])
-    assert inner.calls[3:] == [5, 5, 3]
     assert model.compiled_batches == {3, 5} and model.batch_calls == [3, 2, 1, 5, 4, 2]
 
 
@@ -81,14 +97,15 @@ def test_a_fresh_adapter_plans_one_scene_unwrapped_and_warm_up_registers_its_bat
     inner = FakeInference()
     model = ModelPolicy(inner=inner, spec=SPEC)
     assert model.plan(observation(2.0)).reasoning_text == "v0 2"
-    assert inner.calls == [None]  # a single scene: its input errors name no "scene 0"
+    assert inner.calls == [(None, True)]  # a single scene: its input errors name no "scene 0"
+    assert model.compiled_batches == {1}
     fresh = ModelPolicy(inner=FakeInference(), spec=SPEC)
-    assert fresh.warm_up(2) == pytest.approx(252.0)
-    assert fresh.compiled_batches == {2} and fresh.inner.calls == [2]
-    fresh.plan(observation(1.0))
-    assert fresh.inner.calls == [2, 2]
+    assert fresh.warm_up(2) > 0.0  # compile + one run, in ms
+    assert fresh.compiled_batches == {2}
+    assert fresh.plan(observation(1.0)).timings_ms["compile"] == 0.0  # on the warmed-up program
     # plan_all hands one observation to plan(), which pads it the same way.
-    assert plan_all(fresh, [observation(3.0)])[0].reasoning_text == "v0 3" and fresh.inner.calls[-1] == 2
+    assert plan_all(fresh, [observation(3.0)])[0].reasoning_text == "v0 3"
+    assert fresh.compiled_batches == {2}
 
 
 def test_input_errors_come_back_as_observation_errors_naming_the_field():

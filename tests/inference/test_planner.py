@@ -1,12 +1,15 @@
 """The planning function on the tiny PolicyModel: cached greedy decode = full forwards, the three
 paths (reasoning + flow, no reasoning, discrete tokens), per-scene determinism, and export."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
 
+from alpamayo_jax.config.scene import SceneSpec
 from alpamayo_jax.export import stablehlo
 from alpamayo_jax.inference import noise
 from alpamayo_jax.inference.planner import (
@@ -30,10 +33,10 @@ def setup(tiny_config):
     texts = ["the car ahead brakes so we slow down", "keep lane and follow the lead vehicle"] * 20
     tokenizer = train_tokenizer(texts, config)
     model = build_policy(config, nnx.Rngs(0))
-    spec = PlannerSpec.from_config(
-        config, tokenizer, camera_names=CAMERAS, frames_per_camera=1, image_size=(32, 64),
-        max_reasoning_tokens=6,
-    )  # fmt: skip
+    scene = dataclasses.replace(
+        SceneSpec.from_config(config), camera_names=CAMERAS, frames_per_camera=1, image_hw=(32, 64)
+    )
+    spec = PlannerSpec.from_config(config, tokenizer, scene, max_reasoning_tokens=6)
     return config, tokenizer, model, spec
 
 

@@ -42,8 +42,9 @@ def plans(policy, samples):
 
 def test_from_workdir_restores_config_weights_stats_and_tokenizer(policy, policy_workdir):
     workdir, _ = policy_workdir
-    assert policy.camera_names == CAMERAS and policy.frames_per_camera == 1
-    assert policy.image_size == IMAGE_HW and policy.history_steps == 16
+    assert policy.scene.camera_names == CAMERAS and policy.scene.frames_per_camera == 1
+    assert policy.scene.image_hw == IMAGE_HW and policy.scene.history_steps == 16
+    assert policy.spec.image_size == IMAGE_HW and policy.spec.num_images == policy.scene.num_images == 2
     assert policy.spec.action_mean == ACTION_MEAN and policy.spec.action_std == ACTION_STD
     assert policy.spec.trajectory == "flow"  # a stage-2 checkpoint plans with the expert
     assert policy.tokenizer.source == str(workdir / "tokenizer.json")
