@@ -222,7 +222,14 @@ class Policy:
                 f"{prefix}images: expected {h} x {w} pixels (config.data.image_height x "
                 f"image_width), got {images.shape[1]} x {images.shape[2]}"
             )
-        history = np.asarray(_field(scene, "history_xyz"))
+        history = _field(scene, "history_xyz")
+        try:  # float32, as the model reads it: a value beyond its range is inf, refused below
+            history = np.asarray(history, dtype=np.float32)
+        except (TypeError, ValueError, OverflowError):
+            raise PolicyInputError(
+                f"{prefix}history_xyz: expected a numeric [{expected.history_steps}, 3] array, "
+                f"got {type(history).__name__}"
+            ) from None
         if history.ndim != 2 or history.shape != (expected.history_steps, 3):
             raise PolicyInputError(
                 f"{prefix}history_xyz: expected [{expected.history_steps}, 3] (config.action."
@@ -236,7 +243,7 @@ class Policy:
             v0 = float(np.asarray(v0).reshape(()))
         except (TypeError, ValueError):
             raise PolicyInputError(f"{prefix}v0: expected a scalar speed in m/s, got {v0!r}") from None
-        if not math.isfinite(v0) or v0 < 0:
+        if not math.isfinite(v0) or v0 < 0 or not np.isfinite(np.float32(v0)):
             raise PolicyInputError(f"{prefix}v0: expected a finite speed >= 0 m/s, got {v0}")
         return _Scene(images, history.astype(np.float32), v0)
 

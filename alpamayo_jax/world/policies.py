@@ -27,6 +27,22 @@ class ObservationError(ValueError):
     """An observation a policy cannot plan from; the message names the field and what was expected."""
 
 
+#: Physical bounds of an observation: no road vehicle goes faster, and a history of a few seconds
+#: in the t0 ego frame lies within a few hundred metres (beyond them float32 plans lose precision
+#: or overflow, so they are errors, not plans).
+MAX_SPEED_MPS = 1000.0
+MAX_HISTORY_M = 1e5
+
+
+def _float_array(name: str, value: Any) -> np.ndarray:
+    try:
+        return np.asarray(value, dtype=np.float32)
+    except (TypeError, ValueError, OverflowError) as err:
+        raise ObservationError(
+            f"{name} must be a numeric array, got {type(value).__name__} ({err})"
+        ) from None
+
+
 @dataclasses.dataclass(frozen=True)
 class Observation:
     """What a policy sees at t0: a `data.schema.Sample` minus the answers.
@@ -43,8 +59,8 @@ class Observation:
     world: Any = None
 
     def __post_init__(self) -> None:
-        xyz = np.asarray(self.history_xyz, dtype=np.float32)
-        heading = np.asarray(self.history_heading, dtype=np.float32)
+        xyz = _float_array("history_xyz", self.history_xyz)
+        heading = _float_array("history_heading", self.history_heading)
         if xyz.ndim != 2 or xyz.shape[1] != 3 or xyz.shape[0] < 2:
             raise ObservationError(f"history_xyz must be [H, 3] with H >= 2, got shape {xyz.shape}")
         if heading.shape != (xyz.shape[0],):
@@ -53,11 +69,24 @@ class Observation:
             )
         if not (np.all(np.isfinite(xyz)) and np.all(np.isfinite(heading))):
             raise ObservationError("history_xyz and history_heading must be finite (found NaN or inf)")
-        v0 = float(self.v0)
-        if not math.isfinite(v0):
-            raise ObservationError(f"v0 must be a finite speed in m/s, got {self.v0!r}")
+        if np.max(np.abs(xyz)) > MAX_HISTORY_M:
+            raise ObservationError(
+                f"history_xyz must lie within {MAX_HISTORY_M:g} m of t0 (t0 ego frame), "
+                f"got |{np.max(np.abs(xyz)):g}| m"
+            )
+        try:
+            v0 = float(np.asarray(self.v0, dtype=np.float64).reshape(()))
+        except (TypeError, ValueError):
+            raise ObservationError(f"v0 must be a scalar speed in m/s, got {self.v0!r}") from None
+        if not math.isfinite(v0) or abs(v0) > MAX_SPEED_MPS:
+            raise ObservationError(
+                f"v0 must be a finite speed within +-{MAX_SPEED_MPS:g} m/s, got {self.v0!r}"
+            )
         if self.images is not None:
-            images = np.asarray(self.images)
+            try:
+                images = np.asarray(self.images)
+            except (TypeError, ValueError) as err:
+                raise ObservationError(f"images must be uint8 [N_img, H_px, W_px, 3], got {err}") from None
             if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
                 raise ObservationError(
                     f"images must be uint8 [N_img, H_px, W_px, 3], got {images.dtype} {images.shape}"

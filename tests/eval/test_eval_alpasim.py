@@ -90,11 +90,11 @@ def test_malformed_requests_get_grpc_errors_and_the_server_keeps_serving(server)
     channel = grpc.insecure_channel(target, options=channel_options())
     stub = EgodriverServiceStub(channel)
     try:
-        # Unknown session.
+        # Unknown session: a call out of order.
         _expect_rpc_error(
             lambda: stub.drive(DriveRequest(session_uuid="nope", time_now_us=0), timeout=10),
-            grpc.StatusCode.NOT_FOUND,
-            "Unknown session nope",
+            grpc.StatusCode.FAILED_PRECONDITION,
+            "session_uuid: Unknown session nope",
         )
         # Bytes that are not a DriveRequest at all.
         raw = channel.unary_unary("/egodriver.EgodriverService/drive")
@@ -118,15 +118,32 @@ def test_malformed_requests_get_grpc_errors_and_the_server_keeps_serving(server)
             grpc.StatusCode.FAILED_PRECONDITION,
             "camera 'camera_front' has sent no frame yet",
         )
+        # A frame that is not an image is refused when it arrives (its header is read on
+        # submission), so it never reaches a drive: the camera still has no frame.
         for camera in CAMERAS:
             image = RolloutCameraImage(session_uuid="bad-image")
             image.camera_image.logical_id = camera.logical_id
             image.camera_image.image_bytes = b"definitely not a jpeg"
-            stub.submit_image_observation(image, timeout=10)
+            _expect_rpc_error(
+                lambda image=image: stub.submit_image_observation(image, timeout=10),
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"camera_image[{camera.logical_id}].image_bytes: not a PNG/JPEG image",
+            )
         _expect_rpc_error(
             lambda: stub.drive(DriveRequest(session_uuid="bad-image", time_now_us=0), timeout=10),
             grpc.StatusCode.FAILED_PRECONDITION,
-            "camera 'camera_front': frame at 0 us is not a decodable PNG/JPEG image",
+            "camera 'camera_front' has sent no frame yet",
+        )
+        # A truncated image passes the header check and is named when a drive decodes it.
+        for camera in CAMERAS:
+            image = RolloutCameraImage(session_uuid="bad-image")
+            image.camera_image.logical_id = camera.logical_id
+            image.camera_image.image_bytes = _png(camera.width, camera.height)[:60]
+            stub.submit_image_observation(image, timeout=10)
+        _expect_rpc_error(
+            lambda: stub.drive(DriveRequest(session_uuid="bad-image", time_now_us=0), timeout=10),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "camera 'camera_front': frame at 0 us: is not a decodable PNG/JPEG image",
         )
     finally:
         channel.close()

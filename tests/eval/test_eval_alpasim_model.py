@@ -154,20 +154,30 @@ def test_model_server_answers_bad_requests_with_errors_and_keeps_driving(served)
         )
         _expect_rpc_error(
             lambda: stub.drive(DriveRequest(session_uuid="nope", time_now_us=0), timeout=10),
-            grpc.StatusCode.NOT_FOUND,
-            "Unknown session nope",
+            grpc.StatusCode.FAILED_PRECONDITION,
+            "session_uuid: Unknown session nope",
         )
         # Before any egomotion there is no frame to plan in: an empty plan ("hold"), as upstream.
         _start(stub, "early")
         early = stub.drive(DriveRequest(session_uuid="early", time_now_us=0), timeout=10)
         assert len(early.trajectory.poses) == 0
-        # Frames that are not images: an error naming the camera, not a crash.
+        # Frames that are not images: an error naming the camera, not a crash. Refused on arrival
+        # (the header is read then); a truncated one passes that and is named by the drive.
         _start(stub, "garbage")
-        _observe(stub, "garbage", 0, Pose.identity(), 3.0, image=lambda camera, pose: b"not a jpeg")
+        _expect_rpc_error(
+            lambda: _observe(
+                stub, "garbage", 0, Pose.identity(), 3.0, image=lambda camera, pose: b"not a jpeg"
+            ),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "camera_image[camera_cross_left_120fov].image_bytes: not a PNG/JPEG image",
+        )
+        _observe(
+            stub, "garbage", 0, Pose.identity(), 3.0, image=lambda camera, pose: _jpeg(camera, pose)[:-200]
+        )
         _expect_rpc_error(
             lambda: stub.drive(DriveRequest(session_uuid="garbage", time_now_us=0), timeout=10),
-            grpc.StatusCode.FAILED_PRECONDITION,
-            "camera 'camera_cross_left_120fov': frame at 0 us is not a decodable PNG/JPEG image",
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "camera 'camera_cross_left_120fov': frame at 0 us: is not a decodable PNG/JPEG image",
         )
         # A healthy session on the same server: 64 planned poses after the anchor, 0.1 s apart,
         # and the second sample as a sampled trajectory.
