@@ -1,6 +1,6 @@
 """`alpamayo export`: Export the planning function as a StableHLO artifact.
 
-    alpamayo export --workdir runs/tiny --out artifacts/tiny [--platforms cpu,cuda]
+    alpamayo export --workdir runs/tiny --out artifacts/tiny [--platforms cpu,cuda] [--static-batches 1,4]
 
 The whole planning path (prompt assembly, ViT + LLM prefill, reasoning decode, flow sampling or
 discrete trajectory tokens, unicycle integration) is one `jax.export` of
@@ -9,6 +9,10 @@ discrete trajectory tokens, unicycle integration) is one `jax.export` of
 `--no-reasoning`, ...) are those of `alpamayo plan` and are baked into the program; the manifest
 records them with the config, token ids, action normalisation and camera setup, and the tokenizer
 is copied in so `alpamayo run-exported` can print the reasoning without any model code.
+`--static-batches` (default 1) also writes the module specialised to each of those batch sizes
+(`module.b1.mlir`, ...) for compilers without dynamic shapes (IREE); the manifest records the
+sha256 of every file, and the valid range of the float inputs (`INPUT_RANGES`), which every call
+of the artifact checks.
 Exit codes: 0 written, 2 bad arguments or workdir.
 """
 
@@ -25,12 +29,22 @@ from alpamayo_jax.commands.plan import add_planner_arguments, planner_options
 HELP = "Export the planning function as a StableHLO artifact."
 ACCEPTS_OVERRIDES = False
 PLATFORMS = ("cpu", "cuda", "rocm", "tpu")
+# The physical range of the float inputs, checked by the artifact on every call (NaN and inf are
+# rejected in any float input). v0: 0 to 100 m/s (360 km/h). history_xyz: 1 km either way of t0 in
+# the ego frame, far beyond any history window at that speed.
+INPUT_RANGES = {"v0": (0.0, 100.0), "history_xyz": (-1000.0, 1000.0)}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workdir", required=True, help="a training workdir")
     parser.add_argument("--out", required=True, help="artifact directory to write")
     parser.add_argument("--platforms", default="cpu", help="comma-separated: cpu,cuda (default cpu)")
+    parser.add_argument(
+        "--static-batches",
+        default="1",
+        help="comma-separated batch sizes of the static-shape modules written besides the symbolic "
+        "one, for compilers without dynamic shapes (IREE): module.b1.mlir, ... (default 1; 'none')",
+    )
     add_planner_arguments(parser)
 
 
@@ -42,6 +56,20 @@ def parse_platforms(text: str) -> tuple[str, ...]:
             f"--platforms: expected a comma-separated subset of {','.join(PLATFORMS)}, got {text!r}"
         )
     return platforms
+
+
+def parse_static_batches(text: str) -> tuple[int, ...]:
+    if text.strip().lower() == "none":
+        return ()
+    try:
+        batches = tuple(int(b) for b in text.split(",") if b.strip())
+    except ValueError:
+        batches = ()
+    if not batches or min(batches) < 1:
+        raise ValueError(
+            f"--static-batches: expected comma-separated positive integers (or 'none'), got {text!r}"
+        )
+    return tuple(sorted(set(batches)))
 
 
 def artifact_metadata(policy) -> dict:
@@ -85,13 +113,15 @@ def artifact_metadata(policy) -> dict:
         "inputs_doc": {
             "images": "uint8 [b, cameras x frames (camera-major, oldest frame first), H, W, 3]",
             "history_xyz": "float32 [b, history_steps, 3], t0 ego frame, oldest first, ends at t0",
-            "v0": "float32 [b], speed at t0 in m/s",
+            "v0": "float32 [b], speed at t0 in m/s, in [0, 100]",
             "seed": "uint32 [b], sampling seed per scene",
         },
     }
 
 
-def export_policy(policy, out: str, platforms: tuple[str, ...], log=print):
+def export_policy(
+    policy, out: str, platforms: tuple[str, ...], log=print, static_batches: tuple[int, ...] = (1,)
+):
     """Export `policy`'s planning function to the artifact directory `out`."""
     from alpamayo_jax.export import stablehlo
 
@@ -103,13 +133,16 @@ def export_policy(policy, out: str, platforms: tuple[str, ...], log=print):
     log(f"exporting the planner for {', '.join(platforms)} (tracing and lowering) ...")
     exported, calling = stablehlo.export_function(
         policy.planning_function(), policy.state, policy.example_inputs(1),
-        platforms=platforms, disabled_checks=disabled,
+        platforms=platforms, disabled_checks=disabled, input_ranges=INPUT_RANGES,
     )  # fmt: skip
+    if static_batches:
+        log(f"specialising the module to static batch sizes {', '.join(map(str, static_batches))} ...")
     with tempfile.TemporaryDirectory() as tmp:
         tokenizer = policy.tokenizer.save(f"{tmp}/tokenizer.json")
         return stablehlo.save_artifact(
             out, exported, calling, policy.state,
             metadata=artifact_metadata(policy), extra_files={"tokenizer.json": tokenizer},
+            static_batches=static_batches,
         )  # fmt: skip
 
 
@@ -122,11 +155,12 @@ def run(args: argparse.Namespace, overrides: list[str]) -> int:
     log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
     try:
         platforms = parse_platforms(args.platforms)
+        static_batches = parse_static_batches(args.static_batches)
         from alpamayo_jax.inference.policy import Policy
 
         log(f"loading the policy of {args.workdir} ...")
         policy = Policy.from_workdir(args.workdir, **planner_options(args))
-        path = export_policy(policy, args.out, platforms, log=log)
+        path = export_policy(policy, args.out, platforms, log=log, static_batches=static_batches)
     except (FileNotFoundError, CheckpointError, ArtifactError, TokenizerError, ValueError) as err:
         print(f"alpamayo export: {err}", file=sys.stderr)
         return 2
@@ -138,5 +172,6 @@ def run(args: argparse.Namespace, overrides: list[str]) -> int:
         f"{scene.frames_per_camera} frames at {scene.image_hw[0]}x{scene.image_hw[1]}, "
         f"{spec.samples} sample(s), reasoning {'on (max ' + str(spec.max_reasoning_tokens) + ' tokens)' if spec.reasoning else 'off'}, "
         f"{spec.trajectory} trajectory head; any batch size"
+        + (f" (static modules for batch {', '.join(map(str, static_batches))})" if static_batches else "")
     )
     return 0

@@ -6,7 +6,14 @@ Loads the artifact with `jax.export.deserialize` and its safetensors weights (ex
 reads the sample, and prints the same plan and reasoning `alpamayo plan` prints for the workdir
 the artifact came from (same seed, same planning choices). No model, flax or training code is
 imported: what runs is the serialized program, as it would in a car. The JSON keys are those of
-`alpamayo plan`. Exit codes: 0 planned, 2 bad artifact, dataset or input.
+`alpamayo plan`.
+
+Before anything is read, every file of the artifact is checked against the sha256 its manifest
+records (a corrupt, truncated, missing or unlisted file, an edited manifest, or an artifact
+written before digests existed is refused), and the scene's inputs are checked against the
+artifact's calling convention (dtype, shape, finite values, the recorded ranges such as v0 in
+[0, 100] m/s). Either is one line on stderr naming the file or the field.
+Exit codes: 0 planned, 2 bad artifact, dataset or input.
 """
 
 from __future__ import annotations
@@ -56,9 +63,10 @@ def run(args: argparse.Namespace, overrides: list[str]) -> int:
 
     from alpamayo_jax.commands.plan import check_cameras, plan_record, read_sample, summary_lines
     from alpamayo_jax.data.shards import ShardError
-    from alpamayo_jax.export.stablehlo import ArtifactError, load_artifact
+    from alpamayo_jax.export.stablehlo import ArtifactError, ArtifactInputError, load_artifact
     from alpamayo_jax.inference.errors import PolicyInputError
     from alpamayo_jax.inference.reasoning_text import decode_reasoning
+    from alpamayo_jax.run.integrity import IntegrityError
 
     start = time.perf_counter()
     log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
@@ -73,8 +81,12 @@ def run(args: argparse.Namespace, overrides: list[str]) -> int:
         t0 = time.perf_counter()
         out = artifact(**inputs)
         run_ms = (time.perf_counter() - t0) * 1e3
-    except (ArtifactError, ShardError, IndexError, PolicyInputError, ValueError) as err:
-        print(f"alpamayo run-exported: {err}", file=sys.stderr)
+    except (
+        IntegrityError, ArtifactError, ArtifactInputError, ShardError, IndexError, PolicyInputError,
+        ValueError,
+    ) as err:  # fmt: skip
+        message = " ".join(str(err).split())  # one line, whatever the error's text
+        print(f"alpamayo run-exported: {message}", file=sys.stderr)
         return 2
     backend = tokenizers.Tokenizer.from_file(str(pathlib.Path(args.artifact) / meta["tokenizer"]))
     reasoning = decode_reasoning(backend, out["reasoning_tokens"], out["reasoning_length"])[0]

@@ -1,8 +1,9 @@
 """Run an artifact's StableHLO with IREE (llvm-cpu): proof the module is consumable outside JAX.
 
 Needs the optional `deploy` extra (`pip install -e '.[deploy]'`: iree-base-compiler and
-iree-base-runtime). IREE compiles static shapes here, so the module is first specialised to a batch
-size (`LoadedArtifact.static_stablehlo`).
+iree-base-runtime). IREE compiles static shapes only (the symbolic-batch `module.mlir` fails with
+"stablehlo.reshape ... must be statically shaped"), so what it compiles is the static variant the
+artifact ships (`module.b<n>.mlir`, `compile_artifact`), exactly as a car's toolchain would.
 """
 
 from __future__ import annotations
@@ -44,6 +45,14 @@ def compile_cpu(stablehlo_text: str) -> bytes:
         input_type="stablehlo",
         extra_args=["--iree-llvmcpu-target-cpu=host"],
     )
+
+
+def compile_artifact(artifact, batch: int = 1) -> bytes:
+    """Compile the static `module.b<batch>.mlir` that the loaded `artifact` ships, as shipped."""
+    platform = artifact.manifest.get("static_platform")
+    if platform != "cpu":
+        raise ValueError(f"artifact {artifact.path}: its static modules are for {platform!r}, not cpu")
+    return compile_cpu(artifact.static_module(batch))
 
 
 def run_cpu(vmfb: bytes, args: Sequence[np.ndarray], function: str = "main") -> list[np.ndarray]:

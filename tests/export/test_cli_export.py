@@ -38,7 +38,7 @@ def runs(policy_workdir, tmp_path_factory):
     plan = json.loads(out)
     code, out, err = _main(["export", "--workdir", str(workdir), "--out", str(root / "art"), *OPTIONS[:6]])
     assert code == 0, err
-    assert "alpamayo export:" in out and "2 sample(s)" in out
+    assert "alpamayo export:" in out and "2 sample(s)" in out and "(static modules for batch 1)" in out
     return {"root": root, "plan": plan, "artifact": root / "art", "data": data, "workdir": workdir}
 
 
@@ -70,7 +70,13 @@ def test_manifest_describes_the_planner_and_ships_the_tokenizer(runs):
     assert meta["image_size"] == [32, 64] and meta["frames_per_camera"] == 1
     assert meta["planner"]["samples"] == 2 and meta["planner"]["max_reasoning_tokens"] == 4
     assert meta["action_mean"] == [0.1, 0.0] and meta["config"]["name"] == "tiny"
-    assert "tokenizer.json" in manifest["files"]
+    assert sorted(manifest["files"]) == [
+        "module.b1.mlir", "module.bin", "module.mlir", "tokenizer.json", "weights.safetensors",
+    ]  # fmt: skip
+    assert all(len(digest) == 64 for digest in manifest["files"].values())  # sha256 of each file
+    assert manifest["static_modules"] == {"1": "module.b1.mlir"} and manifest["static_platform"] == "cpu"
+    ranges = {s["name"]: s.get("range") for s in manifest["inputs"]}
+    assert ranges == {"history_xyz": [-1000.0, 1000.0], "images": None, "seed": None, "v0": [0.0, 100.0]}
     assert {s["name"]: s["shape"] for s in manifest["inputs"]} == {
         "history_xyz": ["b", 16, 3], "images": ["b", 2, 32, 64, 3], "seed": ["b"], "v0": ["b"],
     }  # fmt: skip
@@ -123,14 +129,90 @@ def test_cli_errors_name_the_problem(runs, tmp_path):
     assert code == 2 and "manifest.json is missing" in err
     code, _, err = _main(["run-exported", str(runs["artifact"]), "--data", str(swapped), "--index", "0"])
     assert code == 2 and "camera_names: the policy expects" in err
+    code, _, err = _main(["export", "--workdir", wd, "--out", str(tmp_path / "b"), "--static-batches", "0,2"])
+    assert code == 2 and "--static-batches: expected comma-separated positive integers" in err
+
+
+def _error_line(err: str) -> str:
+    lines = [line for line in err.splitlines() if line.startswith("alpamayo run-exported: ")]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    "name", ["weights.safetensors", "module.bin", "module.mlir", "module.b1.mlir", "tokenizer.json"]
+)
+def test_run_exported_refuses_a_flipped_bit_naming_the_file(runs, tmp_path, name):
+    copy = pathlib.Path(shutil.copytree(runs["artifact"], tmp_path / "art"))
+    data = bytearray((copy / name).read_bytes())
+    data[len(data) // 3] ^= 0x04
+    (copy / name).write_bytes(bytes(data))
+    code, out, err = _main(["run-exported", str(copy), "--data", str(runs["data"]), "--index", "0"])
+    assert code == 2 and out == ""
+    line = _error_line(err)
+    assert f"alpamayo run-exported: artifact {copy}: {name} is corrupt: sha256 " in line
+    assert "differs from the recorded" in line
+
+
+def test_run_exported_refuses_an_artifact_without_digests(runs, tmp_path):
+    copy = pathlib.Path(shutil.copytree(runs["artifact"], tmp_path / "art"))
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest.update(format="alpamayo_jax.stablehlo/1", files=sorted(manifest["files"]))
+    del manifest["manifest_sha256"]
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    code, _, err = _main(["run-exported", str(copy), "--data", str(runs["data"]), "--index", "0"])
+    assert code == 2
+    assert "has no file digests in its manifest.json (written before digests existed" in _error_line(err)
+    assert "re-export it with alpamayo export" in err
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        (
+            "history_xyz",
+            np.nan,
+            "input history_xyz: expected finite values, got 1 NaN/inf (first nan at index [0, 3, 1])",
+        ),
+        ("v0", np.nan, "input v0: expected finite values, got 1 NaN/inf (first nan at index [0])"),
+        ("v0", 250.0, "input v0: expected values in [0, 100], got 250 at index [0]"),
+        ("v0", -1.0, "input v0: expected values in [0, 100], got -1 at index [0]"),
+    ],
+)
+def test_run_exported_refuses_invalid_inputs_naming_the_field(runs, monkeypatch, field, value, message):
+    import copy as copy_
+
+    from alpamayo_jax.commands import plan
+
+    read_sample = plan.read_sample
+
+    def bad_sample(*args):
+        sample, reader = read_sample(*args)
+        sample = copy_.copy(sample)  # Sample validates on construction: edit a copy in place
+        if field == "history_xyz":
+            history = np.array(sample.history_xyz, np.float32)
+            history[3, 1] = value
+            object.__setattr__(sample, "history_xyz", history)
+        else:
+            object.__setattr__(sample, "v0", np.float32(value))
+        return sample, reader
+
+    monkeypatch.setattr(plan, "read_sample", bad_sample)
+    code, out, err = _main(
+        ["run-exported", str(runs["artifact"]), "--data", str(runs["data"]), "--index", "0"]
+    )
+    assert code == 2 and out == ""
+    assert _error_line(err) == f"alpamayo run-exported: {message}"
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(not iree.available(), reason="deploy extra (iree-base-compiler/runtime) not installed")
 def test_iree_runs_the_real_planning_module_like_jax(runs, tmp_path):
     """The tiny policy's whole planning module (prefill, temperature-sampled reasoning, flow noise,
-    expert, integration), compiled by IREE for the CPU, gives the artifact's JAX numbers for two
-    scenes with their own seeds: the same tokens, and actions and poses to 1e-4.
+    expert, integration), compiled by IREE for the CPU from the static batch-2 module the artifact
+    ships (`--static-batches 1,2`: module.b2.mlir, as shipped), gives the artifact's JAX numbers
+    for two scenes with their own seeds: the same tokens, and actions and poses to 1e-4. (The
+    symbolic module.mlir is what IREE rejects: "stablehlo.reshape ... must be statically shaped".)
 
     One Euler step, not the default 10: the random-init tiny expert makes the 10-step flow
     chaotic (moving the noise by 1e-7 in JAX itself moves the actions by ~7e-3, and each step
@@ -138,11 +220,13 @@ def test_iree_runs_the_real_planning_module_like_jax(runs, tmp_path):
     cannot agree to 1e-4 after 10 steps. One step runs every op of the program, the loop included
     (its trip count is a constant), at the tolerance the check is about."""
     path = tmp_path / "sampled"
-    code, _, err = _main(["export", "--workdir", str(runs["workdir"]), "--out", str(path),
-                          "--samples", "2", "--max-reasoning-tokens", "4", "--temperature", "1",
-                          "--flow-steps", "1"])  # fmt: skip
+    code, out, err = _main(["export", "--workdir", str(runs["workdir"]), "--out", str(path),
+                            "--samples", "2", "--max-reasoning-tokens", "4", "--temperature", "1",
+                            "--flow-steps", "1", "--static-batches", "1,2"])  # fmt: skip
     assert code == 0, err
+    assert "(static modules for batch 1, 2)" in out
     loaded = stablehlo.load_artifact(path)
+    assert loaded.static_batches == [1, 2]
     rng = np.random.default_rng(0)
     t = np.arange(-15, 1, dtype=np.float32)[:, None] * 0.1
     history = np.concatenate([6.0 * t, 0 * t, 0 * t], axis=-1).astype(np.float32)
@@ -153,12 +237,20 @@ def test_iree_runs_the_real_planning_module_like_jax(runs, tmp_path):
         "seed": np.asarray([1, 7], np.uint32),
     }
     want = loaded(**inputs)
-    got = iree.run_cpu(iree.compile_cpu(loaded.static_stablehlo(batch=2)), loaded.flat_args(inputs))
+    got = iree.run_cpu(iree.compile_artifact(loaded, batch=2), loaded.flat_args(inputs))
     got = dict(zip(loaded.output_names, got))
     np.testing.assert_array_equal(got["reasoning_tokens"], want["reasoning_tokens"])
     np.testing.assert_array_equal(got["reasoning_length"], want["reasoning_length"])
     for name in ("poses", "actions"):
         np.testing.assert_allclose(got[name], want[name], atol=1e-4, rtol=1e-4, err_msg=name)
+    # the default static module, batch 1, as shipped, on the first scene
+    one = {k: v[:1] for k, v in inputs.items()}
+    got1 = dict(
+        zip(loaded.output_names, iree.run_cpu(iree.compile_artifact(loaded, batch=1), loaded.flat_args(one)))
+    )
+    want1 = loaded(**one)
+    np.testing.assert_array_equal(got1["reasoning_tokens"], want1["reasoning_tokens"])
+    np.testing.assert_allclose(got1["poses"], want1["poses"], atol=1e-4, rtol=1e-4)
     # the check has teeth: the samples of a scene, and the scenes, got different noise
     assert np.abs(want["actions"][:, 0] - want["actions"][:, 1]).max() > 0.1
     assert np.abs(want["actions"][0] - want["actions"][1]).max() > 0.1

@@ -1,7 +1,11 @@
 """The StableHLO artifact on a toy planner: symbolic batch, parameters as inputs, exact reload in a
-fresh process without model code, CUDA lowering, and clear errors."""
+fresh process without model code, CUDA lowering, static batch variants, sha256 digests of every
+file verified on load, input checks, and clear errors. (tests/export/test_artifact_fuzz.py fuzzes
+the corruptions and the inputs.)"""
 
+import hashlib
 import json
+import pathlib
 import re
 import subprocess
 import sys
@@ -12,6 +16,7 @@ import numpy as np
 import pytest
 
 from alpamayo_jax.export import stablehlo
+from alpamayo_jax.run.integrity import IntegrityError
 
 
 def _toy_params():
@@ -47,7 +52,9 @@ def artifact(tmp_path_factory):
     params = _toy_params()
     exported, calling = stablehlo.export_function(_toy_planner, params, _inputs(2), platforms=("cpu", "cuda"))
     path = tmp_path_factory.mktemp("art") / "toy"
-    stablehlo.save_artifact(path, exported, calling, params, metadata={"config": {"name": "toy"}})
+    stablehlo.save_artifact(
+        path, exported, calling, params, metadata={"config": {"name": "toy"}}, static_batches=(1, 3)
+    )
     return path, params
 
 
@@ -66,9 +73,14 @@ def test_manifest_describes_the_calling_convention(artifact):
         {"name": "poses", "shape": ["b", 4, 2], "dtype": "float32"},
     ]
     assert manifest["metadata"] == {"config": {"name": "toy"}}
-    assert sorted(p.name for p in path.iterdir()) == sorted(
-        ["manifest.json", "module.bin", "module.mlir", "weights.safetensors"]
-    )
+    assert manifest["format"] == "alpamayo_jax.stablehlo/2"
+    assert manifest["static_modules"] == {"1": "module.b1.mlir", "3": "module.b3.mlir"}
+    assert manifest["static_platform"] == "cpu"
+    files = ["module.b1.mlir", "module.b3.mlir", "module.bin", "module.mlir", "weights.safetensors"]
+    assert sorted(p.name for p in path.iterdir()) == sorted(["manifest.json", *files])
+    assert sorted(manifest["files"]) == files  # every file but the manifest, with its sha256
+    for name, digest in manifest["files"].items():
+        assert hashlib.sha256((path / name).read_bytes()).hexdigest() == digest
 
 
 def test_parameters_are_inputs_of_main_not_constants(artifact):
@@ -122,12 +134,45 @@ def test_bad_inputs_name_the_field_and_expected_shape(artifact):
     path, _ = artifact
     loaded = stablehlo.load_artifact(path)
     good = _inputs(2)
-    with pytest.raises(ValueError, match=r"input x: expected float32 of shape \['b', 6\]"):
+    bad = stablehlo.ArtifactInputError
+    with pytest.raises(bad, match=r"input x: expected float32 of shape \['b', 6\]"):
         loaded(**{**good, "x": good["x"].astype(np.float64)})
-    with pytest.raises(ValueError, match=r"input x: expected shape \['b', 6\] \(b = 2\), got \[3, 6\]"):
+    with pytest.raises(bad, match=r"input x: expected shape \['b', 6\] \(b = 2\), got \[3, 6\]"):
         loaded(**{**good, "x": np.zeros((3, 6), np.float32)})
-    with pytest.raises(ValueError, match=r"missing \['seed'\], unexpected \['z'\]"):
+    with pytest.raises(bad, match=r"missing \['seed'\], unexpected \['z'\]"):
         loaded(x=good["x"], z=1)
+    x = good["x"].copy()
+    x[1, 4] = np.nan
+    with pytest.raises(
+        bad, match=r"input x: expected finite values, got 1 NaN/inf \(first nan at index \[1, 4\]\)"
+    ):
+        loaded(**{**good, "x": x})
+    with pytest.raises(bad, match=r"input seed: expected a batch of at least one scene, got 0"):
+        loaded(x=np.zeros((0, 6), np.float32), seed=np.zeros((0,), np.uint32))
+
+
+def test_recorded_input_ranges_are_checked(tmp_path):
+    params = _toy_params()
+    exported, calling = stablehlo.export_function(
+        _toy_planner, params, _inputs(1), input_ranges={"x": (-10.0, 10.0)}
+    )
+    assert calling["inputs"][1] == {
+        "name": "x",
+        "shape": ["b", 6],
+        "dtype": "float32",
+        "range": [-10.0, 10.0],
+    }
+    loaded = stablehlo.load_artifact(stablehlo.save_artifact(tmp_path / "r", exported, calling, params))
+    x = np.zeros((2, 6), np.float32)
+    loaded(x=x, seed=np.zeros(2, np.uint32))  # in range: runs
+    x[1, 2] = 1e30
+    with pytest.raises(
+        stablehlo.ArtifactInputError,
+        match=r"input x: expected values in \[-10, 10\], got 1e\+30 at index \[1, 2\]",
+    ):
+        loaded(x=x, seed=np.zeros(2, np.uint32))
+    with pytest.raises(ValueError, match="input_ranges names unknown inputs"):
+        stablehlo.export_function(_toy_planner, params, _inputs(1), input_ranges={"v": (0, 1)})
 
 
 def test_artifact_errors(artifact, tmp_path):
@@ -142,8 +187,64 @@ def test_artifact_errors(artifact, tmp_path):
     broken = tmp_path / "broken"
     stablehlo.save_artifact(broken, exported, calling, params)
     (broken / "weights.safetensors").unlink()
-    with pytest.raises(stablehlo.ArtifactError, match="incomplete: weights.safetensors is missing"):
+    with pytest.raises(IntegrityError, match="broken: weights.safetensors is missing"):
         stablehlo.load_artifact(broken)
+    with pytest.raises(stablehlo.ArtifactError, match="would overwrite the artifact's own files"):
+        stablehlo.save_artifact(
+            tmp_path / "x", exported, calling, params, extra_files={"module.b1.mlir": __file__}
+        )
+
+
+def _copy(path, tmp_path, name="copy"):
+    import shutil
+
+    return pathlib.Path(shutil.copytree(path, tmp_path / name))
+
+
+def test_a_flipped_bit_in_any_file_is_refused_naming_the_file(artifact, tmp_path):
+    path, _ = artifact
+    names = [p.name for p in path.iterdir() if p.name != "manifest.json"]
+    for name in names:
+        copy = _copy(path, tmp_path, name)
+        data = bytearray((copy / name).read_bytes())
+        data[len(data) // 2] ^= 0x10
+        (copy / name).write_bytes(bytes(data))
+        with pytest.raises(
+            IntegrityError, match=rf"{re.escape(name)} is corrupt: sha256 .* differs from the recorded"
+        ):
+            stablehlo.load_artifact(copy)
+
+
+def test_an_edited_manifest_or_an_unlisted_file_is_refused(artifact, tmp_path):
+    path, _ = artifact
+    copy = _copy(path, tmp_path)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["params"][0], manifest["params"][1] = manifest["params"][1], manifest["params"][0]
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(IntegrityError, match=r"manifest.json is corrupt or edited: sha256 of its content"):
+        stablehlo.load_artifact(copy)
+    (copy / "manifest.json").write_text("{not json")
+    with pytest.raises(IntegrityError, match=r"manifest.json is corrupt: not valid JSON"):
+        stablehlo.load_artifact(copy)
+    copy = _copy(path, tmp_path, "extra")
+    (copy / "notes.txt").write_text("hi")
+    with pytest.raises(IntegrityError, match=r"notes.txt is not recorded in manifest.json"):
+        stablehlo.load_artifact(copy)
+
+
+def test_an_artifact_without_digests_is_refused_with_re_export_advice(artifact, tmp_path):
+    path, _ = artifact
+    copy = _copy(path, tmp_path)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["format"] = "alpamayo_jax.stablehlo/1"  # what main wrote before digests existed
+    manifest["files"] = sorted(manifest["files"])
+    del manifest["manifest_sha256"]
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(
+        stablehlo.ArtifactError,
+        match=r"has no file digests in its manifest.json \(written before digests existed.*re-export it",
+    ):
+        stablehlo.load_artifact(copy)
 
 
 def test_static_stablehlo_has_no_dynamic_shapes(artifact):
@@ -151,3 +252,19 @@ def test_static_stablehlo_has_no_dynamic_shapes(artifact):
     text = stablehlo.load_artifact(path).static_stablehlo(batch=2)
     assert "?x" not in text and "shape_assertion" not in text
     assert "tensor<2x6xf32>" in text
+
+
+def test_the_artifact_ships_static_batch_variants(artifact):
+    path, _ = artifact
+    loaded = stablehlo.load_artifact(path)
+    assert loaded.static_batches == [1, 3]
+    for batch in (1, 3):
+        text = loaded.static_module(batch)
+        assert text == (path / f"module.b{batch}.mlir").read_text()
+        assert "?x" not in text and "shape_assertion" not in text
+        assert f"tensor<{batch}x6xf32>" in text
+    assert "tensor<?x6xf32>" in (path / "module.mlir").read_text()  # the symbolic one stays
+    with pytest.raises(
+        stablehlo.ArtifactError, match=r"ships no static module for batch 2 \(it has \[1, 3\]\)"
+    ):
+        loaded.static_module(2)
