@@ -10,6 +10,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import pathlib  # noqa: E402
+import sys  # noqa: E402
 
 import pytest  # noqa: E402
 
@@ -27,3 +28,13 @@ def tiny_config():
     from alpamayo_jax.config import load_config
 
     return load_config(REPO / "configs" / "tiny.py")
+
+
+@pytest.fixture(scope="session")
+def policy_workdir(tmp_path_factory, tiny_config):
+    """(workdir, dataset dir) of a random-init tiny policy saved the way training saves it
+    (tests/inference/policy_workdir.py), built once and shared by every test of the session."""
+    sys.path.insert(0, str(REPO / "tests" / "inference"))
+    from policy_workdir import build_workdir
+
+    return build_workdir(tmp_path_factory.getbasetemp() / "policy_workdir", tiny_config)
