@@ -58,3 +58,34 @@ def test_loaded_config_is_locked(repo_root):
     config = load_config(repo_root / "configs/tiny.py")
     with pytest.raises(AttributeError):
         config.brand_new_field = 1
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("--config.train.steps=True", "--config.train.steps expects an int, got the bool 'True'"),
+        ("--config.train.lr=False", "--config.train.lr expects a float, got the bool 'False'"),
+        (
+            "--config.mesh.shape=(2,1.5,1)",
+            "--config.mesh.shape expects a tuple of ints, got '(2,1.5,1)' (item 1 is a float)",
+        ),
+        (
+            "--config.data.cameras=('front_wide_120fov',1)",
+            "--config.data.cameras expects a tuple of strs, got \"('front_wide_120fov',1)\" (item 1 is an int)",
+        ),
+    ],
+)
+def test_type_slips_name_the_key(repo_root, override, message):
+    with pytest.raises(ConfigError) as err:
+        load_config(repo_root / "configs/tiny.py", [override])
+    assert str(err.value) == message
+
+
+def test_typed_none_field_takes_a_str(repo_root):
+    config = load_config(repo_root / "configs/tiny.py", ["--config.data.dir=5"])
+    assert config.data.dir == "5"  # a path named 5, not a TypeError from ml_collections
+    assert load_config(repo_root / "configs/tiny.py", ["--config.data.dir=None"]).data.dir is None
+    assert load_config(repo_root / "configs/tiny.py", ["--config.action.mean=(1,0)"]).action.mean == (
+        1.0,
+        0.0,
+    )

@@ -9,7 +9,7 @@ Running it again on the same workdir resumes from the latest checkpoint (same la
 uninterrupted run). Multi-host: start one process per host with --coordinator/--num-processes/
 --process-id (or ALPAMAYO_COORDINATOR / ALPAMAYO_NUM_PROCESSES / ALPAMAYO_PROCESS_ID).
 Exit codes: 0 done, 1 stopped on a non-finite loss (the last good checkpoint is kept), 2 bad
-config or data directory.
+config, data directory or data (a corrupt shard or record: the message names the file and record).
 """
 
 from __future__ import annotations
@@ -48,7 +48,9 @@ def run(args: argparse.Namespace, overrides: list[str]) -> int:
         initialize_distributed(config.mesh)
 
     from alpamayo_jax.config.stages import StageError
+    from alpamayo_jax.data.shards import ShardError
     from alpamayo_jax.recipes.sft import train_sft
+    from alpamayo_jax.run.checkpoint import CheckpointError
     from alpamayo_jax.training.loop import TrainConfigError
     from alpamayo_jax.training.nan_guard import NonFiniteError
     from alpamayo_jax.training.optim import OptimConfigError
@@ -57,8 +59,11 @@ def run(args: argparse.Namespace, overrides: list[str]) -> int:
     start = time.perf_counter()
     try:
         result = train_sft(config, args.workdir, progress=not args.no_progress)
-    except (DataDirError, TrainConfigError, StageError, OptimConfigError) as err:
+    except (DataDirError, TrainConfigError, StageError, OptimConfigError, CheckpointError) as err:
         print(f"alpamayo train: {err}", file=sys.stderr)
+        return 2
+    except ShardError as err:  # a corrupt shard or record, found while reading the data
+        print(f"alpamayo train: data error: {err}", file=sys.stderr)
         return 2
     except NonFiniteError as err:
         print(f"alpamayo train: {err}", file=sys.stderr)

@@ -50,8 +50,33 @@ def _all_keys(config: ml_collections.ConfigDict, prefix: str = "") -> list[str]:
     return keys
 
 
-def _parse_value(key: str, text: str, current):
-    """Parse `text` into the type of `current` (the value being overridden)."""
+_TYPE_NAMES = {bool: "a bool", int: "an int", float: "a float", str: "a str"}
+
+
+def _check_elements(key: str, text: str, current: tuple | list, value: tuple | list):
+    """A sequence override keeps the element type of a homogeneous current value: `(2, 1.5, 1)` for
+    an int tuple is an error, not a mesh of 1.5 devices; ints for floats become floats."""
+    kinds = {type(v) for v in current}
+    if len(kinds) != 1 or (kind := kinds.pop()) not in _TYPE_NAMES:
+        return value
+    out = []
+    for i, item in enumerate(value):
+        if kind is float and isinstance(item, int) and not isinstance(item, bool):
+            item = float(item)
+        if type(item) is not kind:
+            raise ConfigError(
+                f"--config.{key} expects a {type(current).__name__} of {kind.__name__}s, got {text!r} "
+                f"(item {i} is {_TYPE_NAMES.get(type(item), type(item).__name__)})"
+            )
+        out.append(item)
+    return type(value)(out)
+
+
+def _parse_value(key: str, text: str, current, declared: type | None = None):
+    """Parse `text` into the type of `current` (the value being overridden); `declared` is the
+    type of a typed field whose value is None (e.g. `data.dir`, a str or None)."""
+    if current is None and declared is str:
+        return None if text in ("None", "none", "") else text
     if isinstance(current, bool):
         lowered = text.lower()
         if lowered in ("true", "1", "yes"):
@@ -70,7 +95,12 @@ def _parse_value(key: str, text: str, current):
         value = ast.literal_eval(text)
     except (ValueError, SyntaxError) as err:
         raise ConfigError(f"--config.{key} expects a {type(current).__name__}, got {text!r}") from err
-    if isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
+    if isinstance(value, bool) and not isinstance(current, bool):
+        raise ConfigError(
+            f"--config.{key} expects {_TYPE_NAMES.get(type(current), 'a ' + type(current).__name__)}, "
+            f"got the bool {text!r}"
+        )
+    if isinstance(current, float) and isinstance(value, int):
         value = float(value)
     if isinstance(current, tuple) and isinstance(value, list):
         value = tuple(value)
@@ -78,6 +108,8 @@ def _parse_value(key: str, text: str, current):
         value = type(current)([value])
     if not isinstance(value, type(current)):
         raise ConfigError(f"--config.{key} expects a {type(current).__name__}, got {text!r}")
+    if isinstance(current, (tuple, list)):
+        value = _check_elements(key, text, current, value)
     return value
 
 
@@ -96,8 +128,19 @@ def apply_override(config: ml_collections.ConfigDict, key: str, text: str) -> No
             current = node[part]
             if isinstance(current, ml_collections.ConfigDict):
                 raise ConfigError(f"config.{key} is a section; set one of its fields instead")
+            declared = None
+            if current is None:
+                try:
+                    declared = node.get_ref(part).get_type()
+                except Exception:  # a plain None field: any literal goes
+                    declared = None
+            value = _parse_value(key, text, current, declared)
             with node.unlocked():
-                node[part] = _parse_value(key, text, current)
+                try:
+                    node[part] = value
+                except TypeError:
+                    kind = declared.__name__ if declared is not None else type(current).__name__
+                    raise ConfigError(f"--config.{key} expects a {kind}, got {text!r}") from None
         else:
             node = node[part]
 

@@ -9,6 +9,7 @@ surfacing as a shape error deep inside a jitted step.
 from __future__ import annotations
 
 import dataclasses
+import json
 from typing import Any
 
 import numpy as np
@@ -57,10 +58,10 @@ def _array(name: str, value: Any, dtype: np.dtype, shape_text: str) -> np.ndarra
     return value
 
 
-def _shape(name: str, value: np.ndarray, expected: tuple, shape_text: str) -> None:
+def _shape(name: str, value: np.ndarray, expected: tuple, shape_text: str, note: str = "") -> None:
     ok = value.ndim == len(expected) and all(e is None or e == s for e, s in zip(expected, value.shape))
     if not ok:
-        raise SampleError(f"Sample.{name}: expected shape {shape_text}, got {list(value.shape)}")
+        raise SampleError(f"Sample.{name}: expected shape {shape_text}, got {list(value.shape)}{note}")
 
 
 def _finite(name: str, value: np.ndarray) -> None:
@@ -93,33 +94,43 @@ def validate(
     hist = _array("history_xyz", sample.history_xyz, np.float32, "[H, 3]")
     h = history_steps if history_steps is not None else hist.shape[0] if hist.ndim == 2 else None
     _shape("history_xyz", hist, (h, 3), f"[{h if h is not None else 'H'}, 3]")
+    like_hist = f" (history_xyz has {h} steps)" if history_steps is None else ""
     _shape(
         "history_heading",
         _array("history_heading", sample.history_heading, np.float32, f"[{h}]"),
         (h,),
         f"[{h}]",
+        like_hist,
     )
     v0 = _array("v0", sample.v0, np.float32, "[] (a scalar)")
     _shape("v0", v0, (), "[] (a scalar)")
     fut = _array("future_xyz", sample.future_xyz, np.float32, "[T, 3]")
     t = future_steps if future_steps is not None else fut.shape[0] if fut.ndim == 2 else None
     _shape("future_xyz", fut, (t, 3), f"[{t if t is not None else 'T'}, 3]")
+    like_fut = f" (future_xyz has {t} steps)" if future_steps is None else ""
     _shape(
         "future_heading",
         _array("future_heading", sample.future_heading, np.float32, f"[{t}]"),
         (t,),
         f"[{t}]",
+        like_fut,
     )
     _shape(
         "future_actions",
         _array("future_actions", sample.future_actions, np.float32, f"[{t}, 2]"),
         (t, 2),
         f"[{t}, 2]",
+        like_fut,
     )
     for name in ("history_xyz", "history_heading", "v0", "future_xyz", "future_heading", "future_actions"):
         _finite(name, getattr(sample, name))
     if float(sample.v0) < 0:
         raise SampleError(f"Sample.v0: expected a speed >= 0 m/s, got {float(sample.v0)}")
+    if not isinstance(sample.decision, str):
+        raise SampleError(
+            f"Sample.decision: expected a decision name (str), got {type(sample.decision).__name__} "
+            f"{sample.decision!r:.40}"
+        )
     if sample.decision != UNKNOWN and sample.decision not in DECISION_NAMES:
         raise SampleError(
             f"Sample.decision: expected one of {', '.join(DECISION_NAMES)} or {UNKNOWN!r}, "
@@ -134,3 +145,7 @@ def validate(
         raise SampleError("Sample.clip_id: expected a non-empty str, got ''")
     if not isinstance(sample.meta, dict):
         raise SampleError(f"Sample.meta: expected a dict, got {type(sample.meta).__name__}")
+    try:
+        json.dumps(sample.meta)
+    except (TypeError, ValueError) as err:
+        raise SampleError(f"Sample.meta: expected a JSON-serialisable dict ({err})") from None

@@ -29,6 +29,7 @@ import jax
 import ml_collections
 
 from alpamayo_jax.config.stages import get_stage
+from alpamayo_jax.recipes.checks import preflight
 from alpamayo_jax.recipes.plan_eval import PlanEvaluator
 from alpamayo_jax.run import assets
 from alpamayo_jax.run.checkpoint import CheckpointError, read_meta
@@ -102,6 +103,7 @@ def prepare(
 
     workdir = pathlib.Path(workdir)
     validate_train_config(config.train)  # fail on a bad value before generating any data
+    preflight(config)  # image size, max_tokens, mesh and batch, init_from, data.dir's images
     weights = loss_weights(config.train)
     paths = resolve_dataset(config)
     train_source = ShardReader(paths.root, "train")
@@ -119,7 +121,10 @@ def prepare(
     if jax.process_index() == 0:
         assets.save_action_stats(workdir, stats)
         tokenizer.save(assets.tokenizer_path(workdir))
-    encoder = encoder_from_config(config, tokenizer)
+    try:
+        encoder = encoder_from_config(config, tokenizer)
+    except ValueError as err:  # e.g. data.max_tokens shorter than the prompt of this tokenizer
+        raise TrainConfigError(str(err)) from None
 
     def process_shard(shard: HostShard) -> grain.sharding.ShardOptions:
         return grain.sharding.ShardOptions(

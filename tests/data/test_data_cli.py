@@ -74,7 +74,7 @@ def test_show_renders_a_png(dataset, tmp_path, capsys):
 def test_errors_are_clear(dataset, tmp_path, capsys):
     assert cli.main(["data", "show", str(dataset), "--index", "99", "--out", str(tmp_path / "a.png")]) == 1
     assert f"index 99 out of range for {dataset / 'train'} (24 samples)" in capsys.readouterr().err
-    assert cli.main(["data", "inspect", str(tmp_path / "missing")]) == 1
+    assert cli.main(["data", "inspect", str(tmp_path / "missing")]) == 2  # a ShardError: bad input
     assert "no such dataset directory" in capsys.readouterr().err
     assert (
         cli.main(["data", "synth", "--out", str(tmp_path), "--num", "2", "--config.data.image_width=100"])

@@ -157,3 +157,150 @@ def _variables(workdir):
     with ocp.StandardCheckpointer() as ckptr:
         restored = ckptr.restore(workdir / "checkpoints" / str(step) / "model")
     return jax.tree.map(np.asarray, restored)
+
+
+# -- Preflight (recipes/checks.py): one line naming the field, exit code 2, before any data is made --
+
+
+def _preflight_error(capsys, repo_root, tmp_path, *extra):
+    cache = tmp_path / "cache"
+    code, out, err = _train(capsys, repo_root, tmp_path / "w", f"--config.data.cache_dir={cache}", *extra)
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert not cache.exists()  # failed before generating any data
+    return err.strip()
+
+
+def test_a_bool_for_an_int_field_is_a_clear_error(capsys, repo_root, tmp_path):
+    assert _preflight_error(capsys, repo_root, tmp_path, "--config.train.steps=True") == (
+        "alpamayo train: config error: --config.train.steps expects an int, got the bool 'True'"
+    )
+
+
+def test_an_image_size_off_the_patch_grid_is_a_clear_error(capsys, repo_root, tmp_path):
+    assert _preflight_error(capsys, repo_root, tmp_path, "--config.data.image_height=50") == (
+        "alpamayo train: data.image_height must be a positive multiple of model.vision.patch_size x "
+        "merge_size = 16 x 2 = 32 px, got 50"
+    )
+
+
+def test_max_tokens_shorter_than_a_sample_is_a_clear_error(capsys, repo_root, tmp_path):
+    assert _preflight_error(capsys, repo_root, tmp_path, "--config.data.max_tokens=200") == (
+        "alpamayo train: data.max_tokens must be at least 268 (8 images x 10 + 48 history + 128 future "
+        "trajectory tokens + 12 special tokens), plus the prompt text and reasoning; got 200"
+    )
+
+
+def test_a_mesh_larger_than_the_devices_is_a_clear_error(capsys, repo_root, tmp_path):
+    assert jax.device_count() == 8
+    assert _preflight_error(capsys, repo_root, tmp_path, "--config.mesh.shape=(4,4,1)") == (
+        "alpamayo train: mesh.shape (4, 4, 1) does not fit the 8 device(s) of this run: expected sizes "
+        "whose product is 8 (or one -1 to take the devices left)"
+    )
+
+
+def test_a_missing_init_from_is_a_clear_error(capsys, repo_root, tmp_path):
+    missing = tmp_path / "no_run"
+    assert _preflight_error(capsys, repo_root, tmp_path, f"--config.train.init_from={missing}") == (
+        f"alpamayo train: train.init_from '{missing}' does not exist; expected the --workdir of an "
+        "earlier `alpamayo train` run"
+    )
+    (missing / "checkpoints").mkdir(parents=True)
+    assert _preflight_error(capsys, repo_root, tmp_path, f"--config.train.init_from={missing}") == (
+        f"alpamayo train: train.init_from '{missing}' holds no checkpoint; expected "
+        f"{missing / 'checkpoints'}/<step>/ written by `alpamayo train`"
+    )
+
+
+def test_a_batch_that_does_not_split_over_the_data_parallel_devices_is_a_clear_error(
+    capsys, repo_root, tmp_path
+):
+    assert _preflight_error(
+        capsys, repo_root, tmp_path, "--config.mesh.shape=(2,-1,1)", "--config.train.batch_size=6"
+    ) == (
+        "alpamayo train: train.batch_size 6 must be a multiple of the 8 data-parallel devices of "
+        "mesh.shape (2, 4, 1) (data 2 x fsdp 4); otherwise every device holds the whole batch"
+    )
+
+
+def _tiny_dataset(root, config):
+    """train/val splits of plain samples shaped like `config` (no world: fast)."""
+    from alpamayo_jax.data.schema import Sample
+    from alpamayo_jax.data.shards import write_split
+
+    n_img = len(config.data.cameras) * config.data.frames_per_camera
+    h, t = config.action.history_steps, config.action.future_steps
+
+    def sample(i):
+        return Sample(
+            images=np.zeros((n_img, config.data.image_height, config.data.image_width, 3), np.uint8),
+            history_xyz=np.zeros((h, 3), np.float32),
+            history_heading=np.zeros(h, np.float32),
+            v0=np.asarray(1.0, np.float32),
+            future_xyz=np.zeros((t, 3), np.float32),
+            future_heading=np.zeros(t, np.float32),
+            future_actions=np.zeros((t, 2), np.float32),
+            decision="keep_lane",
+            hard=False,
+            coc="Keep the lane.",
+            clip_id=f"clip-{i}",
+        )
+
+    for split in ("train", "val"):
+        write_split(root, split, (sample(i) for i in range(4)), 4, seed=0, config={})
+
+
+def test_a_corrupt_record_in_the_data_is_one_line_naming_file_and_record(capsys, repo_root, tmp_path):
+    from alpamayo_jax.config import load_config
+
+    config = load_config(repo_root / "configs/tiny.py")
+    data = tmp_path / "data"
+    _tiny_dataset(data, config)
+    shard = data / "train" / "shard-00000-of-00001.array_record"
+    _rewrite_with_a_bad_record(shard, bad=2)
+    code, _, err = _train(
+        capsys, repo_root, tmp_path / "w", f"--config.data.dir={data}", "--config.train.steps=1"
+    )
+    assert code == 2
+    assert err.strip() == (
+        f"alpamayo train: data error: {shard} record 2: Sample.clip_id: expected a non-empty str, got ''"
+    )
+
+
+def _rewrite_with_a_bad_record(shard, bad):
+    """Rewrite `shard` with record `bad` replaced by one with an empty clip_id under a valid CRC."""
+    import struct
+    import zlib
+
+    from array_record.python.array_record_module import ArrayRecordReader, ArrayRecordWriter
+
+    from alpamayo_jax.data.shards import MAGIC
+
+    reader = ArrayRecordReader(str(shard))
+    records = [reader.read([i])[0] for i in range(reader.num_records())]
+    reader.close()
+    body = records[bad][8:]
+    (n,) = struct.unpack("<I", body[:4])
+    header = json.loads(body[4 : 4 + n])
+    header["clip_id"] = ""
+    head = json.dumps(header).encode()
+    body = struct.pack("<I", len(head)) + head + body[4 + n :]
+    records[bad] = MAGIC + struct.pack("<I", zlib.crc32(body)) + body
+    writer = ArrayRecordWriter(str(shard), "group_size:1")
+    for record in records:
+        writer.write(record)
+    writer.close()
+
+
+def test_a_dataset_with_other_images_is_a_clear_error(capsys, repo_root, tmp_path):
+    from alpamayo_jax.config import load_config
+
+    config = load_config(repo_root / "configs/tiny.py", ["--config.data.image_width=96"])
+    data = tmp_path / "data"
+    _tiny_dataset(data, config)
+    code, _, err = _train(capsys, repo_root, tmp_path / "w", f"--config.data.dir={data}")
+    assert code == 2
+    assert err.strip() == (
+        f"alpamayo train: {data / 'train' / 'manifest.json'}: images of shape [8, 64, 96, 3], but the "
+        "config expects [8, 64, 128, 3] (len(data.cameras) x data.frames_per_camera, data.image_height, "
+        "data.image_width, 3)"
+    )
