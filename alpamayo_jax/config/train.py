@@ -71,6 +71,10 @@ def train_config() -> ml_collections.ConfigDict:
     c.checkpoint_every = 200
     c.keep_checkpoints = 3
     c.async_checkpoint = True
+    # SIGTERM / SIGINT (a preemption, Ctrl-C) finish the current step, write a final checkpoint and
+    # return normally (exit 0); if that save has not finished this many seconds after the signal,
+    # the run exits at once with 128 + the signal number and one line (a second signal too).
+    c.preempt_grace_s = 60.0
     c.eval_every = 200  # 0 disables periodic eval (the final eval still runs)
     c.eval_batches = 4  # the fixed val subset: this many batches from the start of the val split
     # Planning at each eval (recipes/sft.py): the first `eval_plan_scenes` val scenes are planned

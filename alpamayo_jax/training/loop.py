@@ -7,13 +7,27 @@ CPU, on 8 fake CPU devices and on a multi-host pod; the mesh and the logical rul
 Resuming is exact: the step's random key is `fold_in(key(seed), step)`, the data iterator state is
 restored with the parameters, so a resumed run sees the same batches and keys as an uninterrupted
 one. A non-finite loss stops the run before that state can be checkpointed (`nan_guard.py`).
+
+Resuming starts from the newest checkpoint that verifies against its digests (a corrupt or
+unfinished newer one is set aside, `training/checkpoint.py`), and the metrics of the steps about to
+be re-run are dropped first, so each step is recorded once.
+
+Preemption: SIGTERM and SIGINT during `train` (a scheduler's preemption, Ctrl-C) finish the step in
+progress, write a checkpoint of it (or finish the save in flight), close everything and return
+normally, with one line saying where it saved; the previous handlers are back afterwards. If the
+save has not finished `train.preempt_grace_s` seconds after the signal (or a second signal comes),
+the process exits at once with 128 + the signal number and one line naming the last complete
+checkpoint.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import pathlib
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
@@ -27,12 +41,12 @@ from alpamayo_jax import console
 from alpamayo_jax.config.train import COMPUTE_DTYPES, STAGES
 from alpamayo_jax.parallel.mesh import make_mesh
 from alpamayo_jax.parallel.sharding import activate, batch_shardings, batch_spec
-from alpamayo_jax.run.checkpoint import restore_model_variables
+from alpamayo_jax.run.checkpoint import CheckpointError, restore_model_variables
 from alpamayo_jax.run.config import save_run_config
 from alpamayo_jax.training.checkpoint import Checkpointer
 from alpamayo_jax.training.feed import HostShard, host_shard, to_global
 from alpamayo_jax.training.metrics import MetricsWriter
-from alpamayo_jax.training.nan_guard import check_finite
+from alpamayo_jax.training.nan_guard import NonFiniteError, check_finite
 from alpamayo_jax.training.optim import learning_rate_schedule, make_optimizer
 from alpamayo_jax.training.state import (
     ModelFactory,
@@ -88,6 +102,7 @@ class TrainResult:
     checkpoints: list[int]  # checkpoint steps on disk at the end
     layout: ModelLayout
     state: TrainState
+    interrupted: str | None = None  # the signal (SIGTERM, SIGINT) that stopped the run early
 
 
 def validate_train_config(cfg: ml_collections.ConfigDict) -> None:
@@ -112,6 +127,7 @@ def validate_train_config(cfg: ml_collections.ConfigDict) -> None:
         ("keep_checkpoints", cfg.keep_checkpoints >= 1, ">= 1"),
         ("log_every", cfg.log_every >= 1, ">= 1"),
         ("eval_every", cfg.eval_every >= 0, ">= 0 (0: only at the end)"),
+        ("preempt_grace_s", cfg.get("preempt_grace_s", 60.0) > 0, "> 0"),
     ]
     for field, ok, expected in checks:
         if not ok:
@@ -137,6 +153,75 @@ def _log(message: str, bar: console.Progress | None = None) -> None:
         bar.write(message)
     else:
         print(message, file=sys.stderr, flush=True)
+
+
+class _Preemption:
+    """SIGTERM / SIGINT while training: note it; the loop stops after the step in progress.
+
+    Installed for the duration of `train` (main thread only; the previous handlers come back on
+    exit). The first signal starts a watchdog: if `train` has not returned `grace_s` later, or a
+    second signal comes, the process exits at once with 128 + the signal number and one line
+    (`describe()` says what was saved). In a multi-process job every process stops at the same
+    step: the flag is agreed over all processes each step.
+    """
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self, grace_s: float, describe: Callable[[], str]):
+        self.grace_s, self.describe = float(grace_s), describe
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
+        self._timer: threading.Timer | None = None
+
+    @property
+    def name(self) -> str | None:
+        return None if self.signum is None else signal.Signals(self.signum).name
+
+    def __enter__(self) -> _Preemption:
+        if threading.current_thread() is threading.main_thread():
+            for signum in self.SIGNALS:
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous.clear()
+
+    def _handle(self, signum: int, frame) -> None:
+        if self.signum is not None:
+            self._abort(signum, f"a second {signal.Signals(signum).name} came")
+        self.signum = signum
+        self._timer = threading.Timer(
+            self.grace_s,
+            self._abort,
+            (signum, f"the final checkpoint did not finish within train.preempt_grace_s={self.grace_s:g} s"),
+        )
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _abort(self, signum: int, why: str) -> None:
+        name = signal.Signals(signum).name
+        print(
+            f"training interrupted by {name}: {why}; exiting now ({self.describe()})",
+            file=sys.stderr,
+            flush=True,
+        )
+        os._exit(128 + signum)
+
+    def requested(self) -> bool:
+        """Whether to stop after this step (collective in a multi-process job: call every step)."""
+        local = self.signum is not None
+        if jax.process_count() == 1:
+            return local
+        from jax.experimental import multihost_utils
+
+        flags = multihost_utils.process_allgather(np.asarray(self.signum or 0, np.int32))
+        if not local and np.any(flags):
+            self.signum = int(np.max(flags))
+        return bool(np.any(flags))
 
 
 def train(
@@ -171,9 +256,14 @@ def train(
     shard = host_shard(row_sharding, cfg.batch_size)
     train_iter = task.make_train_iter(shard)
 
-    # 3. Resume the workdir, or start from another run's parameters, or from scratch.
+    # 3. Resume the workdir (its newest checkpoint that verifies), or start from another run's
+    #    parameters, or from scratch.
     checkpointer = Checkpointer(workdir, keep=cfg.keep_checkpoints, async_save=cfg.async_checkpoint)
-    resumed_from = checkpointer.latest_step()
+    try:
+        resumed_from = checkpointer.resume_step(warn=_log)
+    except CheckpointError:
+        checkpointer.close()
+        raise
     meta = dict(task.meta, stage=cfg.stage, config_name=config.get("name", ""))
     if resumed_from is not None:
         restored = checkpointer.restore(resumed_from, abstract_state, layout)
@@ -214,15 +304,18 @@ def train(
     base_key = jax.random.key(config.seed)
     losses: dict[int, float] = {}
     last_eval: dict[str, float] = {}
-    last_good = resumed_from
     pending: tuple[int, Any] | None = None
+    stopped_at: int | None = None
     bar = console.progress(cfg.steps, "train", initial=start, enabled=progress and jax.process_index() == 0)
-    writer = MetricsWriter(workdir)
+    writer = MetricsWriter(workdir, after_step=start)  # drops records of the steps re-run now
     timer = time.perf_counter()
+
+    def last_good() -> int | None:
+        return checkpointer.last_verified_step()
 
     def settle(step: int, device_metrics) -> dict[str, float]:
         values = _host(device_metrics)
-        check_finite(step, values, last_good)
+        check_finite(step, values, last_good())
         losses[step] = values["loss"]
         return values
 
@@ -235,39 +328,69 @@ def train(
             writer.write(step, dict(values, seconds_per_step=(now - timer) / cfg.log_every))
             timer = now
 
-    try:
-        batch = first
-        for step in range(start + 1, cfg.steps + 1):
-            if step > start + 1:
-                batch = next(train_iter)
-            global_batch = to_global(batch, data_shardings, shard)
-            state, metrics = compiled(state, global_batch, jax.random.fold_in(base_key, step))
-            if pending is not None:
-                log(pending[0], settle(*pending))
-            pending = (step, metrics)
+    def saved() -> str:
+        step = last_good()
+        return (
+            f"the last complete checkpoint is step {step}"
+            if step is not None
+            else "no checkpoint is complete"
+        )
 
-            is_last = step == cfg.steps
-            if step % cfg.checkpoint_every == 0 or is_last:
-                log(step, settle(step, metrics))
-                pending = None
-                data_state = train_iter.get_state() if hasattr(train_iter, "get_state") else None
-                checkpointer.save(state, layout, data_state=data_state, meta=meta)
-                last_good = step
-            if (cfg.eval_every and step % cfg.eval_every == 0) or is_last:
+    failure: BaseException | None = None
+    with _Preemption(cfg.get("preempt_grace_s", 60.0), saved) as preemption:
+        try:
+            batch = first
+            for step in range(start + 1, cfg.steps + 1):
+                if step > start + 1:
+                    batch = next(train_iter)
+                global_batch = to_global(batch, data_shardings, shard)
+                state, metrics = compiled(state, global_batch, jax.random.fold_in(base_key, step))
                 if pending is not None:
                     log(pending[0], settle(*pending))
+                pending = (step, metrics)
+
+                is_last = step == cfg.steps
+                stopping = preemption.requested()
+                if step % cfg.checkpoint_every == 0 or is_last or stopping:
+                    log(step, settle(step, metrics))
                     pending = None
-                last_eval = evaluator(state)
-                if last_eval:
-                    writer.write(step, last_eval, split="val")
-                    summary = ", ".join(f"{k} {v:.4f}" for k, v in last_eval.items())
-                    _log(f"step {step} eval: {summary}", bar)
-        if pending is not None:
-            log(pending[0], settle(*pending))
-    finally:
-        bar.close()
-        writer.close()
-        checkpointer.close()  # waits for the last good save; a poisoned state was never queued
+                    data_state = train_iter.get_state() if hasattr(train_iter, "get_state") else None
+                    checkpointer.save(state, layout, data_state=data_state, meta=meta)
+                if stopping:  # the interrupted step's eval is skipped: the save comes first
+                    stopped_at = step
+                    break
+                if (cfg.eval_every and step % cfg.eval_every == 0) or is_last:
+                    if pending is not None:
+                        log(pending[0], settle(*pending))
+                        pending = None
+                    last_eval = evaluator(state)
+                    if last_eval:
+                        writer.write(step, last_eval, split="val")
+                        summary = ", ".join(f"{k} {v:.4f}" for k, v in last_eval.items())
+                        _log(f"step {step} eval: {summary}", bar)
+            if pending is not None:
+                log(pending[0], settle(*pending))
+        except BaseException as err:
+            failure = err
+            raise
+        finally:
+            bar.close()
+            writer.close()
+            try:
+                # Waits for the last good save (a poisoned state was never queued) and stops
+                # orbax's threads, even after a failed save.
+                checkpointer.close()
+            except CheckpointError as err:
+                if failure is None:
+                    raise
+                _log(str(err))  # the error already on its way out says why the run stopped
+            if isinstance(failure, NonFiniteError):
+                failure.last_good = last_good()  # now that the save in flight has finished
+        if stopped_at is not None:
+            _log(
+                f"training interrupted by {preemption.name} at step {stopped_at}: saved checkpoint "
+                f"{stopped_at} in {checkpointer.directory} (run the same command to resume)"
+            )
 
     return TrainResult(
         final_step=int(jax.device_get(state.step)),
@@ -277,6 +400,7 @@ def train(
         checkpoints=checkpointer.all_steps(),
         layout=layout,
         state=state,
+        interrupted=preemption.name if stopped_at is not None else None,
     )
 
 

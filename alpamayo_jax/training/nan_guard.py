@@ -16,17 +16,25 @@ GUARDED = ("loss", "grad_norm", "param_norm")
 
 
 class NonFiniteError(FloatingPointError):
-    """A non-finite training quantity; raised before the poisoned state can be checkpointed."""
+    """A non-finite training quantity; raised before the poisoned state can be checkpointed.
+
+    `last_good` is the newest checkpoint known complete and verified (its digests written by the
+    run, or verified when it resumed); the loop updates it once the save in flight has finished.
+    """
 
     def __init__(self, step: int, name: str, value: float, last_good: int | None):
         self.step, self.name, self.value, self.last_good = step, name, value, last_good
+        super().__init__(step, name, value, last_good)
+
+    def __str__(self) -> str:
         where = (
-            f"the last good checkpoint is step {last_good}"
-            if last_good is not None
+            f"the last good checkpoint is step {self.last_good}"
+            if self.last_good is not None
             else "no checkpoint was written"
         )
-        super().__init__(
-            f"non-finite {name} ({value}) at step {step}; stopped without saving this state ({where})"
+        return (
+            f"non-finite {self.name} ({self.value}) at step {self.step}; "
+            f"stopped without saving this state ({where})"
         )
 
 

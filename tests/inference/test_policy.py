@@ -15,7 +15,7 @@ from alpamayo_jax.data.shards import ShardReader
 from alpamayo_jax.eval.model_policy import load_model_policy
 from alpamayo_jax.inference.policy import Policy, PolicyInputError
 from alpamayo_jax.models.policy_model import build_policy
-from alpamayo_jax.run.checkpoint import CheckpointError
+from alpamayo_jax.run.checkpoint import CheckpointError, write_step_digests
 from alpamayo_jax.text.tokenizer import TokenizerError
 from alpamayo_jax.trajectory.unicycle import actions_to_poses
 from alpamayo_jax.world.policies import Observation
@@ -160,6 +160,7 @@ def test_bad_workdirs_are_named(policy_workdir, tmp_path):
         record = json.loads(meta.read_text())
         record["dataset"] = str(tmp_path)
         meta.write_text(json.dumps(record))
+        write_step_digests(meta.parent.parent)  # a deliberate edit, not corruption: re-record
     with pytest.raises(TokenizerError, match="no tokenizer for"):
         Policy.from_workdir(no_tok)
 

@@ -7,6 +7,8 @@ counts vary per batch (a ragged mask), so mean-of-means errors would show.
 
 from __future__ import annotations
 
+import time
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -66,12 +68,14 @@ class ToyIterator:
     """An endless, checkpointable iterator over toy batches (state = position, as JSON).
 
     `poison_at`: the 1-based step whose batch carries NaN inputs. `crash_at`: the step before
-    which the iterator raises `SimulatedCrash`. `fixed`: repeat batch 1 forever.
+    which the iterator raises `SimulatedCrash`. `fixed`: repeat batch 1 forever. `delay`: seconds
+    each batch takes (so a subprocess can be interrupted at a random moment of a run).
     """
 
-    def __init__(self, rows, batch_size, *, poison_at=None, crash_at=None, fixed=False):
+    def __init__(self, rows, batch_size, *, poison_at=None, crash_at=None, fixed=False, delay=0.0):
         self.rows, self.batch_size, self.position = rows, batch_size, 0
         self.poison_at, self.crash_at, self.fixed = poison_at, crash_at, fixed
+        self.delay = delay
 
     def __iter__(self):
         return self
@@ -79,6 +83,8 @@ class ToyIterator:
     def __next__(self):
         if self.crash_at is not None and self.position + 1 == self.crash_at:
             raise SimulatedCrash(f"killed before step {self.crash_at}")
+        if self.delay:
+            time.sleep(self.delay)
         self.position += 1
         batch = toy_batch(1 if self.fixed else self.position, self.rows, self.batch_size)
         if self.poison_at is not None and self.position == self.poison_at:
