@@ -224,7 +224,8 @@ class Policy:
             )
         history = _field(scene, "history_xyz")
         try:  # float32, as the model reads it: a value beyond its range is inf, refused below
-            history = np.asarray(history, dtype=np.float32)
+            with np.errstate(over="ignore"):
+                history = np.asarray(history, dtype=np.float32)
         except (TypeError, ValueError, OverflowError):
             raise PolicyInputError(
                 f"{prefix}history_xyz: expected a numeric [{expected.history_steps}, 3] array, "
@@ -243,7 +244,7 @@ class Policy:
             v0 = float(np.asarray(v0).reshape(()))
         except (TypeError, ValueError):
             raise PolicyInputError(f"{prefix}v0: expected a scalar speed in m/s, got {v0!r}") from None
-        if not math.isfinite(v0) or v0 < 0 or not np.isfinite(np.float32(v0)):
+        if not math.isfinite(v0) or v0 < 0 or abs(v0) > float(np.finfo(np.float32).max):
             raise PolicyInputError(f"{prefix}v0: expected a finite speed >= 0 m/s, got {v0}")
         return _Scene(images, history.astype(np.float32), v0)
 

@@ -149,11 +149,27 @@ def _quiet_orbax():
         logger.setLevel(level)
 
 
+def _remove_temporary_steps(directory: pathlib.Path) -> None:
+    """Delete the temporary step directories a failed or killed save left, before saving again.
+
+    orbax names a step's temporary directory after the step alone (`6.orbax-checkpoint-tmp`), so
+    a resumed run that saves step 6 again writes into the very directory its own cleanup
+    (`cleanup_tmp_directories`) may be deleting in the background: the save then fails with
+    ENOENT. Removing them here, synchronously and before the manager exists, leaves it nothing to
+    race with. Process 0 alone deletes; the others wait at the barrier of the manager's creation.
+    """
+    if jax.process_index() != 0 or not directory.is_dir():
+        return
+    for path in directory.glob(f"*{ocp.path.atomicity_types.TMP_DIR_SUFFIX}*"):
+        shutil.rmtree(path, ignore_errors=True)
+
+
 class Checkpointer:
     """Save and restore train states of one workdir (a thin, typed layer over orbax)."""
 
     def __init__(self, workdir: str | pathlib.Path, *, keep: int = 3, async_save: bool = True):
         self.directory = pathlib.Path(workdir).absolute() / CHECKPOINT_DIR
+        _remove_temporary_steps(self.directory)
         temporary = ocp.path.atomicity_defaults.get_default_temporary_path_class(epath.Path(self.directory))
         options = ocp.CheckpointManagerOptions(
             max_to_keep=keep,

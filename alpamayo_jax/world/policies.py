@@ -36,7 +36,8 @@ MAX_HISTORY_M = 1e5
 
 def _float_array(name: str, value: Any) -> np.ndarray:
     try:
-        return np.asarray(value, dtype=np.float32)
+        with np.errstate(over="ignore"):  # a value beyond float32 becomes inf, refused by the caller
+            return np.asarray(value, dtype=np.float32)
     except (TypeError, ValueError, OverflowError) as err:
         raise ObservationError(
             f"{name} must be a numeric array, got {type(value).__name__} ({err})"
