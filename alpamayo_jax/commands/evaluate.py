@@ -66,6 +66,7 @@ def run(args: argparse.Namespace, overrides: list[str]) -> int:
         print(f"alpamayo eval: {err}", file=sys.stderr)
         return 2
     from alpamayo_jax.data.shards import ShardError
+    from alpamayo_jax.run.assets import AssetError
     from alpamayo_jax.run.checkpoint import CheckpointError
     from alpamayo_jax.text.tokenizer import TokenizerError
     from alpamayo_jax.world.dataset import DataDirError
@@ -76,7 +77,7 @@ def run(args: argparse.Namespace, overrides: list[str]) -> int:
     except (ShardError, DataDirError) as err:
         print(f"alpamayo eval: cannot read the {args.split} split: {err}", file=sys.stderr)
         return 1
-    except (CheckpointError, TokenizerError) as err:  # the model row needs a trained workdir
+    except (CheckpointError, TokenizerError, AssetError) as err:  # the model row needs a trained workdir
         print(f"alpamayo eval: cannot load the model policy: {err}", file=sys.stderr)
         return 2
     print(report.format_results(results))

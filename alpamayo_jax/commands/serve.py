@@ -103,12 +103,18 @@ def run(args: argparse.Namespace, overrides: list[str]) -> int:
     except ImportError as err:  # the optional `serve` extra
         raise MissingCapability(f"the `serve` extra (pip install 'alpamayo_jax[serve]'): {err}") from err
     from alpamayo_jax.eval.model_policy import load_policy
+    from alpamayo_jax.run.assets import AssetError
     from alpamayo_jax.run.checkpoint import CheckpointError
     from alpamayo_jax.text.tokenizer import TokenizerError
 
     try:
         policy, spec = load_policy(args.policy, args.workdir)
-    except (OSError, CheckpointError, TokenizerError) as err:  # no workdir, no checkpoint, no tokenizer
+    except (
+        OSError,
+        CheckpointError,
+        TokenizerError,
+        AssetError,
+    ) as err:  # no workdir, no checkpoint, no tokenizer
         print(f"alpamayo serve: cannot load the {args.policy} policy: {err}", file=sys.stderr)
         return 2
     mapping = _camera_overrides(args.camera)

@@ -5,11 +5,14 @@
 `train.stage` picks what is trained (config/train.py): `vision` (a random ViT learns the world's
 decisions first), `stage1`, `stage2` or `joint`; `train.init_from` starts a stage from the last.
 
-Running it again on the same workdir resumes from the latest checkpoint (same later losses as an
-uninterrupted run). Multi-host: start one process per host with --coordinator/--num-processes/
+Running it again on the same workdir resumes from the newest checkpoint that verifies (same later
+losses as an uninterrupted run). SIGTERM / SIGINT finish the current step, save it and exit 0
+(`train.preempt_grace_s`); run the same command to go on. Multi-host: start one process per host with --coordinator/--num-processes/
 --process-id (or ALPAMAYO_COORDINATOR / ALPAMAYO_NUM_PROCESSES / ALPAMAYO_PROCESS_ID).
-Exit codes: 0 done, 1 stopped on a non-finite loss (the last good checkpoint is kept), 2 bad
-config, data directory or data (a corrupt shard or record: the message names the file and record).
+Exit codes: 0 done (or interrupted and saved), 1 stopped on a non-finite loss (the last good
+checkpoint is kept), 2 bad config, data directory, data (a corrupt shard or record: the message
+names the file and record), checkpoint or run asset, 128 + the signal number when an interrupted
+run could not save within the grace period.
 """
 
 from __future__ import annotations
@@ -50,7 +53,9 @@ def run(args: argparse.Namespace, overrides: list[str]) -> int:
     from alpamayo_jax.config.stages import StageError
     from alpamayo_jax.data.shards import ShardError
     from alpamayo_jax.recipes.sft import train_sft
+    from alpamayo_jax.run.assets import AssetError
     from alpamayo_jax.run.checkpoint import CheckpointError
+    from alpamayo_jax.text.tokenizer import TokenizerError
     from alpamayo_jax.training.loop import TrainConfigError
     from alpamayo_jax.training.nan_guard import NonFiniteError
     from alpamayo_jax.training.optim import OptimConfigError
@@ -59,7 +64,15 @@ def run(args: argparse.Namespace, overrides: list[str]) -> int:
     start = time.perf_counter()
     try:
         result = train_sft(config, args.workdir, progress=not args.no_progress)
-    except (DataDirError, TrainConfigError, StageError, OptimConfigError, CheckpointError) as err:
+    except (
+        DataDirError,
+        TrainConfigError,
+        StageError,
+        OptimConfigError,
+        CheckpointError,
+        AssetError,
+        TokenizerError,
+    ) as err:
         print(f"alpamayo train: {err}", file=sys.stderr)
         return 2
     except ShardError as err:  # a corrupt shard or record, found while reading the data
@@ -71,8 +84,9 @@ def run(args: argparse.Namespace, overrides: list[str]) -> int:
     minutes = (time.perf_counter() - start) / 60
     last = max(result.losses) if result.losses else None
     lines = [
-        f"alpamayo train: {config.train.stage} of {config.get('name', '?')} reached step "
-        f"{result.final_step} in {minutes:.1f} min"
+        f"alpamayo train: {config.train.stage} of {config.get('name', '?')} "
+        + (f"interrupted by {result.interrupted} at step " if result.interrupted else "reached step ")
+        + f"{result.final_step} in {minutes:.1f} min"
         + (f" (resumed from step {result.resumed_from})" if result.resumed_from else ""),
     ]
     if last is not None:

@@ -65,8 +65,9 @@ def train_config() -> ml_collections.ConfigDict:
     # Parameters stay float32 (the master copy the optimizer updates); bfloat16 casts them for the
     # forward and backward pass only.
     c.compute_dtype = "float32"
-    # Initialise the model parameters (not the optimizer) from another workdir's latest checkpoint,
-    # e.g. stage 2 from stage 1. Ignored when the workdir already has a checkpoint (resume wins).
+    # Initialise the model parameters (not the optimizer) from another workdir's newest checkpoint
+    # that verifies, e.g. stage 2 from stage 1. Ignored when the workdir already has a checkpoint
+    # (resume wins).
     c.init_from = ""
     c.checkpoint_every = 200
     c.keep_checkpoints = 3
@@ -77,7 +78,7 @@ def train_config() -> ml_collections.ConfigDict:
     c.preempt_grace_s = 60.0
     c.eval_every = 200  # 0 disables periodic eval (the final eval still runs)
     c.eval_batches = 4  # the fixed val subset: this many batches from the start of the val split
-    # Planning at each eval (recipes/sft.py): the first `eval_plan_scenes` val scenes are planned
+    # Planning at each eval (recipes/plan_eval.py): the first `eval_plan_scenes` val scenes are planned
     # (reasoning decode + trajectory) for minADE over `eval_plan_samples` samples and the decision
     # accuracy of the generated reasoning; 0 scenes = losses only.
     c.eval_plan_scenes = 32

@@ -18,7 +18,6 @@ opens shard files lazily and pickles without open handles, so it crosses into wo
 from __future__ import annotations
 
 import collections
-import hashlib
 import json
 import os
 import pathlib
@@ -32,6 +31,7 @@ import numpy as np
 
 from alpamayo_jax.data.decisions import DECISION_NAMES, UNKNOWN
 from alpamayo_jax.data.schema import Sample, SampleError
+from alpamayo_jax.fileio import sha256_file
 
 FORMAT = "alpamayo_jax.samples/v1"
 MAGIC = b"AJS1"
@@ -149,15 +149,6 @@ def decode(data: bytes, where: str = "record") -> Sample:
         )
     except SampleError as err:
         raise ShardError(f"{where}: {err}") from None
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file's bytes, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 # ------------------------------------------------------------------------------------ writing

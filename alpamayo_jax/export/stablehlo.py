@@ -57,7 +57,8 @@ import jax
 import numpy as np
 from jax import export as jax_export
 
-from alpamayo_jax.run.integrity import IntegrityError, digest_files, verify_files, write_json_atomic
+from alpamayo_jax.fileio import write_json_atomic
+from alpamayo_jax.run.integrity import IntegrityError, digest_files, verify_files
 
 FORMAT = "alpamayo_jax.stablehlo/2"
 MODULE_BIN = "module.bin"

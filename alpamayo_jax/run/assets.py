@@ -23,6 +23,8 @@ from collections.abc import Mapping
 
 import ml_collections
 
+from alpamayo_jax.fileio import write_json_atomic
+
 ASSETS_DIR = "assets"
 ACTION_STATS_FILE = "action_stats.json"
 TOKENIZER_FILE = "tokenizer.json"
@@ -35,7 +37,7 @@ class AssetError(ValueError):
 
 
 def assets_dir(workdir: str | os.PathLike) -> pathlib.Path:
-    return pathlib.Path(workdir) / ASSETS_DIR
+    return pathlib.Path(workdir).expanduser() / ASSETS_DIR
 
 
 def action_stats_path(workdir: str | os.PathLike) -> pathlib.Path:
@@ -65,9 +67,7 @@ def save_action_stats(workdir: str | os.PathLike, stats: ActionStats) -> pathlib
     mean, std = _stats(*stats, source="action stats")
     path = action_stats_path(workdir)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps({"mean": list(mean), "std": list(std)}, indent=2) + "\n")
-    os.replace(tmp, path)
+    write_json_atomic(path, {"mean": list(mean), "std": list(std)})
     return path
 
 

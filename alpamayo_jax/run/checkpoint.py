@@ -30,7 +30,8 @@ from collections.abc import Callable, Iterable, Sequence
 import jax
 import orbax.checkpoint as ocp
 
-from alpamayo_jax.run.integrity import IntegrityError, digest_files, verify_files, write_json_atomic
+from alpamayo_jax.fileio import write_json_atomic
+from alpamayo_jax.run.integrity import IntegrityError, digest_files, verify_files
 
 CHECKPOINT_DIR = "checkpoints"
 DIGESTS_FILE = "digests.json"
@@ -123,7 +124,7 @@ def select_verified_step(
 
 
 def _manager_for_reading(workdir: str | pathlib.Path) -> tuple[ocp.CheckpointManager, pathlib.Path]:
-    directory = pathlib.Path(workdir).absolute() / CHECKPOINT_DIR
+    directory = pathlib.Path(workdir).expanduser().absolute() / CHECKPOINT_DIR
     if not directory.is_dir():
         raise CheckpointError(f"no checkpoints in {directory} (train first, or check --workdir)")
     # Not `read_only=True`: that only adds absl warnings; this manager simply never saves.

@@ -9,28 +9,15 @@ complete, and loading compares every file against it before reading any of them.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import pathlib
-import tempfile
 from collections.abc import Iterable, Mapping
-from typing import Any
 
-CHUNK = 1 << 20
+from alpamayo_jax.fileio import sha256_file
 
 
 class IntegrityError(ValueError):
     """A file that does not match its recorded digest, or is missing; the message names it."""
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file's bytes, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def digest_files(root: str | os.PathLike, *, exclude: Iterable[str] = ()) -> dict[str, str]:
@@ -43,22 +30,6 @@ def digest_files(root: str | os.PathLike, *, exclude: Iterable[str] = ()) -> dic
         if name not in skip:
             out[name] = sha256_file(path)
     return out
-
-
-def write_json_atomic(path: str | os.PathLike, value: Any) -> None:
-    """Write JSON so that `path` holds either the old content or all of the new, never a part."""
-    path = pathlib.Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(value, f, indent=2, sort_keys=True)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        pathlib.Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def verify_files(root: str | os.PathLike, expected: Mapping[str, str], *, what: str) -> None:

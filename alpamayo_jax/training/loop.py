@@ -211,11 +211,16 @@ class _Preemption:
         )
         os._exit(128 + signum)
 
-    def requested(self) -> bool:
-        """Whether to stop after this step (collective in a multi-process job: call every step)."""
+    def requested(self, step: int, every: int) -> bool:
+        """Whether to stop after `step`. One process decides alone; a multi-process job must agree
+        on the step, which takes a collective that waits for the step's device work, so the
+        processes compare their flags only every `every` steps (`train.log_every`): a signal is
+        acted on within that many steps, well inside the grace period. Call it at every step."""
         local = self.signum is not None
         if jax.process_count() == 1:
             return local
+        if step % max(int(every), 1):
+            return False
         from jax.experimental import multihost_utils
 
         flags = multihost_utils.process_allgather(np.asarray(self.signum or 0, np.int32))
@@ -259,45 +264,45 @@ def train(
     # 3. Resume the workdir (its newest checkpoint that verifies), or start from another run's
     #    parameters, or from scratch.
     checkpointer = Checkpointer(workdir, keep=cfg.keep_checkpoints, async_save=cfg.async_checkpoint)
-    try:
+    try:  # until the loop owns it: any failure of the setup closes orbax's manager and threads
         resumed_from = checkpointer.resume_step(warn=_log)
-    except CheckpointError:
+        meta = dict(task.meta, stage=cfg.stage, config_name=config.get("name", ""))
+        if resumed_from is not None:
+            restored = checkpointer.restore(resumed_from, abstract_state, layout)
+            state = restored.state
+            if restored.data_state is not None and hasattr(train_iter, "set_state"):
+                train_iter.set_state(restored.data_state)
+            _log(f"resuming {workdir} from step {resumed_from}")
+        elif cfg.init_from:
+            sharded_vars = layout.combine(abstract_state.params, abstract_state.frozen)
+            variables, _ = restore_model_variables(cfg.init_from, sharded_vars)
+            state = jax.jit(lambda v: state_from_variables(layout, v, tx), out_shardings=shardings)(variables)
+            _log(f"initialised the model from {cfg.init_from}")
+        else:
+            state = jax.jit(
+                lambda: init_train_state(layout, task.model_factory, tx, config.seed),
+                out_shardings=shardings,
+            )()
+        start = int(jax.device_get(state.step))
+
+        # 4. Compile the step ahead of time (prints its memory analysis before step 1).
+        first = next(train_iter)
+        step_fn = make_train_step(
+            layout,
+            task.loss_fn,
+            tx,
+            weights=task.loss_weights,
+            accum_steps=cfg.grad_accum_steps,
+            compute_dtype=cfg.compute_dtype,
+            learning_rate=schedule,
+        )
+        abstract_batch = _abstract_batch(first, shard)
+        data_shardings = batch_shardings(abstract_batch, mesh, rules)
+        compiled = compile_train_step(step_fn, abstract_state, shardings, abstract_batch, mesh, rules)
+        evaluator = _Evaluator(layout, task, shard, shardings, data_shardings, mesh, rules, cfg, config.seed)
+    except BaseException:
         checkpointer.close()
         raise
-    meta = dict(task.meta, stage=cfg.stage, config_name=config.get("name", ""))
-    if resumed_from is not None:
-        restored = checkpointer.restore(resumed_from, abstract_state, layout)
-        state = restored.state
-        if restored.data_state is not None and hasattr(train_iter, "set_state"):
-            train_iter.set_state(restored.data_state)
-        _log(f"resuming {workdir} from step {resumed_from}")
-    elif cfg.init_from:
-        sharded_vars = layout.combine(abstract_state.params, abstract_state.frozen)
-        variables, _ = restore_model_variables(cfg.init_from, sharded_vars)
-        state = jax.jit(lambda v: state_from_variables(layout, v, tx), out_shardings=shardings)(variables)
-        _log(f"initialised the model from {cfg.init_from}")
-    else:
-        state = jax.jit(
-            lambda: init_train_state(layout, task.model_factory, tx, config.seed),
-            out_shardings=shardings,
-        )()
-    start = int(jax.device_get(state.step))
-
-    # 4. Compile the step ahead of time (prints its memory analysis before step 1).
-    first = next(train_iter)
-    step_fn = make_train_step(
-        layout,
-        task.loss_fn,
-        tx,
-        weights=task.loss_weights,
-        accum_steps=cfg.grad_accum_steps,
-        compute_dtype=cfg.compute_dtype,
-        learning_rate=schedule,
-    )
-    abstract_batch = _abstract_batch(first, shard)
-    data_shardings = batch_shardings(abstract_batch, mesh, rules)
-    compiled = compile_train_step(step_fn, abstract_state, shardings, abstract_batch, mesh, rules)
-    evaluator = _Evaluator(layout, task, shard, shardings, data_shardings, mesh, rules, cfg, config.seed)
 
     # 5. The loop. Metrics of step s are fetched while step s+1 runs (no stall per step), except
     #    before a save, where the state about to be written is checked first.
@@ -350,7 +355,7 @@ def train(
                 pending = (step, metrics)
 
                 is_last = step == cfg.steps
-                stopping = preemption.requested()
+                stopping = preemption.requested(step, cfg.log_every)
                 if step % cfg.checkpoint_every == 0 or is_last or stopping:
                     log(step, settle(step, metrics))
                     pending = None

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import pathlib
-import tempfile
 from collections.abc import Mapping
 
 import jax
+
+from alpamayo_jax.fileio import write_text_atomic
 
 METRICS_FILE = "metrics.jsonl"
 TENSORBOARD_DIR = "tensorboard"
@@ -43,16 +43,7 @@ def truncate_metrics(path: str | pathlib.Path, after_step: int) -> int:
             continue
         kept.append(line)
     if dropped:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write("".join(line + "\n" for line in kept))
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            pathlib.Path(tmp).unlink(missing_ok=True)
-            raise
+        write_text_atomic(path, "".join(line + "\n" for line in kept))
     return dropped
 
 

@@ -1,17 +1,13 @@
-"""File digests (`run/integrity.py`): recorded for every file, checked byte for byte, written atomically."""
+"""File digests (`run/integrity.py` over `fileio`): recorded for every file, checked byte for byte,
+written atomically."""
 
 import hashlib
 import json
 
 import pytest
 
-from alpamayo_jax.run.integrity import (
-    IntegrityError,
-    digest_files,
-    sha256_file,
-    verify_files,
-    write_json_atomic,
-)
+from alpamayo_jax.fileio import sha256_file, write_json_atomic
+from alpamayo_jax.run.integrity import IntegrityError, digest_files, verify_files
 
 
 @pytest.fixture

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import time
 
 import grpc
+import numpy as np
 import pytest
+from PIL import Image
 
 pytest.importorskip("carla_driver_interface")
 pytest.importorskip("grpc_health")
@@ -138,3 +141,35 @@ def test_health_follows_the_serving_state_and_shutdown():
     finally:
         channel.close()
         server.stop(grace=None).wait()
+
+
+def test_session_frame_bytes_are_capped_oldest_first():
+    """Noise PNGs do not compress: each is ~15 KiB, so a 40 KiB budget over two cameras keeps only
+    the newest frames (never fewer than one per camera), whatever the per-camera count allows."""
+    rng = np.random.default_rng(0)
+
+    def noise(camera):
+        buffer = io.BytesIO()
+        pixels = rng.integers(0, 256, (camera.height, camera.width, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(buffer, format="PNG")
+        return buffer.getvalue()
+
+    budget_mib = 40 / 1024
+    servicer = _servicer(max_frames_per_camera=10, max_session_frame_mib=budget_mib)
+    call = _ok(servicer)
+    call("start_session", start_request("b"))
+    sizes = []
+    for step in range(6):
+        now = step * 100_000
+        call("submit_egomotion_observation", egomotion_request("b", [now]))
+        for camera in CAMERAS:
+            data = noise(camera)
+            sizes.append(len(data))
+            call("submit_image_observation", image_request("b", camera, now, data))
+    assert min(sizes) > 10 * 1024  # each frame is a sizeable part of the budget
+    history = servicer._sessions["b"].frame_history
+    total = sum(len(f.image_bytes) for frames in history.values() for f in frames)
+    kept = sum(len(frames) for frames in history.values())
+    assert total <= budget_mib * 2**20
+    assert 2 <= kept < 2 * 6  # the cap, not the per-camera count (10), dropped frames
+    assert all(frames[-1].frame_end_us == 500_000 for frames in history.values())
