@@ -31,6 +31,7 @@ import logging
 import os
 import pathlib
 import shutil
+import sys
 import time
 from typing import Any
 
@@ -149,6 +150,43 @@ def _quiet_orbax():
         logger.setLevel(level)
 
 
+class _BackgroundSaveNoise:
+    """While a checkpointer lives: no tracebacks from a save failing in orbax's background thread.
+
+    When a write fails (a full disk), orbax logs the error with its traceback (absl, ERROR) from
+    the background thread at once, asyncio logs every failed write task ("Task exception was never
+    retrieved"), and tensorstore's callbacks then hit the save's closed asyncio loop, each reported
+    as an unraisable `RuntimeError: Event loop is closed`: hundreds of lines around the one that
+    matters. The failure itself is re-raised when the save is awaited and reported as one
+    `CheckpointError` line, so these are silenced, and only them: the absl and asyncio loggers
+    below CRITICAL, and unraisable reports of exactly that RuntimeError. `restore` puts all back.
+    """
+
+    def __init__(self):
+        self._loggers = [logging.getLogger(name) for name in ("absl", "asyncio")]
+        self._levels = [logger.level for logger in self._loggers]
+        for logger in self._loggers:
+            logger.setLevel(logging.CRITICAL)
+        self._hook = sys.unraisablehook
+        sys.unraisablehook = self._unraisable
+        self.failed = False  # a save failed: its orphaned tasks still report when collected
+
+    def _unraisable(self, report) -> None:
+        if isinstance(report.exc_value, RuntimeError) and str(report.exc_value) == "Event loop is closed":
+            return
+        self._hook(report)
+
+    def restore(self) -> None:
+        """Put the loggers and the hook back, unless a save failed: its orphaned write tasks
+        report again when they are garbage-collected (at exit, after the error line)."""
+        if self.failed:
+            return
+        for logger, level in zip(self._loggers, self._levels):
+            logger.setLevel(level)
+        if sys.unraisablehook == self._unraisable:
+            sys.unraisablehook = self._hook
+
+
 def _remove_temporary_steps(directory: pathlib.Path) -> None:
     """Delete the temporary step directories a failed or killed save left, before saving again.
 
@@ -181,6 +219,7 @@ class Checkpointer:
         self._manager = ocp.CheckpointManager(
             self.directory, options=options, item_names=("model", "train", "data", "meta")
         )
+        self._noise = _BackgroundSaveNoise()
         self._in_flight: int | None = None  # the step of the save being written, if any
         self._verified: set[int] = set()  # steps written (with digests) or verified by this object
         self._closed = False
@@ -251,6 +290,7 @@ class Checkpointer:
             raise self._save_failed(step, err) from None
 
     def _save_failed(self, step: int, err: BaseException) -> CheckpointError:
+        self._noise.failed = True
         last = self.last_verified_step()
         where = (
             f"the last complete checkpoint is step {last}"
@@ -328,6 +368,7 @@ class Checkpointer:
             self._closed = True
             with _quiet_orbax(), contextlib.suppress(Exception):
                 self._manager.close()
+            self._noise.restore()
 
     def __enter__(self) -> Checkpointer:
         return self

@@ -172,3 +172,26 @@ def test_a_failed_save_is_one_line_and_the_previous_checkpoint_stays(
     monkeypatch.setattr(checkpoint_module, "write_step_digests", real)
     resumed = train(config, tmp_path, toy_task(), progress=False)  # space again: resume from 3
     assert resumed.resumed_from == 3 and resumed.checkpoints == [6]
+
+
+def test_background_save_noise_is_silenced_and_only_it():
+    """The unraisable 'Event loop is closed' reports of a failed background save are dropped; any
+    other unraisable report still reaches the previous hook, which comes back on restore."""
+    import sys
+    import types
+
+    from alpamayo_jax.training.checkpoint import _BackgroundSaveNoise
+
+    seen = []
+    previous = sys.unraisablehook
+    sys.unraisablehook = seen.append
+    try:
+        noise = _BackgroundSaveNoise()
+        report = lambda exc: types.SimpleNamespace(exc_value=exc)  # noqa: E731
+        sys.unraisablehook(report(RuntimeError("Event loop is closed")))
+        sys.unraisablehook(report(RuntimeError("something else")))
+        assert [str(r.exc_value) for r in seen] == ["something else"]
+        noise.restore()
+        assert sys.unraisablehook == seen.append
+    finally:
+        sys.unraisablehook = previous
