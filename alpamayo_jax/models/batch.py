@@ -23,6 +23,8 @@ import numpy as np
 from flax import struct
 from jaxtyping import Bool, Float, Int, UInt8
 
+from alpamayo_jax.config.scene import SceneSpec
+
 # A leaf is numpy on the host (the pipeline, `Batch.fake`) and a jax array on the devices.
 Leaf = np.ndarray | jax.Array
 
@@ -173,10 +175,8 @@ def _image_layout(config: ml_collections.ConfigDict) -> tuple[int, tuple[int, in
     """(images per sample, (height, width) px): from `config.data` when it exists, else small."""
     data = config.get("data")
     if data is not None and "cameras" in data:
-        return len(data.cameras) * int(data.frames_per_camera), (
-            int(data.image_height),
-            int(data.image_width),
-        )
+        scene = SceneSpec.from_config(config)
+        return scene.num_images, scene.image_hw
     unit = config.model.vision.patch_size * config.model.vision.merge_size
     return DEFAULT_NUM_IMAGES, (DEFAULT_IMAGE_UNITS * unit, DEFAULT_IMAGE_UNITS * unit)
 

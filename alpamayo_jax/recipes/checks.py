@@ -16,6 +16,7 @@ import pathlib
 import jax
 import ml_collections
 
+from alpamayo_jax.config.scene import SceneSpec
 from alpamayo_jax.data.shards import MANIFEST, ShardError, read_manifest
 from alpamayo_jax.parallel.mesh import MeshError, resolve_shape
 from alpamayo_jax.training.loop import TrainConfigError
@@ -142,12 +143,8 @@ def check_data_dir(config: ml_collections.ConfigDict, splits: tuple[str, ...] = 
     if not config.data.dir:
         return
     root = pathlib.Path(os.path.expanduser(str(config.data.dir)))
-    want = [
-        len(tuple(config.data.cameras)) * int(config.data.frames_per_camera),
-        int(config.data.image_height),
-        int(config.data.image_width),
-        3,
-    ]
+    scene = SceneSpec.from_config(config)
+    want = [scene.num_images, *scene.image_hw, 3]
     for split in splits:
         if not (root / split / MANIFEST).is_file():
             continue

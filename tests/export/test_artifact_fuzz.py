@@ -14,8 +14,6 @@ The artifact is exported once per module (the tiny policy workdir of conftest.py
 reasoning tokens); hypothesis examples stay few so the file runs in well under a minute.
 """
 
-import contextlib
-import io
 import json
 import pathlib
 import shutil
@@ -23,21 +21,14 @@ import tempfile
 
 import numpy as np
 import pytest
+from cli_capture import run_cli
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from alpamayo_jax import cli
 from alpamayo_jax.export import stablehlo
 from alpamayo_jax.run.integrity import IntegrityError
 
 FUZZ = settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
-
-
-def _main(argv) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = cli.main(argv)
-    return code, out.getvalue(), err.getvalue()
 
 
 @pytest.fixture(scope="module")
@@ -45,10 +36,10 @@ def exported(policy_workdir, tmp_path_factory):
     """(artifact path, dataset, the pristine plan's JSON, the loaded artifact)."""
     workdir, data = policy_workdir
     path = tmp_path_factory.mktemp("fuzz") / "art"
-    code, _, err = _main(["export", "--workdir", str(workdir), "--out", str(path),
+    code, _, err = run_cli(["export", "--workdir", str(workdir), "--out", str(path),
                           "--max-reasoning-tokens", "2", "--samples", "1"])  # fmt: skip
     assert code == 0, err
-    code, out, err = _main(["run-exported", str(path), "--data", str(data), "--index", "0", "--json"])
+    code, out, err = run_cli(["run-exported", str(path), "--data", str(data), "--index", "0", "--json"])
     assert code == 0, err
     plan = json.loads(out)
     return path, data, plan, stablehlo.load_artifact(path)
@@ -131,7 +122,7 @@ def test_a_corrupt_artifact_is_refused_naming_the_file(exported, file_index, cor
             )
         except (OSError, ValueError):
             unchanged = False
-        code, out, err = _main(["run-exported", str(copy), "--data", str(data), "--index", "0", "--json"])
+        code, out, err = run_cli(["run-exported", str(copy), "--data", str(data), "--index", "0", "--json"])
         if unchanged:  # e.g. 1e-05 -> 1E-05 in the manifest: the same artifact, so the same plan
             assert code == 0, err
             assert json.loads(out)["poses"] == plan["poses"]

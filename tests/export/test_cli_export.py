@@ -2,8 +2,6 @@
 PNG, the artifact's manifest, exact reproduction of the in-process plan by the artifact in a fresh
 process without model code, IREE on the real planning module, and clear errors."""
 
-import contextlib
-import io
 import json
 import pathlib
 import shutil
@@ -12,19 +10,12 @@ import sys
 
 import numpy as np
 import pytest
+from cli_capture import run_cli
 from PIL import Image
 
-from alpamayo_jax import cli
 from alpamayo_jax.export import iree, stablehlo
 
 OPTIONS = ["--samples", "2", "--max-reasoning-tokens", "4", "--temperature", "1", "--seed", "5"]
-
-
-def _main(argv) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = cli.main(argv)
-    return code, out.getvalue(), err.getvalue()
 
 
 @pytest.fixture(scope="module")
@@ -32,11 +23,11 @@ def runs(policy_workdir, tmp_path_factory):
     """One `plan --json --png` and one `export` with the same planning options."""
     workdir, data = policy_workdir
     root = tmp_path_factory.mktemp("cli")
-    code, out, err = _main(["plan", "--workdir", str(workdir), "--data", str(data), "--index", "1",
+    code, out, err = run_cli(["plan", "--workdir", str(workdir), "--data", str(data), "--index", "1",
                             "--png", str(root / "plan.png"), "--json", *OPTIONS])  # fmt: skip
     assert code == 0, err
     plan = json.loads(out)
-    code, out, err = _main(["export", "--workdir", str(workdir), "--out", str(root / "art"), *OPTIONS[:6]])
+    code, out, err = run_cli(["export", "--workdir", str(workdir), "--out", str(root / "art"), *OPTIONS[:6]])
     assert code == 0, err
     assert "alpamayo export:" in out and "2 sample(s)" in out and "(static modules for batch 1)" in out
     return {"root": root, "plan": plan, "artifact": root / "art", "data": data, "workdir": workdir}
@@ -55,7 +46,7 @@ def test_plan_prints_the_json_contract_and_draws_the_png(runs):
 
 
 def test_plan_prints_reasoning_and_a_summary_without_json(runs):
-    code, out, err = _main(["plan", "--workdir", str(runs["workdir"]), "--data", str(runs["data"]),
+    code, out, err = run_cli(["plan", "--workdir", str(runs["workdir"]), "--data", str(runs["data"]),
                             "--index", "1", *OPTIONS])  # fmt: skip
     assert code == 0, err
     assert f"reasoning[0]: {runs['plan']['reasoning'][0] or '(none)'}" in out
@@ -107,11 +98,11 @@ assert not loaded, loaded
 
 def test_cli_errors_name_the_problem(runs, tmp_path):
     wd, data = str(runs["workdir"]), str(runs["data"])
-    code, _, err = _main(["plan", "--workdir", wd, "--data", data, "--index", "99"])
+    code, _, err = run_cli(["plan", "--workdir", wd, "--data", data, "--index", "99"])
     assert code == 2 and "--index 99: out of range" in err and "(3 samples)" in err
-    code, _, err = _main(["plan", "--workdir", str(tmp_path), "--data", data, "--index", "0"])
+    code, _, err = run_cli(["plan", "--workdir", str(tmp_path), "--data", data, "--index", "0"])
     assert code == 2 and "is not a training workdir" in err
-    code, _, err = _main(["plan", "--workdir", wd, "--data", data, "--index", "0", "--split", "val"])
+    code, _, err = run_cli(["plan", "--workdir", wd, "--data", data, "--index", "0", "--split", "val"])
     assert code == 2 and "no split 'val'" in err
     swapped = tmp_path / "swapped"
     shutil.copytree(data, swapped)
@@ -119,17 +110,19 @@ def test_cli_errors_name_the_problem(runs, tmp_path):
     record = json.loads(manifest.read_text())
     record["config"]["cameras"] = record["config"]["cameras"][::-1]
     manifest.write_text(json.dumps(record))
-    code, _, err = _main(["plan", "--workdir", wd, "--data", str(swapped), "--index", "0"])
+    code, _, err = run_cli(["plan", "--workdir", wd, "--data", str(swapped), "--index", "0"])
     assert code == 2 and "camera_names: the policy expects ['cross_left_120fov', 'front_wide_120fov']" in err
-    code, _, err = _main(["export", "--workdir", wd, "--out", str(tmp_path / "a"), "--platforms", "gpu"])
+    code, _, err = run_cli(["export", "--workdir", wd, "--out", str(tmp_path / "a"), "--platforms", "gpu"])
     assert code == 2 and "--platforms: expected a comma-separated subset of cpu,cuda" in err
-    code, _, err = _main(["export", "--workdir", wd, "--out", str(runs["artifact"])])
+    code, _, err = run_cli(["export", "--workdir", wd, "--out", str(runs["artifact"])])
     assert code == 2 and "exists and is not empty" in err
-    code, _, err = _main(["run-exported", str(tmp_path), "--data", data, "--index", "0"])
+    code, _, err = run_cli(["run-exported", str(tmp_path), "--data", data, "--index", "0"])
     assert code == 2 and "manifest.json is missing" in err
-    code, _, err = _main(["run-exported", str(runs["artifact"]), "--data", str(swapped), "--index", "0"])
+    code, _, err = run_cli(["run-exported", str(runs["artifact"]), "--data", str(swapped), "--index", "0"])
     assert code == 2 and "camera_names: the policy expects" in err
-    code, _, err = _main(["export", "--workdir", wd, "--out", str(tmp_path / "b"), "--static-batches", "0,2"])
+    code, _, err = run_cli(
+        ["export", "--workdir", wd, "--out", str(tmp_path / "b"), "--static-batches", "0,2"]
+    )
     assert code == 2 and "--static-batches: expected comma-separated positive integers" in err
 
 
@@ -147,7 +140,7 @@ def test_run_exported_refuses_a_flipped_bit_naming_the_file(runs, tmp_path, name
     data = bytearray((copy / name).read_bytes())
     data[len(data) // 3] ^= 0x04
     (copy / name).write_bytes(bytes(data))
-    code, out, err = _main(["run-exported", str(copy), "--data", str(runs["data"]), "--index", "0"])
+    code, out, err = run_cli(["run-exported", str(copy), "--data", str(runs["data"]), "--index", "0"])
     assert code == 2 and out == ""
     line = _error_line(err)
     assert f"alpamayo run-exported: artifact {copy}: {name} is corrupt: sha256 " in line
@@ -160,7 +153,7 @@ def test_run_exported_refuses_an_artifact_without_digests(runs, tmp_path):
     manifest.update(format="alpamayo_jax.stablehlo/1", files=sorted(manifest["files"]))
     del manifest["manifest_sha256"]
     (copy / "manifest.json").write_text(json.dumps(manifest))
-    code, _, err = _main(["run-exported", str(copy), "--data", str(runs["data"]), "--index", "0"])
+    code, _, err = run_cli(["run-exported", str(copy), "--data", str(runs["data"]), "--index", "0"])
     assert code == 2
     assert "has no file digests in its manifest.json (written before digests existed" in _error_line(err)
     assert "re-export it with alpamayo export" in err
@@ -198,7 +191,7 @@ def test_run_exported_refuses_invalid_inputs_naming_the_field(runs, monkeypatch,
         return sample, reader
 
     monkeypatch.setattr(plan, "read_sample", bad_sample)
-    code, out, err = _main(
+    code, out, err = run_cli(
         ["run-exported", str(runs["artifact"]), "--data", str(runs["data"]), "--index", "0"]
     )
     assert code == 2 and out == ""
@@ -220,7 +213,7 @@ def test_iree_runs_the_real_planning_module_like_jax(runs, tmp_path):
     cannot agree to 1e-4 after 10 steps. One step runs every op of the program, the loop included
     (its trip count is a constant), at the tolerance the check is about."""
     path = tmp_path / "sampled"
-    code, out, err = _main(["export", "--workdir", str(runs["workdir"]), "--out", str(path),
+    code, out, err = run_cli(["export", "--workdir", str(runs["workdir"]), "--out", str(path),
                             "--samples", "2", "--max-reasoning-tokens", "4", "--temperature", "1",
                             "--flow-steps", "1", "--static-batches", "1,2"])  # fmt: skip
     assert code == 0, err
