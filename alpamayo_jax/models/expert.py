@@ -17,6 +17,7 @@ Why it looks like this:
 
 from __future__ import annotations
 
+import flax
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -25,7 +26,7 @@ from jaxtyping import Array, Bool, Float, Int
 
 from alpamayo_jax.models.action_projection import ActionInProjection, ActionOutProjection
 from alpamayo_jax.models.language import DecoderLayer
-from alpamayo_jax.nn.attention import block_mask, dot_product_attention
+from alpamayo_jax.nn.attention import attention_over_parts, heads_first_kv
 from alpamayo_jax.nn.layers import RMSNorm, remat
 from alpamayo_jax.nn.rope import mrope_angles, text_positions
 from alpamayo_jax.parallel.sharding import constrain
@@ -46,6 +47,16 @@ def expert_layer_config(
     c = ml_collections.ConfigDict(llm_cfg.to_dict())
     c.hidden, c.heads, c.mlp = expert_cfg.hidden, expert_cfg.heads, expert_cfg.mlp
     return c
+
+
+@flax.struct.dataclass
+class ExpertPrefix:
+    """The step-invariant inputs of the expert for one plan (`ActionExpert.prepare`)."""
+
+    keys: Float[Array, "layers b g s hd"]
+    values: Float[Array, "layers b g s hd"]
+    mask: Bool[Array, "b s"]
+    angles: Float[Array, "b t d2"]
 
 
 def prefix_key_mask(valid: Bool[Array, "b s"], prefix_len: Int[Array, " b"]) -> Bool[Array, "b s"]:
@@ -96,6 +107,56 @@ class ActionExpert(nnx.Module):
             in_dim=expert_cfg.hidden, action_dim=action_dim, rngs=rngs, param_dtype=param_dtype
         )
 
+    def prepare(
+        self,
+        prefix_k: Float[Array, "layers b s g hd"],
+        prefix_v: Float[Array, "layers b s g hd"],
+        prefix_mask: Bool[Array, "b s"],
+        start_pos: Int[Array, " b"],
+        steps: int,
+    ) -> ExpertPrefix:
+        """What every Euler step of one plan shares: the prefix K/V laid out heads-first, and the
+        action tokens' RoPE angles. `prefix_k/v`: the VLM's per-layer keys (RoPE applied) and
+        values; `prefix_mask`: the slots the actions may read (see `prefix_key_mask`);
+        `start_pos`: the M-RoPE position of the first action token (the prefix's next position)."""
+        c = self.llm_cfg
+        if prefix_k.shape[0] != self.num_layers:
+            raise ValueError(
+                f"prefix K/V has {prefix_k.shape[0]} layers but the expert has {self.num_layers}"
+            )
+        positions = text_positions(steps, prefix_k.shape[1], start_pos)
+        angles = mrope_angles(positions, c.head_dim, c.rope_theta, c.mrope_sections, c.mrope_interleaved)
+        to_heads_first = jax.vmap(heads_first_kv)  # over the layers axis
+        return ExpertPrefix(to_heads_first(prefix_k), to_heads_first(prefix_v), prefix_mask, angles)
+
+    def velocity(
+        self, prefix: ExpertPrefix, x_t: Float[Array, "b t a"], t: Float[Array, " b"]
+    ) -> Float[Array, "b t a"]:
+        """Velocity for every action token at (x_t, t), reading a prepared prefix."""
+        b, steps = x_t.shape[:2]
+        t = jnp.broadcast_to(jnp.asarray(t, jnp.float32), (b,))
+        h = constrain(self.in_proj(x_t, t), ACT)
+        # Action tokens read the valid prefix slots and every action token (bidirectional).
+        prefix_mask = jnp.broadcast_to(prefix.mask[:, None, :], (b, steps, prefix.mask.shape[1]))
+        action_mask = jnp.ones((b, steps, steps), bool)
+        angles = prefix.angles
+        graphdef, state = nnx.split(self.layers)
+
+        def body(h, xs):
+            layer_state, pk, pv = xs
+            layer = nnx.merge(graphdef, layer_state)
+            q, k, v = layer.attn.qkv(layer.attn_norm(h), angles)
+            parts = [
+                (pk.astype(k.dtype), pv.astype(v.dtype), prefix_mask),
+                (heads_first_kv(k), heads_first_kv(v), action_mask),
+            ]
+            h = h + layer.attn.out(attention_over_parts(q, parts))
+            h = h + layer.mlp(layer.mlp_norm(h))
+            return constrain(h, ACT), None
+
+        h, _ = jax.lax.scan(remat(body, self.remat_policy), h, (state, prefix.keys, prefix.values))
+        return self.out_proj(self.final_norm(h))
+
     def __call__(
         self,
         x_t: Float[Array, "b t a"],
@@ -105,40 +166,5 @@ class ActionExpert(nnx.Module):
         prefix_mask: Bool[Array, "b s"],
         start_pos: Int[Array, " b"],
     ) -> Float[Array, "b t a"]:
-        """Velocity for every action token.
-
-        `prefix_k/v`: the VLM's per-layer keys (RoPE applied) and values; `prefix_mask`: the slots
-        the actions may read (see `prefix_key_mask`); `start_pos`: the M-RoPE position of the first
-        action token (the prefix's next position).
-        """
-        c = self.llm_cfg
-        if prefix_k.shape[0] != self.num_layers:
-            raise ValueError(
-                f"prefix K/V has {prefix_k.shape[0]} layers but the expert has {self.num_layers}"
-            )
-        b, steps = x_t.shape[:2]
-        t = jnp.broadcast_to(jnp.asarray(t, jnp.float32), (b,))
-        h = constrain(self.in_proj(x_t, t), ACT)
-        positions = text_positions(steps, b, start_pos)
-        angles = mrope_angles(positions, c.head_dim, c.rope_theta, c.mrope_sections, c.mrope_interleaved)
-        # One mask for [prefix ; actions] keys: prefix in block 0, actions in block 1 (queries too).
-        num_prefix = prefix_k.shape[2]
-        k_blocks = jnp.concatenate(
-            [jnp.zeros((b, num_prefix), jnp.int32), jnp.ones((b, steps), jnp.int32)], axis=1
-        )
-        k_valid = jnp.concatenate([prefix_mask, jnp.ones((b, steps), bool)], axis=1)
-        mask = block_mask(jnp.ones((b, steps), jnp.int32), k_blocks, k_valid)
-        graphdef, state = nnx.split(self.layers)
-
-        def body(h, xs):
-            layer_state, pk, pv = xs
-            layer = nnx.merge(graphdef, layer_state)
-            q, k, v = layer.attn.qkv(layer.attn_norm(h), angles)
-            keys = jnp.concatenate([pk.astype(k.dtype), k], axis=1)
-            values = jnp.concatenate([pv.astype(v.dtype), v], axis=1)
-            h = h + layer.attn.out(dot_product_attention(q, keys, values, mask))
-            h = h + layer.mlp(layer.mlp_norm(h))
-            return constrain(h, ACT), None
-
-        h, _ = jax.lax.scan(remat(body, self.remat_policy), h, (state, prefix_k, prefix_v))
-        return self.out_proj(self.final_norm(h))
+        """Velocity for every action token (one step: `prepare` then `velocity`)."""
+        return self.velocity(self.prepare(prefix_k, prefix_v, prefix_mask, start_pos, x_t.shape[1]), x_t, t)

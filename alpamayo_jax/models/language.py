@@ -26,6 +26,7 @@ from jaxtyping import Array, Bool, Float, Int
 from alpamayo_jax.nn.attention import Attention, block_mask, causal_blocks, dot_product_attention
 from alpamayo_jax.nn.kv_cache import KVCache, write_stacked
 from alpamayo_jax.nn.layers import RMSNorm, SwiGLU, make_param, remat
+from alpamayo_jax.nn.linear import linear
 from alpamayo_jax.nn.rope import mrope_angles
 from alpamayo_jax.parallel.sharding import constrain
 
@@ -59,8 +60,8 @@ class DecoderLayer(nnx.Module):
         self.mlp_norm = RMSNorm(cfg.hidden, eps=cfg.norm_eps, **kw)
         self.mlp = SwiGLU(cfg.hidden, cfg.mlp, use_bias=False, dtype=dtype, **kw)
 
-    def __call__(self, x, angles, mask):
-        h, kv = self.attn(self.attn_norm(x), angles, mask)
+    def __call__(self, x, angles, mask, causal: bool = False):
+        h, kv = self.attn(self.attn_norm(x), angles, mask, causal)
         x = x + h
         return x + self.mlp(self.mlp_norm(x)), kv
 
@@ -137,7 +138,8 @@ class LanguageModel(nnx.Module):
         Float[Array, "b l d"], tuple[Float[Array, "layers b l g hd"], Float[Array, "layers b l g hd"]]
     ]:
         """Full forward over embeddings x; `blocks` defaults to causal (see nn/attention.py)."""
-        blocks = causal_blocks(valid) if blocks is None else blocks
+        causal = blocks is None  # known statically: the attention can skip the masked future
+        blocks = causal_blocks(valid) if causal else blocks
         mask = block_mask(blocks, blocks, valid)
         angles = self.rope(positions)
         graphdef, state = nnx.split(self.layers)
@@ -145,7 +147,7 @@ class LanguageModel(nnx.Module):
 
         def body(h, xs):
             layer_state, i = xs
-            h, kv = nnx.merge(graphdef, layer_state)(h, angles, mask)
+            h, kv = nnx.merge(graphdef, layer_state)(h, angles, mask, causal)
             if n_taps:
                 tap = jax.lax.dynamic_index_in_dim(deepstack, jnp.minimum(i, n_taps - 1), keepdims=False)
                 h = h + jnp.where(i < n_taps, tap.astype(h.dtype), jnp.zeros((), h.dtype))
@@ -185,5 +187,5 @@ class LanguageModel(nnx.Module):
         else:
             w = self.lm_head[...]
         dtype = self.dtype or w.dtype
-        out = jnp.dot(hidden.astype(dtype), w.astype(dtype), preferred_element_type=jnp.float32)
+        out = linear(hidden.astype(dtype), w.astype(dtype), out_dtype=jnp.float32)
         return constrain(out, ("batch", "length", "act_vocab"))

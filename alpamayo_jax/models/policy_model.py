@@ -28,7 +28,7 @@ from flax import nnx
 from jaxtyping import Array, Bool, Float, Int, UInt8
 
 from alpamayo_jax.models.backbone import Backbone, count_params
-from alpamayo_jax.models.expert import ActionExpert, prefix_key_mask
+from alpamayo_jax.models.expert import ActionExpert, ExpertPrefix, prefix_key_mask
 from alpamayo_jax.models.language import dtype_of
 from alpamayo_jax.nn.kv_cache import KVCache
 from alpamayo_jax.nn.rope import text_positions
@@ -135,11 +135,14 @@ class PolicyModel(nnx.Module):
         t: Float[Array, "*b"],
     ) -> Float[Array, "b t a"]:
         """The expert's velocity at (x_t, t), reading cache slots [0, prefix_len)."""
+        t = jnp.broadcast_to(jnp.asarray(t, jnp.float32), x_t.shape[:1])
+        return self.expert.velocity(self._expert_prefix(cache, prefix_len, x_t.shape[1]), x_t, t)
+
+    def _expert_prefix(self, cache: PolicyCache, prefix_len: Int[Array, " b"], steps: int) -> ExpertPrefix:
         kv = cache.kv
         prefix_len = prefix_len.astype(jnp.int32)
         mask = prefix_key_mask(jnp.ones(kv.k.shape[1:3], bool), prefix_len)
-        t = jnp.broadcast_to(jnp.asarray(t, jnp.float32), x_t.shape[:1])
-        return self.expert(x_t, t, kv.k, kv.v, mask, prefix_len + cache.rope_delta)
+        return self.expert.prepare(kv.k, kv.v, mask, prefix_len + cache.rope_delta, steps)
 
     def sample_actions(
         self,
@@ -149,7 +152,13 @@ class PolicyModel(nnx.Module):
         num_steps: int,
     ) -> Float[Array, "b t a"]:
         """Normalised actions by Euler integration of the expert from noise (t=0) to data (t=1)."""
-        return euler_sample(lambda x, t: self.denoise_step(cache, prefix_len, x, t), noise, num_steps)
+        # The prefix is laid out once per plan, outside the Euler loop (models/expert.py).
+        prefix = self._expert_prefix(cache, prefix_len, noise.shape[1])
+
+        def velocity(x, t):
+            return self.expert.velocity(prefix, x, jnp.broadcast_to(t, x.shape[:1]))
+
+        return euler_sample(velocity, noise, num_steps)
 
 
 def build_policy(config: ml_collections.ConfigDict, rngs: nnx.Rngs) -> PolicyModel:

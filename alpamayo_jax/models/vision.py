@@ -35,6 +35,7 @@ from jaxtyping import Array, Float, UInt8
 
 from alpamayo_jax.nn.attention import Attention, segment_mask
 from alpamayo_jax.nn.layers import Dense, GeluMLP, LayerNorm, RMSNorm, SwiGLU, make_param, remat
+from alpamayo_jax.nn.linear import linear
 from alpamayo_jax.nn.rope import vision_rope_angles
 
 
@@ -332,7 +333,7 @@ class VisionEncoder(nnx.Module):
     def _encode(self, x, kernel, layout: VisionLayout):
         cfg = self.cfg
         dtype = self.dtype or jnp.float32
-        x = jnp.dot(x.astype(dtype), kernel.astype(dtype))
+        x = linear(x.astype(dtype), kernel.astype(dtype))
         if self.patch_bias is not None:
             x = x + self.patch_bias[...].astype(dtype)
         if self.pos_table is not None:
