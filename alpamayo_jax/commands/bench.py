@@ -13,9 +13,13 @@ shapes (`models/batch.py` `Batch.fake`: cameras, image size, `data.max_tokens`).
 step ahead of time, prints the compiled program's memory analysis, then times `--steps` calls
 after `--warmup` untimed ones, each on the state the previous call returned (`loss` in the
 results is the last timed step's). Tokens/s counts every position of the padded batch (what the
-hardware computes) and, separately, the valid ones. Model FLOPs utilisation is the compiled step's
-FLOPs (XLA cost analysis) per second against this machine's measured matmul peak in the same
-dtype (training/utilization.py); peak memory is XLA's per-device plan, the device allocator's
+hardware computes) and, separately, the valid ones. Model FLOPs utilisation is the step's analytic
+FLOPs (`models/flops.py`: matmuls and dense attention, forward and backward as the stage trains,
+the whole global batch) per second against this machine's measured matmul peak in the same dtype
+(training/utilization.py). XLA's cost analysis of the compiled step is printed and kept in the
+results (`xla_flops_scans_counted_once`) for reference only: it counts the body of each
+`jax.lax.scan` once, i.e. one layer of each tower (and one gradient-accumulation micro-batch), so
+it is a fraction of the step's work. Peak memory is XLA's per-device plan, the device allocator's
 high-water mark where there is one, and the process's resident-set peak (where a CPU backend
 keeps every device's buffers).
 
@@ -28,10 +32,12 @@ the config's random-init policy: inference/latency_bench.py (`--steps` = timed r
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 import sys
 import time
+from typing import Any
 
 HELP = "Benchmarks: training step throughput or planning latency."
 ACCEPTS_OVERRIDES = True
@@ -78,28 +84,53 @@ def _check_args(args: argparse.Namespace) -> str | None:
     return None
 
 
-def bench_train(
-    config, *, steps: int, warmup: int, batch_size: int | None, peak_matmul_size: int = 2048, log=print
-) -> dict:
-    """Compile and time the training step of `config` (forward, backward, gradient clipping and
-    the optimizer update, as `alpamayo train` runs it); returns the results dict."""
+@dataclasses.dataclass(frozen=True)
+class TrainBench:
+    """The training step of a config exactly as `alpamayo train` builds it, not yet compiled."""
+
+    config: Any
+    layout: Any  # training/state.py ModelLayout
+    factory: Any  # rngs -> the policy
+    tx: Any  # the optimizer
+    state_shardings: Any
+    step_fn: Any  # the pure train step
+    host_batch: Any  # a fake Batch of the config's shapes (numpy)
+    abstract_batch: Any
+    mesh: Any
+    weights: dict
+
+    def compile(self):
+        """Lower and compile the step ahead of time (explicit shardings, the state donated)."""
+        from alpamayo_jax.training.state import abstract_train_state
+        from alpamayo_jax.training.step import compile_train_step
+
+        abstract_state = abstract_train_state(self.layout, self.tx, self.state_shardings)
+        return compile_train_step(
+            self.step_fn,
+            abstract_state,
+            self.state_shardings,
+            self.abstract_batch,
+            self.mesh,
+            self.config.mesh.rules,
+            verbose=False,
+        )
+
+
+def prepare_train_step(config, batch_size: int | None = None, devices=None) -> TrainBench:
+    """The policy of `config`, its stage's trainable parameters and loss weights
+    (`training/stages.py`), the SFT loss, the optimizer and `make_train_step`, as training/loop.py
+    builds them, with a fake batch of `batch_size` (default `train.batch_size`), on the config's
+    mesh over `devices` (default: all)."""
     import jax
 
     from alpamayo_jax.models.batch import Batch
     from alpamayo_jax.models.losses import make_sft_loss_fn
-    from alpamayo_jax.models.policy_model import build_policy, param_counts
-    from alpamayo_jax.parallel import sharding
+    from alpamayo_jax.models.policy_model import build_policy
     from alpamayo_jax.parallel.mesh import make_mesh
     from alpamayo_jax.training.optim import learning_rate_schedule, make_optimizer
     from alpamayo_jax.training.stages import loss_weights
-    from alpamayo_jax.training.state import (
-        ModelLayout,
-        abstract_train_state,
-        init_train_state,
-        train_state_shardings,
-    )
-    from alpamayo_jax.training.step import compile_train_step, make_train_step, memory_summary
-    from alpamayo_jax.training.utilization import compiled_flops, measure_matmul_peak, mfu, peak_memory
+    from alpamayo_jax.training.state import ModelLayout, train_state_shardings
+    from alpamayo_jax.training.step import make_train_step
 
     cfg = config.train
     batch_size = batch_size or int(cfg.batch_size)
@@ -107,15 +138,10 @@ def bench_train(
     if accum < 1 or batch_size % accum:
         raise ValueError(f"batch size {batch_size} must be a multiple of train.grad_accum_steps={accum}")
     weights = loss_weights(cfg)
-    mesh = make_mesh(config.mesh)
-    rules = config.mesh.rules
-    counts = param_counts(config.model)
-
-    # The train state and step exactly as training/loop.py builds them.
+    mesh = make_mesh(config.mesh, devices)
     factory = lambda rngs: build_policy(config, rngs)  # noqa: E731
     layout = ModelLayout.from_factory(factory, cfg, config.seed)
     tx = make_optimizer(cfg, layout.partition(layout.abstract_variables())[0])
-    state_sh = train_state_shardings(layout, tx, mesh, rules)
     step_fn = make_train_step(
         layout,
         make_sft_loss_fn(config),
@@ -126,22 +152,48 @@ def bench_train(
         learning_rate=learning_rate_schedule(cfg),
     )
     host_batch = Batch.fake(config, batch_size, seed=config.seed)
-    abstract_batch = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), host_batch)
+    return TrainBench(
+        config=config,
+        layout=layout,
+        factory=factory,
+        tx=tx,
+        state_shardings=train_state_shardings(layout, tx, mesh, config.mesh.rules),
+        step_fn=step_fn,
+        host_batch=host_batch,
+        abstract_batch=jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), host_batch),
+        mesh=mesh,
+        weights=weights,
+    )
+
+
+def bench_train(
+    config, *, steps: int, warmup: int, batch_size: int | None, peak_matmul_size: int = 2048, log=print
+) -> dict:
+    """Compile and time the training step of `config` (forward, backward, gradient clipping and
+    the optimizer update, as `alpamayo train` runs it); returns the results dict."""
+    import jax
+
+    from alpamayo_jax.models.flops import StepShape
+    from alpamayo_jax.models.policy_model import param_counts
+    from alpamayo_jax.parallel import sharding
+    from alpamayo_jax.training.state import init_train_state
+    from alpamayo_jax.training.step import memory_summary
+    from alpamayo_jax.training.utilization import measure_matmul_peak, mfu, peak_memory, step_flops
+
+    bench = prepare_train_step(config, batch_size)
+    host_batch, mesh, rules = bench.host_batch, bench.mesh, config.mesh.rules
+    batch_size = int(host_batch.tokens.shape[0])
+    counts = param_counts(config.model)
 
     with sharding.activate(mesh, rules):
-        state = jax.jit(lambda: init_train_state(layout, factory, tx, config.seed), out_shardings=state_sh)()
-        batch = jax.device_put(host_batch, sharding.batch_shardings(abstract_batch, mesh, rules))
+        state = jax.jit(
+            lambda: init_train_state(bench.layout, bench.factory, bench.tx, config.seed),
+            out_shardings=bench.state_shardings,
+        )()
+        batch = jax.device_put(host_batch, sharding.batch_shardings(bench.abstract_batch, mesh, rules))
         rng = jax.random.key(config.seed)
         start = time.perf_counter()
-        compiled = compile_train_step(
-            step_fn,
-            abstract_train_state(layout, tx, state_sh),
-            state_sh,
-            abstract_batch,
-            mesh,
-            rules,
-            verbose=False,
-        )
+        compiled = bench.compile()
         compile_s = time.perf_counter() - start
         log(f"compiled the train step in {compile_s:.1f} s; {memory_summary(compiled)}")
         # The state is donated: every call consumes it and returns the next, as in training.
@@ -172,9 +224,9 @@ def bench_train(
         ):
             if hasattr(stats, key):
                 memory[key] = int(getattr(stats, key))
-    # The compiled SPMD program is one device's share: the step's FLOPs are that times the devices.
-    per_device_flops = compiled_flops(compiled)
-    flops = None if per_device_flops is None else per_device_flops * mesh.size
+    # The analytic count of the whole global batch (XLA's figure, one device's program times the
+    # devices, counts each scanned layer stack once: kept for reference only).
+    flops = step_flops(config, StepShape.of_batch(host_batch), compiled, mesh.size)
     log(f"measuring the matmul peak ({peak_matmul_size}^3, {config.train.compute_dtype}) ...")
     peak = measure_matmul_peak(config.train.compute_dtype, size=peak_matmul_size)
     # CPU "devices" (--xla_force_host_platform_device_count) share the host's cores, whose speed the
@@ -184,7 +236,7 @@ def bench_train(
     return {
         "config": config.name,
         "stage": config.train.stage,
-        "loss_weights": weights,
+        "loss_weights": bench.weights,
         "compute_dtype": config.train.compute_dtype,
         "devices": mesh.size,
         "device_kind": jax.devices()[0].device_kind,
@@ -202,11 +254,32 @@ def bench_train(
         "loss": loss,
         "memory_per_device": memory,
         "peak_memory": peak_memory(compiled),
-        "flops_per_step": flops,
-        "flops_per_s": None if flops is None else flops / mean_s,
+        **flops,
+        "flops_per_s": flops["flops_per_step"] / mean_s,
         "matmul_peak": peak,
-        "mfu": mfu(flops, mean_s, peak["total_peak_flops_per_s"]),
+        "mfu": mfu(flops["flops_per_step"], mean_s, peak["total_peak_flops_per_s"]),
+        "hfu": mfu(flops["hardware_flops_per_step"], mean_s, peak["total_peak_flops_per_s"]),
     }
+
+
+def _utilization_line(results: dict) -> str:
+    """MFU from the analytic FLOPs, with XLA's figure beside it (which counts a scan body once)."""
+    g = 1e9
+    peak_s = results["matmul_peak"]["total_peak_flops_per_s"]
+    line = (
+        f"  model FLOPs utilisation {100 * results['mfu']:.1f}% ({results['flops_per_s'] / g:.1f} "
+        f"GFLOP/s of a measured {peak_s / g:.1f} GFLOP/s matmul peak; "
+        f"{results['flops_per_step'] / g:.1f} GFLOP per step, analytic: matmuls and dense attention)"
+    )
+    if results["hardware_flops_per_step"] != results["flops_per_step"]:
+        line += (
+            f"; with rematerialisation {results['hardware_flops_per_step'] / g:.1f} GFLOP, "
+            f"HFU {100 * results['hfu']:.1f}%"
+        )
+    xla = results["xla_flops_scans_counted_once"]
+    if xla is not None:
+        line += f"; XLA's cost analysis: {xla / g:.1f} GFLOP (counts each scanned layer stack once)"
+    return line
 
 
 def run(args: argparse.Namespace, overrides: list[str]) -> int:
@@ -259,17 +332,7 @@ def run(args: argparse.Namespace, overrides: list[str]) -> int:
     )
     gib = 2.0**30
     mem = results["peak_memory"]
-    flops_s = results["flops_per_s"]
-    peak_s = results["matmul_peak"]["total_peak_flops_per_s"]
-    utilization = (
-        "n/a (no FLOP count from this backend)"
-        if results["mfu"] is None
-        else (
-            f"{100 * results['mfu']:.1f}% ({flops_s / 1e9:.1f} GFLOP/s of a measured "
-            f"{peak_s / 1e9:.1f} GFLOP/s matmul peak; {results['flops_per_step'] / 1e9:.1f} GFLOP per step)"
-        )
-    )
-    print(f"  model FLOPs utilisation {utilization}")
+    print(_utilization_line(results))
     print(
         "  peak memory: "
         + ", ".join(

@@ -18,6 +18,13 @@ import dataclasses
 
 import ml_collections
 
+from alpamayo_jax.models.flops import (
+    expert_layer_params,
+    llm_layer_params,
+    merger_params,
+    vit_block_params,
+)
+
 
 @dataclasses.dataclass(frozen=True)
 class Device:
@@ -67,13 +74,6 @@ class StageCost:
         return "compute" if self.flops / device.flops >= self.bytes / device.bandwidth else "memory"
 
 
-def llm_layer_params(llm: ml_collections.ConfigDict) -> int:
-    """Matrix parameters of one LLM decoder layer (attention projections + SwiGLU MLP)."""
-    d, hd = llm.hidden, llm.head_dim
-    attn = d * llm.heads * hd * 2 + d * llm.kv_heads * hd * 2
-    return attn + 3 * d * llm.mlp
-
-
 def llm_params(llm: ml_collections.ConfigDict) -> int:
     """All LLM parameters (embedding, layers incl. biases and norms, final norm, untied head)."""
     d, hd = llm.hidden, llm.head_dim
@@ -84,13 +84,6 @@ def llm_params(llm: ml_collections.ConfigDict) -> int:
         per_layer += 2 * hd
     head = 0 if llm.tied else d * llm.vocab
     return llm.vocab * d + llm.layers * per_layer + d + head
-
-
-def expert_layer_params(llm: ml_collections.ConfigDict, expert: ml_collections.ConfigDict) -> int:
-    """Matrix parameters of one expert layer: its own width and query heads, the LLM's KV shape."""
-    d, hd = expert.hidden, llm.head_dim
-    attn = d * expert.heads * hd * 2 + d * llm.kv_heads * hd * 2
-    return attn + 3 * d * expert.mlp
 
 
 def _vit_tokens(vision: ml_collections.ConfigDict, w: Workload) -> tuple[int, int]:
@@ -114,18 +107,17 @@ def stage_costs(model: ml_collections.ConfigDict, w: Workload = Workload()) -> l
     # Vision encoder, every image on its own (attention within an image or its windows).
     patches, merged = _vit_tokens(vision, w)
     dv = vision.hidden
-    mlp_mats = 3 if vision.mlp_type == "swiglu" else 2
-    block_params = 4 * dv * dv + mlp_mats * dv * vision.mlp
+    block_params = vit_block_params(vision)
     patch_in = 3 * vision.temporal_patch_size * vision.patch_size**2
-    merger_params = (4 * dv) ** 2 + 4 * dv * vision.out_hidden
+    merger = merger_params(vision)
     taps = len(tuple(vision.get("deepstack_blocks", ())))
     attn_flops = sum(4 * patches * _vit_window(vision, patches, i) * dv for i in range(vision.depth))
     vit_flops_img = (
         2 * patches * (patch_in * dv + vision.depth * block_params)
         + attn_flops
-        + 2 * merged * merger_params * (1 + taps)
+        + 2 * merged * merger * (1 + taps)
     )
-    vit_params = patch_in * dv + vision.depth * block_params + merger_params * (1 + taps)
+    vit_params = patch_in * dv + vision.depth * block_params + merger * (1 + taps)
     vit = StageCost("vision", w.images * vit_flops_img, vit_params * pb)
 
     # Prefill: the whole prompt through the LLM once, causal attention, K/V written.

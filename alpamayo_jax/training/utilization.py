@@ -1,13 +1,17 @@
 """Model FLOPs utilisation: a step's floating-point work against what this machine can do.
 
-MFU = FLOPs of one training step / step time / peak FLOP/s. Both halves are measured here rather
-than taken from a datasheet, because the figure is meant for the machine the benchmark ran on:
+MFU = FLOPs of one training step / step time / peak FLOP/s, where:
 
-- The step's FLOPs come from XLA's cost analysis of the compiled train step (forward, backward,
-  gradient clipping and the optimizer update, `training/step.py`), so they count exactly the
-  matmuls and attention the model runs, plus the optimizer's elementwise work (a few FLOPs per
-  parameter, small beside the matmuls). The configs the benchmark is used with have no
-  rematerialisation, so no recomputation is counted twice.
+- The step's FLOPs are the analytic count of `models/flops.py` (`train_step_flops`): the matmuls
+  and the (dense) attention of every tower, forward and backward as the stage runs them (frozen
+  towers forward only, weight gradients only for what trains), for the whole global batch.
+  Rematerialised work counts in the hardware FLOPs (HFU), not in the model FLOPs (MFU).
+- XLA's cost analysis of the compiled step (`compiled_flops`) is kept beside it for reference but
+  is not the step's work: XLA counts the body of a `jax.lax.scan` once whatever its trip count, and
+  the towers scan their layers (and `train.grad_accum_steps` > 1 scans the micro-batches), so it
+  sees one layer per tower; it also counts elementwise work (norms, softmax, the optimizer). On the
+  `small` config it is under a third of the analytic count. With one layer everywhere the two
+  agree on the matmuls (tests/model/test_flops.py).
 - The peak is the best rate of a large square matmul compiled by the same XLA backend, on one
   device, in the step's compute dtype: on a CPU this is the speed of its BLAS-like kernels over all
   its cores (the "device" count of `--xla_force_host_platform_device_count` shares those cores).
@@ -25,11 +29,22 @@ import jax
 import jax.numpy as jnp
 
 from alpamayo_jax.config.train import COMPUTE_DTYPES
+from alpamayo_jax.models.flops import StepShape, train_step_flops
 from alpamayo_jax.training.step import planned_peak_bytes
+
+XLA_FLOPS_NOTE = (
+    "XLA's cost analysis of the compiled step, times the devices: it counts each jax.lax.scan body "
+    "once whatever its trip count (one layer per tower, one gradient-accumulation micro-batch) and "
+    "adds elementwise work, so it is not the step's FLOPs; flops_per_step (models/flops.py) is"
+)
 
 
 def compiled_flops(compiled: Any) -> float | None:
-    """FLOPs of one call of a compiled program by XLA's cost analysis (None where unavailable)."""
+    """FLOPs of one call of a compiled program by XLA's cost analysis (None where unavailable).
+
+    A `while` body (every `jax.lax.scan`) is counted once, whatever its trip count: for a model
+    that scans its layers this is not the program's work (`models/flops.py` is).
+    """
     try:
         analysis = compiled.cost_analysis()
     except Exception:  # some backends do not implement it
@@ -40,6 +55,24 @@ def compiled_flops(compiled: Any) -> float | None:
         return None
     flops = float(analysis["flops"])
     return flops if flops > 0 else None
+
+
+def step_flops(config: Any, shape: StepShape, compiled: Any, devices: int) -> dict[str, Any]:
+    """The FLOP figures of one training step of `config` on a batch of `shape`, for results.
+
+    `flops_per_step` (the MFU numerator) and `hardware_flops_per_step` (with rematerialised work)
+    are the analytic count, `flops_breakdown` its components; XLA's figure for the `compiled`
+    step (one device's program, times `devices`) is kept under a key that says what it counts.
+    """
+    count = train_step_flops(config, shape)
+    per_device = compiled_flops(compiled)
+    return {
+        "flops_per_step": count.model_flops,
+        "hardware_flops_per_step": count.hardware_flops,
+        "flops_breakdown": count.as_dict(),
+        "xla_flops_scans_counted_once": None if per_device is None else per_device * devices,
+        "xla_flops_note": XLA_FLOPS_NOTE,
+    }
 
 
 def measure_matmul_peak(dtype: str = "float32", size: int = 2048, repeats: int = 5) -> dict[str, Any]:
