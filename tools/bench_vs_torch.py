@@ -66,10 +66,9 @@ batched attention; HF computes M-RoPE positions in Python (`get_rope_index`) ins
 our decode and flow read a fixed-size cache (prompt + 32 slots, masked) where HF's grows by
 concatenation; HF `generate` adds its own per-token overhead (logits processors, stopping checks).
 The torch training step has no `jit`/`torch.compile` (eager is the peer measured) and uses
-`torch.optim.AdamW(fused=True)`; it copies two behaviours of our step on purpose: weight decay on
-every leaf that is >= 2-D *in our stacked layout* (so per-layer norm scales and q/k/v biases are
-decayed, as `training/optim.py` does today) and AdamW's decay of parameters the objective does not
-reach (the expert in `stage1`).
+`torch.optim.AdamW(fused=True)`; its decay mask is ours (`training/optim.decays`: weight matrices
+and embeddings, never biases or norm scales), and it copies on purpose AdamW's decay of parameters
+the objective does not reach (the expert in `stage1`).
 
 Configs: `tiny` and `small` are the presets' configs (configs/*.py); `40m` is `small` with the LLM
 widened to 512 x 8 layers (8 heads of 64, MLP 1536) and the ViT's output width to match. The
@@ -656,11 +655,11 @@ class TorchTrainer:
 
     def _param_groups(self, hf_paths, abstract_shapes):
         """Parameters grouped by (multiplier, decayed), decided from our path and our shape:
-        `training/optim.py` decays leaves of ndim >= 2 (of our layout, layers stacked) and scales
-        by the first matching `lr_multipliers` pattern."""
+        `training/optim.decays` by leaf name and shape, and the first matching `lr_multipliers`
+        pattern for the scale."""
         import re
 
-        from alpamayo_jax.training.optim import matches_any
+        from alpamayo_jax.training.optim import decays, matches_any
 
         self.hf_paths = hf_paths
         cfg = self.config.train
@@ -673,7 +672,7 @@ class TorchTrainer:
                 p.requires_grad_(False)
                 continue
             mult = next((float(v) for k, v in cfg.lr_multipliers.items() if re.search(k, text)), 1.0)
-            decayed = len(abstract_shapes[path]) >= 2
+            decayed = decays(str(path[-1]), len(abstract_shapes[path]))
             groups.setdefault((mult, decayed), []).append(p)
         return groups
 

@@ -47,7 +47,7 @@ def train_config() -> ml_collections.ConfigDict:
     c.b1 = 0.9
     c.b2 = 0.95
     c.eps = 1e-8
-    c.weight_decay = 0.01  # applied to matrices only (ndim >= 2), never to biases or norm scales
+    c.weight_decay = 0.01  # weight matrices and embeddings only, never biases or norm scales
     c.clip_norm = 1.0  # global gradient norm; 0 disables clipping
     c.lr_multipliers = ml_collections.ConfigDict({"vision": 0.1})
     c.frozen = ()  # extra patterns frozen in every stage

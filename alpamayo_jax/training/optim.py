@@ -99,6 +99,21 @@ def scale_by_tree(scales: Any) -> optax.GradientTransformation:
     return optax.GradientTransformation(init, update)
 
 
+# Biases and norm scales by name: the stacked layer layout gives them a leading `layers` axis, so
+# "ndim >= 2" would wrongly decay every per-layer norm scale and bias.
+NO_DECAY_NAMES = frozenset({"scale", "bias", "bq", "bk", "bv", "bo", "patch_bias"})
+
+
+def decays(name: str | None, ndim: int) -> bool:
+    """Whether weight decay applies to a parameter (its leaf name, its ndim): weight matrices and
+    embeddings, never biases or norm scales."""
+    return name not in NO_DECAY_NAMES and ndim >= 2
+
+
+def _leaf_name(path: tuple) -> str | None:
+    return getattr(path[-1], "key", getattr(path[-1], "name", None)) if path else None
+
+
 def make_optimizer(cfg: ml_collections.ConfigDict, params: Any) -> optax.GradientTransformation:
     """AdamW for the trainable `params` (arrays or ShapeDtypeStructs): clip -> AdamW -> multipliers."""
     if cfg.clip_norm < 0:
@@ -106,7 +121,7 @@ def make_optimizer(cfg: ml_collections.ConfigDict, params: Any) -> optax.Gradien
     for pattern, value in cfg.lr_multipliers.items():
         if value < 0:
             raise OptimConfigError(f"train.lr_multipliers[{pattern!r}] must be >= 0, got {value}")
-    decay_mask = jax.tree.map(lambda p: len(p.shape) >= 2, params)
+    decay_mask = jax.tree_util.tree_map_with_path(lambda path, p: decays(_leaf_name(path), p.ndim), params)
     chain = []
     if cfg.clip_norm > 0:
         chain.append(optax.clip_by_global_norm(cfg.clip_norm))

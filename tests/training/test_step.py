@@ -214,3 +214,28 @@ def test_schedule_warms_up_from_the_first_step_then_decays_to_the_floor():
     assert values[-1] == pytest.approx(0.1)
     cfg.warmup_steps = 50  # longer than the run: cut to the run instead of never reaching lr
     assert float(learning_rate_schedule(cfg)(9)) == pytest.approx(1.0)
+
+
+def test_weight_decay_skips_stacked_norm_scales_and_biases():
+    """The layers' stacked layout gives norm scales and biases 2 dims; decay must still skip them."""
+    from alpamayo_jax.config import load_config
+    from alpamayo_jax.models.policy_model import build_policy
+    from alpamayo_jax.training.optim import make_optimizer
+    from alpamayo_jax.training.state import ModelLayout
+
+    config = load_config("configs/tiny.py", ["--config.train.weight_decay=0.5", "--config.train.clip_norm=0"])
+    layout = ModelLayout.from_factory(lambda r: build_policy(config, r), config.train, config.seed)
+    params = jax.tree.map(
+        lambda s: jnp.ones(s.shape, s.dtype), layout.partition(layout.abstract_variables())[0]
+    )
+    tx = make_optimizer(config.train, params)
+    state = tx.init(params)
+    state = tx.update(jax.tree.map(jnp.zeros_like, params), state, params)[1]  # warm-up step: lr 0
+    updates, _ = tx.update(jax.tree.map(jnp.zeros_like, params), state, params)
+    flat = {jax.tree_util.keystr(p): u for p, u in jax.tree_util.tree_leaves_with_path(updates)}
+    decayed = {k for k, u in flat.items() if float(jnp.max(jnp.abs(u))) > 0}
+    norm_scale = "['backbone']['llm']['layers']['attn_norm']['scale']"
+    assert norm_scale in flat and norm_scale not in decayed
+    assert "['backbone']['vision']['blocks']['attn']['bq']" not in decayed
+    assert "['backbone']['llm']['layers']['mlp']['gate']['kernel']" in decayed
+    assert "['backbone']['llm']['embedding']" in decayed
