@@ -18,7 +18,7 @@ import jax.numpy as jnp
 from flax import nnx
 from jaxtyping import Array, Float
 
-from alpamayo_jax.nn.linear import LINEAR_OUTPUT, linear
+from alpamayo_jax.nn.linear import linear
 
 Initializer = Callable[..., jax.Array]
 DEFAULT_INIT = nnx.initializers.normal(stddev=0.02)
@@ -159,14 +159,12 @@ class GeluMLP(nnx.Module):
         return self.fc2(jax.nn.gelu(self.fc1(x), approximate=self.approximate))
 
 
-_cp = jax.checkpoint_policies
-_SAVE_LINEAR = _cp.save_only_these_names(LINEAR_OUTPUT)  # `linear`'s custom-VJP matmuls on CPU
 REMAT_POLICIES = {
     "none": None,
-    "full": _cp.nothing_saveable,
-    "dots": _cp.save_from_both_policies(_cp.checkpoint_dots, _SAVE_LINEAR),
-    "dots_no_batch": _cp.save_from_both_policies(_cp.dots_with_no_batch_dims_saveable, _SAVE_LINEAR),
-    "everything": _cp.everything_saveable,
+    "full": jax.checkpoint_policies.nothing_saveable,
+    "dots": jax.checkpoint_policies.checkpoint_dots,
+    "dots_no_batch": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+    "everything": jax.checkpoint_policies.everything_saveable,
 }
 
 

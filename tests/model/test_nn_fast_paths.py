@@ -1,8 +1,8 @@
 """The training step's fast paths equal the plain definitions, values and gradients.
 
 `causal_attention` (skips the masked future), `attention_over_parts` (the expert's prefix and
-action keys without concatenation) and `linear` (the CPU weight gradient through an explicit
-transpose) are what `alpamayo bench train` and the planner run; each must be the plain math.
+action keys without concatenation) and `linear` (every projection as one 2-D product) are what
+`alpamayo bench train` and the planner run; each must be the plain math.
 """
 
 import jax
