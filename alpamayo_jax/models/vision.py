@@ -37,6 +37,9 @@ from alpamayo_jax.nn.attention import Attention, segment_mask
 from alpamayo_jax.nn.layers import Dense, GeluMLP, LayerNorm, RMSNorm, SwiGLU, make_param, remat
 from alpamayo_jax.nn.linear import linear
 from alpamayo_jax.nn.rope import vision_rope_angles
+from alpamayo_jax.parallel.sharding import constrain
+
+VISION_ACT = ("batch", "length", "act_embed")  # [images, patches, width]
 
 
 class VisionLayout(NamedTuple):
@@ -339,6 +342,9 @@ class VisionEncoder(nnx.Module):
         if self.pos_table is not None:
             taps = jnp.take(self.pos_table[...], jnp.asarray(layout.pos_idx), axis=0)  # [N, 4, D]
             x = x + jnp.sum(taps * jnp.asarray(layout.pos_w)[..., None], axis=1).astype(dtype)
+        # Images are the leading axis: sharded like the batch, or every device would encode (and
+        # store for the backward) every image of the global batch.
+        x = constrain(x, VISION_ACT)
         angles = vision_rope_angles(jnp.asarray(layout.hw), cfg.hidden // cfg.heads, cfg.rope_theta)
         window_seg = layout.window_seg
         image_seg = layout.image_seg
@@ -359,7 +365,7 @@ class VisionEncoder(nnx.Module):
         def body(h, xs):
             layer_state, full = xs
             mask = jnp.where(full, full_mask, window_mask)
-            return nnx.merge(graphdef, layer_state)(h, angles, mask), None
+            return constrain(nnx.merge(graphdef, layer_state)(h, angles, mask), VISION_ACT), None
 
         body = remat(body, self.remat_policy)
         taps = sorted(cfg.deepstack_blocks)
