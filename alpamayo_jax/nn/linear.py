@@ -4,7 +4,7 @@ Why it exists: the weight gradient of y = x @ W is dW = x^T @ dy, a contraction 
 axes. Written as an einsum over [batch, length, ...] operands (the model's first form), XLA's CPU
 backend transposed the SwiGLU's [4096 x 1024] activation gradients into a [1024, 8, 512] layout
 inside the elementwise fusion that computes them: a strided write that cost 63-74 ms per layer,
-twice per layer, 0.82 s of a 3.5 s `small` training step (docs/performance.md). Flattened to
+twice per layer, 0.82 s of a 2.9 s profiled `small` training step (docs/performance.md). Flattened to
 [tokens, in] @ [in, out] first, the same products get layouts the matmul kernels take directly,
 and the strided copies are gone. The attention's [embed, heads, head_dim] kernels go through the
 same path (`in_dims` contracted axes), so all projections share it.
