@@ -81,19 +81,11 @@ def build(config_path: str, overrides: list[str], patch: tuple[bool, bool]):
     from alpamayo_jax.commands.bench import prepare_train_step
     from alpamayo_jax.config import load_config
     from alpamayo_jax.parallel import sharding
-    from alpamayo_jax.training.state import init_train_state
 
     config = load_config(config_path, overrides)
     bench = prepare_train_step(config)
-    rules = config.mesh.rules
-    with reverted(*patch), sharding.activate(bench.mesh, rules):
-        state = jax.jit(
-            lambda: init_train_state(bench.layout, bench.factory, bench.tx, config.seed),
-            out_shardings=bench.state_shardings,
-        )()
-        batch = jax.device_put(
-            bench.host_batch, sharding.batch_shardings(bench.abstract_batch, bench.mesh, rules)
-        )
+    state, batch = bench.initial_state_and_batch()
+    with reverted(*patch), sharding.activate(bench.mesh, config.mesh.rules):
         compiled = bench.compile()
     return [compiled, state, batch, jax.random.key(config.seed)]
 

@@ -74,18 +74,11 @@ def main() -> None:
     from alpamayo_jax.commands.bench import prepare_train_step
     from alpamayo_jax.config import load_config
     from alpamayo_jax.parallel import sharding
-    from alpamayo_jax.training.state import init_train_state
 
     config = load_config(args.config, overrides)
     bench = prepare_train_step(config)
+    state, batch = bench.initial_state_and_batch()
     with sharding.activate(bench.mesh, config.mesh.rules):
-        state = jax.jit(
-            lambda: init_train_state(bench.layout, bench.factory, bench.tx, config.seed),
-            out_shardings=bench.state_shardings,
-        )()
-        batch = jax.device_put(
-            bench.host_batch, sharding.batch_shardings(bench.abstract_batch, bench.mesh, config.mesh.rules)
-        )
         compiled = bench.compile()
         rng = jax.random.key(config.seed)
         state, metrics = compiled(state, batch, rng)

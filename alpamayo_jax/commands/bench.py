@@ -99,6 +99,24 @@ class TrainBench:
     mesh: Any
     weights: dict
 
+    def initial_state_and_batch(self):
+        """The initial train state (placed by its shardings) and the fake batch, on the mesh."""
+        import jax
+
+        from alpamayo_jax.parallel import sharding
+        from alpamayo_jax.training.state import init_train_state
+
+        rules = self.config.mesh.rules
+        with sharding.activate(self.mesh, rules):
+            state = jax.jit(
+                lambda: init_train_state(self.layout, self.factory, self.tx, self.config.seed),
+                out_shardings=self.state_shardings,
+            )()
+            batch = jax.device_put(
+                self.host_batch, sharding.batch_shardings(self.abstract_batch, self.mesh, rules)
+            )
+        return state, batch
+
     def compile(self):
         """Lower and compile the step ahead of time (explicit shardings, the state donated)."""
         from alpamayo_jax.training.state import abstract_train_state
@@ -176,7 +194,6 @@ def bench_train(
     from alpamayo_jax.models.flops import StepShape
     from alpamayo_jax.models.policy_model import param_counts
     from alpamayo_jax.parallel import sharding
-    from alpamayo_jax.training.state import init_train_state
     from alpamayo_jax.training.step import memory_summary
     from alpamayo_jax.training.utilization import measure_matmul_peak, mfu, peak_memory, step_flops
 
@@ -185,12 +202,8 @@ def bench_train(
     batch_size = int(host_batch.tokens.shape[0])
     counts = param_counts(config.model)
 
+    state, batch = bench.initial_state_and_batch()
     with sharding.activate(mesh, rules):
-        state = jax.jit(
-            lambda: init_train_state(bench.layout, bench.factory, bench.tx, config.seed),
-            out_shardings=bench.state_shardings,
-        )()
-        batch = jax.device_put(host_batch, sharding.batch_shardings(bench.abstract_batch, mesh, rules))
         rng = jax.random.key(config.seed)
         start = time.perf_counter()
         compiled = bench.compile()

@@ -130,9 +130,10 @@ class ActionExpert(nnx.Module):
         return ExpertPrefix(to_heads_first(prefix_k), to_heads_first(prefix_v), prefix_mask, angles)
 
     def velocity(
-        self, prefix: ExpertPrefix, x_t: Float[Array, "b t a"], t: Float[Array, " b"]
+        self, prefix: ExpertPrefix, x_t: Float[Array, "b t a"], t: Float[Array, "*b"]
     ) -> Float[Array, "b t a"]:
-        """Velocity for every action token at (x_t, t), reading a prepared prefix."""
+        """Velocity for every action token at (x_t, t), reading a prepared prefix (t: one per
+        example, or one for all)."""
         b, steps = x_t.shape[:2]
         t = jnp.broadcast_to(jnp.asarray(t, jnp.float32), (b,))
         h = constrain(self.in_proj(x_t, t), ACT)

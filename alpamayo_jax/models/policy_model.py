@@ -135,7 +135,6 @@ class PolicyModel(nnx.Module):
         t: Float[Array, "*b"],
     ) -> Float[Array, "b t a"]:
         """The expert's velocity at (x_t, t), reading cache slots [0, prefix_len)."""
-        t = jnp.broadcast_to(jnp.asarray(t, jnp.float32), x_t.shape[:1])
         return self.expert.velocity(self._expert_prefix(cache, prefix_len, x_t.shape[1]), x_t, t)
 
     def _expert_prefix(self, cache: PolicyCache, prefix_len: Int[Array, " b"], steps: int) -> ExpertPrefix:
@@ -154,11 +153,7 @@ class PolicyModel(nnx.Module):
         """Normalised actions by Euler integration of the expert from noise (t=0) to data (t=1)."""
         # The prefix is laid out once per plan, outside the Euler loop (models/expert.py).
         prefix = self._expert_prefix(cache, prefix_len, noise.shape[1])
-
-        def velocity(x, t):
-            return self.expert.velocity(prefix, x, jnp.broadcast_to(t, x.shape[:1]))
-
-        return euler_sample(velocity, noise, num_steps)
+        return euler_sample(lambda x, t: self.expert.velocity(prefix, x, t), noise, num_steps)
 
 
 def build_policy(config: ml_collections.ConfigDict, rngs: nnx.Rngs) -> PolicyModel:

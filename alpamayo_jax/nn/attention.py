@@ -56,6 +56,11 @@ def _grouped_heads_first(q: Float[Array, "b q h d"], groups: int) -> Float[Array
     return q.reshape(b, sq, groups, h // groups, d).transpose(0, 2, 3, 1, 4).reshape(b, groups, -1, d)
 
 
+def heads_first_kv(x: Float[Array, "b k g d"]) -> Float[Array, "b g k d"]:
+    """Keys or values in the layout `attention_over_parts` reads (transpose once, attend often)."""
+    return x.transpose(0, 2, 1, 3)
+
+
 def _attend(
     qh: Float[Array, "b g rq d"],
     kh: Float[Array, "b g k d"],
@@ -76,11 +81,17 @@ def _rows_mask(mask: Bool[Array, "b q k"], repeats: int) -> Bool[Array, "b rq k"
     return jnp.broadcast_to(mask[:, None], (b, repeats, sq, sk)).reshape(b, repeats * sq, sk)
 
 
-def _check_heads(q: jax.Array, k: jax.Array) -> tuple[int, int]:
-    h, g = q.shape[2], k.shape[2]
-    if h % g:
-        raise ValueError(f"query heads ({h}) must be a multiple of kv heads ({g})")
-    return g, h // g
+def _query_heads_per_group(heads: int, kv_heads: int) -> int:
+    if heads % kv_heads:
+        raise ValueError(f"query heads ({heads}) must be a multiple of kv heads ({kv_heads})")
+    return heads // kv_heads
+
+
+def _tokens_first(out: Float[Array, "b g rq d"], repeats: int) -> Float[Array, "b q h d"]:
+    """The inverse of `_grouped_heads_first`: [b, g, r * q, d] -> [b, q, g * r, d]."""
+    b, g, rows, d = out.shape
+    sq = rows // repeats
+    return out.reshape(b, g, repeats, sq, d).transpose(0, 3, 1, 2, 4).reshape(b, sq, g * repeats, d)
 
 
 def dot_product_attention(
@@ -92,26 +103,21 @@ def dot_product_attention(
 ) -> Float[Array, "b q h d"]:
     """Softmax attention with GQA (h query heads share g = kv heads); logits and softmax in float32.
 
-    Computed heads-first (`_grouped_heads_first`): the layout the matmul kernels want, measured
-    1.4x faster than the token-major einsum for forward + backward at the `small` shapes
-    (docs/performance.md).
+    Computed heads-first (`_grouped_heads_first`): the layout the matmul kernels want; faster than
+    the token-major einsum it replaced, forward and backward (tools/bench_attention.py,
+    docs/performance.md).
     """
-    b, sq, h, d = q.shape
-    g, r = _check_heads(q, k)
+    d, g = q.shape[-1], k.shape[2]
+    r = _query_heads_per_group(q.shape[2], g)
     scale = d**-0.5 if scale is None else scale
     out = _attend(
         _grouped_heads_first(q, g),
-        k.transpose(0, 2, 1, 3),
-        v.transpose(0, 2, 1, 3),
+        heads_first_kv(k),
+        heads_first_kv(v),
         _rows_mask(mask, r),
         scale,
     )
-    return out.reshape(b, g, r, sq, d).transpose(0, 3, 1, 2, 4).reshape(b, sq, h, d)
-
-
-def heads_first_kv(x: Float[Array, "b k g d"]) -> Float[Array, "b g k d"]:
-    """Keys or values in the layout `attention_over_parts` reads (transpose once, attend often)."""
-    return x.transpose(0, 2, 1, 3)
+    return _tokens_first(out, r)
 
 
 def attention_over_parts(
@@ -128,11 +134,8 @@ def attention_over_parts(
     prefix in its own part lets the sampler lay it out once per plan instead of copying it next to
     the action keys in every layer of every step.
     """
-    b, sq, h, d = q.shape
-    g = parts[0][0].shape[1]
-    if h % g:
-        raise ValueError(f"query heads ({h}) must be a multiple of kv heads ({g})")
-    r = h // g
+    d, g = q.shape[-1], parts[0][0].shape[1]
+    r = _query_heads_per_group(q.shape[2], g)
     scale = d**-0.5 if scale is None else scale
     qh = _grouped_heads_first(q, g)
     logits = []
@@ -146,7 +149,7 @@ def attention_over_parts(
         jnp.einsum("bgqk,bgkd->bgqd", (w / total).astype(values.dtype), values)
         for w, (_, values, _) in zip(weights, parts, strict=True)
     )
-    return out.reshape(b, g, r, sq, d).transpose(0, 3, 1, 2, 4).reshape(b, sq, h, d)
+    return _tokens_first(out, r)
 
 
 CAUSAL_QUERY_CHUNK = 64
@@ -174,22 +177,20 @@ def causal_attention(
     Equal to `dot_product_attention(q, k, v, mask)` when `mask[:, i, j]` is False for every j > i
     (causal text; `mask` may still drop padding). Queries go in static chunks; chunk [lo, hi)
     only multiplies against keys [0, hi), so about half the logits, probabilities and their
-    gradients are never computed or stored (8 chunks of 64 at 512 tokens: 2.7x faster forward +
-    backward than the dense form here, docs/performance.md), and each chunk's probabilities are
-    small enough to stay in cache between the softmax and the products.
+    gradients are never computed or stored (tools/bench_attention.py times it against the dense
+    form), and each chunk's probabilities are small enough to stay in cache between the softmax
+    and the products.
     """
-    b, s, h, d = q.shape
-    g, r = _check_heads(q, k)
+    s, d, g = q.shape[1], q.shape[-1], k.shape[2]
+    r = _query_heads_per_group(q.shape[2], g)
     scale = d**-0.5 if scale is None else scale
-    qh = q.reshape(b, s, g, r, d).transpose(0, 2, 3, 1, 4)  # [b, g, r, s, d]
-    kh, vh = k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3)
+    kh, vh = heads_first_kv(k), heads_first_kv(v)
     outs = []
     for lo, hi in causal_chunks(s, chunk):
-        rows = qh[:, :, :, lo:hi].reshape(b, g, r * (hi - lo), d)
+        rows = _grouped_heads_first(q[:, lo:hi], g)
         out = _attend(rows, kh[:, :, :hi], vh[:, :, :hi], _rows_mask(mask[:, lo:hi, :hi], r), scale)
-        outs.append(out.reshape(b, g, r, hi - lo, d))
-    out = jnp.concatenate(outs, axis=3)
-    return out.transpose(0, 3, 1, 2, 4).reshape(b, s, h, d)
+        outs.append(_tokens_first(out, r))
+    return jnp.concatenate(outs, axis=1)
 
 
 class Attention(nnx.Module):
