@@ -32,7 +32,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-samples", type=int, default=None, help="evaluate only the first N samples of the split"
     )
     parser.add_argument(
-        "--num-scenarios", type=int, default=26, help="closed-loop scenes (default 26: two per decision)"
+        "--num-scenarios",
+        type=int,
+        default=104,
+        help="closed-loop scenes (default 104: eight per decision; rates come with 95%% intervals)",
     )
     parser.add_argument("--scenario-seed", type=int, default=0, help="seed of the closed-loop scenario set")
     parser.add_argument(

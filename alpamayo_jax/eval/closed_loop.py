@@ -4,7 +4,8 @@ The simulation is `world/simulator.py`; this module names the metrics and averag
 episodes and the common / hard subsets. Per episode: collision, off-road, close encounter (no
 collision, but the constant-velocity time to collision with some obstacle fell below
 `ttc_threshold_s`), stop-line violation, progress along the road, and comfort of the driven path
-(`trajectory.comfort`).
+(`trajectory.comfort`), once over all scenes and once leaving out the scenes that demand an
+emergency manoeuvre (`Scene.emergency`: full braking breaks the comfort bounds by design).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ CLOSED_LOOP_METRICS = (
     "progress_m",
     "progress_ratio",
     "comfort_violation_rate",
+    "comfort_violation_rate_no_emergency",
     "min_ttc_s",
 )
 
@@ -43,8 +45,9 @@ def summarize(episodes: Sequence[Episode], config: ClosedLoopConfig = ClosedLoop
     """Means over all episodes and the common / hard subsets (keys as `CLOSED_LOOP_METRICS`)."""
     rows = [episode_metrics(e, config) for e in episodes]
     uncomfortable = comfort_violated(episodes)
-    for row, bad in zip(rows, uncomfortable):
+    for row, bad, episode in zip(rows, uncomfortable, episodes):
         row["comfort_violation_rate"] = float(bad)
+        row["comfort_violation_rate_no_emergency"] = float("nan") if episode.scene.emergency else float(bad)
     per_scene = {name: np.array([r[name] for r in rows], np.float64) for name in CLOSED_LOOP_METRICS}
     hard = np.array([is_hard(e.scene.decision) for e in episodes])
     return aggregate(per_scene, hard, CLOSED_LOOP_METRICS)

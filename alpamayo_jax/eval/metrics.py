@@ -7,7 +7,8 @@ planned trajectory's meta-actions agree with it). This module only decides *whic
 exist and how they are averaged: over all scenes and over the `common` and `hard` subsets.
 
 A per-scene value is NaN when the metric does not apply to that scene (no reasoning text, no
-labelled decision); a mean over no applicable scene is `None` in the results, never 0.
+labelled decision); a mean over no applicable scene is `None` in the results, never 0. Every mean
+comes with its 95% bootstrap interval over scenes (`eval.bootstrap`) under `ci95`.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import jax
 import numpy as np
 from jaxtyping import Bool, Float
 
+from alpamayo_jax.eval.bootstrap import bootstrap_ci
 from alpamayo_jax.trajectory import comfort as comfort_lib
 from alpamayo_jax.trajectory import metrics as traj_metrics
 from alpamayo_jax.world.policies import DrivingPolicy, Observation, PolicyPlan, plan_all
@@ -78,7 +80,8 @@ def aggregate(
     """Means over all scenes, plus `common` and `hard` sub-dicts with the same metric keys.
 
     Every metric in `metrics` appears in every subset (as None where nothing applied), so the JSON
-    keys do not depend on which scenes a split happened to contain.
+    keys do not depend on which scenes a split happened to contain. Each subset also holds `ci95`:
+    per metric, the [low, high] 95% bootstrap interval of its mean over scenes (None likewise).
     """
     hard = np.asarray(hard, bool)
     names = list(metrics) if metrics is not None else list(per_scene)
@@ -90,9 +93,14 @@ def aggregate(
 
     def subset(mask: np.ndarray) -> dict[str, Any]:
         row: dict[str, Any] = {}
+        ci: dict[str, list[float] | None] = {}
         for name in names:
-            row[name] = _mean(np.asarray(per_scene[name])[mask]) if name in per_scene else None
+            values = np.asarray(per_scene[name])[mask] if name in per_scene else np.array([])
+            row[name] = _mean(values)
+            interval = bootstrap_ci(values)
+            ci[name] = list(interval) if interval is not None else None
         row["num_scenes"] = int(mask.sum())
+        row["ci95"] = ci
         return row
 
     out = subset(np.ones_like(hard))

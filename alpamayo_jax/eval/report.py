@@ -3,7 +3,8 @@
 The JSON layout is a contract (docs/interfaces.md): top level `open_loop` and `closed_loop`, each keyed by
 policy (`model`, `constant_velocity`, `expert`), then metric (`minADE`, `ADE`, `FDE`,
 `collision_rate`, ...) holding the value over all scenes, plus `common` and `hard` holding the same
-metrics over each subset. A metric a policy cannot have (decision accuracy of a policy that writes
+metrics over each subset, and `ci95` holding each metric's [low, high] 95% bootstrap interval over
+scenes (the closed-loop table prints them under the values). A metric a policy cannot have (decision accuracy of a policy that writes
 no reasoning) is `null`, never a made-up number, so tables stay honest about what was measured.
 """
 
@@ -47,10 +48,22 @@ def _policies(section: Mapping[str, Any]) -> list[str]:
     return known + sorted(p for p in section if p not in POLICY_ORDER)
 
 
+def _interval(entry: Mapping[str, Any], metric: str) -> str:
+    ci = (entry.get("ci95") or {}).get(metric)
+    return f"[{ci[0]:.2f},{ci[1]:.2f}]" if ci else ""
+
+
 def format_section(
-    title: str, section: Mapping[str, Mapping[str, Any]], metrics: list[str] | None = None
+    title: str,
+    section: Mapping[str, Mapping[str, Any]],
+    metrics: list[str] | None = None,
+    *,
+    intervals: bool = False,
 ) -> str:
-    """One table: a row per (policy, subset), a column per metric, metrics as they appear."""
+    """One table: a row per (policy, subset), a column per metric, metrics as they appear.
+
+    `intervals`: under each policy's all-scenes row, a row of the 95% intervals of its means.
+    """
     if not section:
         return f"{title}: (not run)"
     metrics = metrics or _metric_names(section)
@@ -59,6 +72,8 @@ def format_section(
     for policy in _policies(section):
         entry = section[policy]
         rows.append([policy, "all", *(_fmt(entry.get(m)) for m in metrics)])
+        if intervals and "ci95" in entry:
+            rows.append(["", "95% CI", *(_interval(entry, m) for m in metrics)])
         for subset in SUBSETS:
             if subset in entry:
                 rows.append([policy, subset, *(_fmt(entry[subset].get(m)) for m in metrics)])
@@ -76,7 +91,7 @@ def format_results(results: Mapping[str, Any]) -> str:
     parts = []
     for key, title in (("open_loop", "Open loop"), ("closed_loop", "Closed loop")):
         if key in results:
-            parts.append(format_section(title, results[key]))
+            parts.append(format_section(title, results[key], intervals=key == "closed_loop"))
     return "\n\n".join(parts)
 
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from alpamayo_jax.eval import metrics, report
+from alpamayo_jax.eval.bootstrap import bootstrap_ci
 from alpamayo_jax.world.policies import ConstantVelocityPolicy, PolicyPlan, constant_turn_rate_poses
 
 T, DT = 64, 0.1
@@ -72,6 +73,31 @@ def test_aggregate_subsets_and_nan():
     assert out["decision_accuracy"] == 1.0 and out["hard"]["decision_accuracy"] is None
     assert out["consistency"] is None  # never measured: None, not 0
     assert (out["num_scenes"], out["common"]["num_scenes"], out["hard"]["num_scenes"]) == (3, 2, 1)
+
+
+def test_bootstrap_interval_of_known_data():
+    # 100 scenes, 10 collisions: the normal approximation of the 95% interval is
+    # 0.10 +- 1.96 sqrt(0.1 * 0.9 / 100) = [0.041, 0.159]; the percentile bootstrap lands within a
+    # resampling step (0.01) of it.
+    values = np.array([1.0] * 10 + [0.0] * 90)
+    lo, hi = bootstrap_ci(values)
+    assert lo == pytest.approx(0.041, abs=0.011) and hi == pytest.approx(0.159, abs=0.011)
+    assert bootstrap_ci(values) == (lo, hi)  # seeded
+    assert bootstrap_ci(np.array([2.0, 2.0, np.nan])) == (2.0, 2.0)  # NaN left out; no spread
+    assert bootstrap_ci(np.array([np.nan])) is None
+    wide = bootstrap_ci(values[::10])  # the same rate on 10 scenes: a far wider interval
+    assert wide[1] - wide[0] > 2 * (hi - lo)
+    with pytest.raises(ValueError, match="level: expected a probability in"):
+        bootstrap_ci(values, level=95)
+
+
+def test_aggregate_carries_intervals_and_the_table_prints_them():
+    out = metrics.aggregate({"collision_rate": np.array([1.0, 0.0, 0.0, 0.0])}, np.zeros(4, bool))
+    assert out["ci95"]["collision_rate"] == list(bootstrap_ci(np.array([1.0, 0.0, 0.0, 0.0])))
+    assert out["hard"]["ci95"]["collision_rate"] is None  # no hard scene
+    text = report.format_section("Closed loop", {"model": out}, intervals=True)
+    lo, hi = out["ci95"]["collision_rate"]
+    assert text.splitlines()[4].split() == ["95%", "CI", f"[{lo:.2f},{hi:.2f}]"]  # under the model row
 
 
 def test_aggregate_rejects_misaligned_values():
