@@ -12,7 +12,7 @@ import ml_collections
 
 def data_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
-    c.world = "coc_world_v1"  # the synthetic world's name (world/)
+    c.world = "coc_world_v2"  # the synthetic world's name (world/)
     c.dir = ml_collections.FieldReference(None, field_type=str)  # existing dataset; None = synthetic cache
     c.cache_dir = "~/.cache/alpamayo_jax/synthetic"
     c.seed = 0  # seed of the synthetic splits (train, val, test draw from 3 seed, 3 seed + 1, 3 seed + 2)

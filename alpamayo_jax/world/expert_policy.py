@@ -28,6 +28,10 @@ from alpamayo_jax.world.road import Road
 from alpamayo_jax.world.scene import Scene
 from alpamayo_jax.world.traffic import scripted_state
 
+# The re-plan rejoins the path over the distance driven in REJOIN_S (at least REJOIN_MIN_M).
+REJOIN_S = 2.0
+REJOIN_MIN_M = 4.0
+
 
 @dataclasses.dataclass(frozen=True)
 class WorldView:
@@ -85,12 +89,43 @@ def _rebase_agent(agent: Agent, t: float, origin: np.ndarray, heading: float) ->
     return dataclasses.replace(agent, x=c * dx + s * dy, y=-s * dx + c * dy, yaw=yaw - heading)
 
 
+@dataclasses.dataclass(frozen=True)
+class _RoadPath:
+    """The expert's closed-loop path: the lane centre plus the scene's lateral manoeuvre, rejoined
+    smoothly from where the ego is (tracking lag leaves it a little off the path, and a plan that
+    starts beside the car makes the tracker jump sideways: an acceleration spike at every re-plan)."""
+
+    road: Road
+    lateral: world_planner.Lateral | None
+    s_e: float  # the ego's road coordinates now
+    d_e: float
+    speed: float
+
+    def _offset(self, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Offset from the reference line at s and its slope d/ds."""
+        if self.lateral is not None:
+            d, d1, _ = self.lateral.profile(s)
+            start = float(self.lateral.profile(np.array([self.s_e]))[0][0])
+        else:
+            d, d1, start = np.zeros_like(s), np.zeros_like(s), 0.0
+        error = self.d_e - (self.road.ego_offset + start)
+        rejoin = max(REJOIN_MIN_M, REJOIN_S * self.speed)
+        fade, fade_d1, _ = world_planner.minimum_jerk_blend(s, self.s_e, rejoin, error)
+        return self.road.ego_offset + d + error - fade, d1 - fade_d1
+
+    def points(self, s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """World (x, y, heading) of the path at reference arc lengths s."""
+        d, d1 = self._offset(s)
+        x, y, h = self.road.point_at(s, d)
+        return x, y, h + np.arctan(d1)
+
+
 def expert_poses(view: WorldView, future_steps: int = 64) -> tuple[np.ndarray, np.ndarray]:
     """The expert's plan from the ego's current state: poses [T, 3] in the ego frame, accel [T]."""
     scene, ego = view.scene, view.ego
     road, intent = scene.road, scene.intent
     s_e, d_e = (float(v) for v in road.to_road(np.array(ego.x), np.array(ego.y)))
-    rx, ry, rh = (float(v) for v in road.pose_at(np.array(s_e)))
+    rh = float(road.pose_at(np.array(s_e))[2])
     origin = np.array([ego.x, ego.y])
     local_road = shift_road(road, s_e, d_e)
     agents = [_rebase_agent(a, view.t, origin, rh) for a in view.agents]
@@ -109,14 +144,17 @@ def expert_poses(view: WorldView, future_steps: int = 64) -> tuple[np.ndarray, n
     )
     speeds = np.asarray(result.speeds, np.float64)
     dist = np.cumsum((speeds[:-1] + speeds[1:]) * world_planner.DT / 2)
-    s_path = s_e + dist
-    if intent.lateral is not None:
-        d_rel, d1, _ = intent.lateral.profile(s_path)
-    else:
-        d_rel, d1 = np.zeros_like(s_path), np.zeros_like(s_path)
-    px, py, ph = road.point_at(s_path, road.ego_offset + d_rel)
+    path = _RoadPath(road, intent.lateral, s_e, d_e, float(ego.speed))
+    # The planned distances are along the path actually driven, which is longer than the road's
+    # reference line in a lane change or a curve off the reference line: read it on a fine grid of
+    # the reference line and invert its arc length. Placing the speed profile on the reference
+    # line instead makes the path's speed jump by ~1% at each re-plan (a 0.7 m/s^2 spike).
+    grid = s_e + np.arange(0.0, dist[-1] * 1.2 + 2.0, 0.2)
+    gx, gy, _ = path.points(grid)
+    arc = np.concatenate([[0.0], np.cumsum(np.hypot(np.diff(gx), np.diff(gy)))])
+    px, py, ph = path.points(np.interp(dist, arc, grid))
     local = ego.to_local(np.stack([px, py], axis=-1))
-    heading = np.angle(np.exp(1j * (ph + np.arctan(d1) - ego.heading)))
+    heading = np.angle(np.exp(1j * (ph - ego.heading)))
     poses = np.concatenate([local, heading[:, None]], axis=-1)
     return poses.astype(np.float32), np.asarray(result.future_actions[:, 0], np.float32)
 

@@ -30,7 +30,7 @@ from alpamayo_jax.world.render import frame_poses, render
 from alpamayo_jax.world.scene import Scene
 from alpamayo_jax.world.situations import BUILDERS
 
-WORLD_NAME = "coc_world_v1"
+WORLD_NAME = "coc_world_v2"
 MAX_ATTEMPTS = 40
 # Release comfort bounds (`trajectory/comfort.py`) that the expert keeps unless it brakes for an
 # emergency.

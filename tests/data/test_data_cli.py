@@ -40,7 +40,7 @@ def test_synth_writes_splits_and_prints_a_summary(dataset, capsys):
     train, val = ShardReader(dataset, "train"), ShardReader(dataset, "val")
     assert len(train) == 24 and len(val) == 6
     assert train[0].images.shape == (8, 56, 112, 3) and val[0].images.shape == (4, 28, 112, 3)
-    assert train.manifest["seed"] == 5 and train[3].clip_id == "coc_world_v1-s5-00000003"
+    assert train.manifest["seed"] == 5 and train[3].clip_id == "coc_world_v2-s5-00000003"
     capsys.readouterr()
     assert cli.main(["data", "synth", "--out", str(dataset / "x"), "--num", "2", "--seed", "0"]) == 0
     out = capsys.readouterr().out
