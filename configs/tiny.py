@@ -16,6 +16,11 @@ def get_config():
     config.data.num_train = 8000
     # The random ViT is first trained to classify the world's decisions (configs/tiny_vision.py).
     config.model.vision.decision_classes = len(DECISION_NAMES)
+    # The 35k-parameter expert does not learn in one short stage 2 to remove all of the per-step
+    # noise it starts from, and what it leaves is jerk (plans jumping by 4 m/s^2 between 0.1 s
+    # steps). In the span of the 16 smoothest cosines over the horizon every sample is smooth
+    # (trajectory/smooth_basis.py); the expert planner's targets move by 1 mm there.
+    config.model.expert.action_basis = 16
 
     # -- Training of the Quick-start demo (tools/demo.sh; configs/tiny_vision.py, tiny_stage2.py) --
     # Budget: vision stage + stage 1 + stage 2 + eval in about 12 minutes on 2 cores (~0.33 s per

@@ -120,6 +120,9 @@ def expert_config(
     c.fourier_frequencies = 10
     c.fourier_min = 1.0
     c.fourier_max = 100.0
+    # 0: the flow samples one free (accel, curvature) per step, as the release does; K > 0: it lives
+    # in the span of the K smoothest cosines over the horizon (trajectory/smooth_basis.py).
+    c.action_basis = 0
     c.update(overrides)
     return c
 

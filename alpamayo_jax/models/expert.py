@@ -30,6 +30,7 @@ from alpamayo_jax.nn.attention import attention_over_parts, heads_first_kv
 from alpamayo_jax.nn.layers import RMSNorm, remat
 from alpamayo_jax.nn.rope import mrope_angles, text_positions
 from alpamayo_jax.parallel.sharding import constrain
+from alpamayo_jax.trajectory import smooth_basis
 
 ACT = ("batch", "length", "act_embed")
 
@@ -83,6 +84,9 @@ class ActionExpert(nnx.Module):
         self.remat_policy = remat_policy
         layer_cfg = expert_layer_config(llm_cfg, expert_cfg)
         self.num_layers = llm_cfg.layers
+        # 0: one free value per step (the release); K: the flow lives in the span of K smooth
+        # cosines over the horizon (trajectory/smooth_basis.py).
+        self.action_basis = int(expert_cfg.get("action_basis", 0))
         self.in_proj = ActionInProjection(
             action_dim=action_dim,
             out_dim=expert_cfg.hidden,
@@ -156,7 +160,15 @@ class ActionExpert(nnx.Module):
             return constrain(h, ACT), None
 
         h, _ = jax.lax.scan(remat(body, self.remat_policy), h, (state, prefix.keys, prefix.values))
-        return self.out_proj(self.final_norm(h))
+        return smooth_basis.project(self.out_proj(self.final_norm(h)), self.action_basis)
+
+    def flow_noise(self, eps: Float[Array, "b t a"]) -> Float[Array, "b t a"]:
+        """The starting noise of the flow from i.i.d. N(0, 1) draws: as drawn, or in the smooth span."""
+        return smooth_basis.smooth_noise(eps, self.action_basis)
+
+    def flow_data(self, actions: Float[Array, "b t a"]) -> Float[Array, "b t a"]:
+        """The training target of the flow: the normalised actions, projected onto the smooth span."""
+        return smooth_basis.project(actions, self.action_basis)
 
     def __call__(
         self,

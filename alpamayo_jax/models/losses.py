@@ -102,7 +102,8 @@ def sft_loss_terms(
     """{'ce', 'reasoning', 'flow'}: (sum, count) of one batch (`models/batch.py`).
 
     Flow matching: t from `trajectory.flow.sample_time`, eps ~ N(0, I), x_t = t x + (1 - t) eps,
-    target x - eps, where x are the normalised actions. With `stop_gradient_prefix` the expert's
+    target x - eps, where x are the normalised actions (noise and actions in the expert's smooth
+    span when `model.expert.action_basis` > 0, `trajectory/smooth_basis.py`). With `stop_gradient_prefix` the expert's
     view of the prefix K/V is constant (SFT stage 2: the VLM does not learn from the flow loss).
     """
     tokens, valid = batch.tokens, batch.valid.astype(bool)
@@ -113,11 +114,11 @@ def sft_loss_terms(
     text_mask = reasoning_mask(batch.loss_mask, batch.cot_start.astype(jnp.int32), prefix_len)
     reasoning = masked_sum(nll, text_mask)
 
-    actions = batch.actions_norm.astype(jnp.float32)
+    actions = model.expert.flow_data(batch.actions_norm.astype(jnp.float32))
     b = actions.shape[0]
     t_rng, eps_rng = jax.random.split(rng)
     t = sample_time(t_rng, (b,), flow_cfg)
-    eps = jax.random.normal(eps_rng, actions.shape, jnp.float32)
+    eps = model.expert.flow_noise(jax.random.normal(eps_rng, actions.shape, jnp.float32))
     x_t = interpolate(actions, eps, t)
     if stop_gradient_prefix:
         k, v = jax.lax.stop_gradient(k), jax.lax.stop_gradient(v)

@@ -153,7 +153,8 @@ class PolicyModel(nnx.Module):
         """Normalised actions by Euler integration of the expert from noise (t=0) to data (t=1)."""
         # The prefix is laid out once per plan, outside the Euler loop (models/expert.py).
         prefix = self._expert_prefix(cache, prefix_len, noise.shape[1])
-        return euler_sample(lambda x, t: self.expert.velocity(prefix, x, t), noise, num_steps)
+        start = self.expert.flow_noise(noise)
+        return euler_sample(lambda x, t: self.expert.velocity(prefix, x, t), start, num_steps)
 
 
 def build_policy(config: ml_collections.ConfigDict, rngs: nnx.Rngs) -> PolicyModel:

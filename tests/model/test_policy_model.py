@@ -21,6 +21,7 @@ from alpamayo_jax.models.losses import (
 )
 from alpamayo_jax.models.policy_model import PolicyCache, PolicyModel, param_counts
 from alpamayo_jax.models.vision import VisionEncoder
+from alpamayo_jax.trajectory import smooth_basis
 
 NAMED = ("tiny", "small", "r1_0p5b", "r1_3b", "r1_7b", "r1_release")
 N_NEW = 4
@@ -125,7 +126,8 @@ def probe(repo_root):
         _, cache = model.prefill(tokens, images, valid)
         out["denoise"] = model.denoise_step(cache, pl, x_t, t)
         out["euler_one_step"] = model.sample_actions(cache, pl, x_t, 1)
-        out["velocity_t0"] = model.denoise_step(cache, pl, x_t, 0.0)
+        out["start"] = model.expert.flow_noise(x_t)  # tiny's flow lives in a smooth span
+        out["velocity_t0"] = model.denoise_step(cache, pl, out["start"], 0.0)
         out["variants"] = jax.vmap(lambda tok: _velocity_from_forward(model, tok, batch, x_t, t))(variants)
         return out
 
@@ -156,7 +158,14 @@ def test_expert_ignores_tokens_after_the_prefix_and_reads_those_before(probe):
 
 
 def test_sample_actions_integrates_the_expert(probe):
-    np.testing.assert_allclose(probe["euler_one_step"], probe["x_t"] + probe["velocity_t0"], atol=1e-5)
+    np.testing.assert_allclose(probe["euler_one_step"], probe["start"] + probe["velocity_t0"], atol=1e-5)
+    # The start is the noise projected onto tiny's 16-cosine span (x sqrt(64 / 16)), and the
+    # expert's velocity lies in the span too: so does every sample.
+    np.testing.assert_allclose(
+        probe["start"], 2.0 * np.asarray(smooth_basis.project(probe["x_t"], 16)), rtol=1e-5, atol=1e-5
+    )
+    step = probe["euler_one_step"]
+    np.testing.assert_allclose(np.asarray(smooth_basis.project(step, 16)), step, atol=1e-5)
 
 
 def test_graphdef_is_hashable_so_jit_can_cache_on_it(repo_root):
