@@ -16,6 +16,7 @@ from alpamayo_jax.config.loader import load_config_file
 def get_config():
     config = load_config_file(pathlib.Path(__file__).with_name("tiny.py"))
     config.train.stage = "stage2"
+    config.train.requires_init = "configs/tiny.py"  # the frozen VLM comes from stage 1
     config.train.steps = 800
     config.train.batch_size = 16
     config.train.eval_every = 400

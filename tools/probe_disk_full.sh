@@ -10,7 +10,7 @@ BIN=${BIN:-.venv/bin}
 M=$(mktemp -d)
 mount -t tmpfs -o size=12m tmpfs "$M" || { echo "probe: cannot mount a tmpfs (needs root)" >&2; exit 2; }
 trap 'umount "$M"; rmdir "$M"' EXIT
-"$BIN/alpamayo" train --config configs/tiny.py --workdir "$M/w" --config.train.steps=80 \
+"$BIN/alpamayo" train --config configs/tiny.py --workdir "$M/w" --config.train.requires_init= --config.train.steps=80 \
     --config.train.checkpoint_every=10 --config.train.keep_checkpoints=10 --config.train.eval_every=0 \
     --config.train.eval_plan_scenes=0 > "$M/out" 2> "$M/err"
 echo "exit code: $?"

@@ -8,7 +8,7 @@ set -u
 cd "$(dirname "$0")/.."
 BIN=${BIN:-.venv/bin}
 W=${1:-$(mktemp -d)/w}
-ARGS=(--config configs/tiny.py --workdir "$W" --config.train.steps=60 --config.train.checkpoint_every=20
+ARGS=(--config configs/tiny.py --workdir "$W" --config.train.requires_init= --config.train.steps=60 --config.train.checkpoint_every=20
       --config.train.eval_every=0 --config.train.eval_plan_scenes=0 --config.train.log_every=5)
 "$BIN/alpamayo" train "${ARGS[@]}" > /dev/null 2> "$W.err" &
 pid=$!

@@ -1,9 +1,13 @@
 """`alpamayo train`: Supervised fine-tuning (stage 1 reasoning + trajectory tokens, stage 2 flow-matching expert).
 
-    alpamayo train --config configs/tiny.py --workdir runs/tiny [--config.train.stage=stage2 ...]
+    alpamayo train --config configs/tiny_vision.py --workdir runs/v
+    alpamayo train --config configs/tiny.py --workdir runs/s1 --config.train.init_from=runs/v
+    alpamayo train --config configs/tiny_stage2.py --workdir runs/s2 --config.train.init_from=runs/s1
 
 `train.stage` picks what is trained (config/train.py): `vision` (a random ViT learns the world's
-decisions first), `stage1`, `stage2` or `joint`; `train.init_from` starts a stage from the last.
+decisions first), `stage1`, `stage2` or `joint`; `train.init_from` starts a stage from the last. A
+config that only works on top of another run (`train.requires_init`, e.g. tiny's stage 1 needs the
+vision stage) refuses to start without `init_from` and names the config to run first.
 
 Running it again on the same workdir resumes from the newest checkpoint that verifies (same later
 losses as an uninterrupted run). SIGTERM / SIGINT finish the current step, save it and exit 0

@@ -69,6 +69,9 @@ def train_config() -> ml_collections.ConfigDict:
     # that verifies, e.g. stage 2 from stage 1. Ignored when the workdir already has a checkpoint
     # (resume wins).
     c.init_from = ""
+    # A config that only works on top of another run's weights names the config to run first here;
+    # it then refuses to start without `init_from` (an empty string: starts from random weights).
+    c.requires_init = ""
     c.checkpoint_every = 200
     c.keep_checkpoints = 3
     c.async_checkpoint = True

@@ -118,8 +118,16 @@ def check_mesh_and_batch(config: ml_collections.ConfigDict, *, num_devices: int 
 
 
 def check_init_from(config: ml_collections.ConfigDict) -> None:
-    """`train.init_from` names a finished run: a directory with at least one checkpoint."""
+    """`train.init_from` names a finished run: a directory with at least one checkpoint; a config
+    that needs one (`train.requires_init`) has it."""
     source = config.train.init_from
+    needs = str(config.train.get("requires_init", ""))
+    if not source and needs:
+        raise TrainConfigError(
+            f"this config ({config.get('name', '?')}, stage {config.train.stage}) trains on top of the "
+            f"weights of a run of {needs}: run `alpamayo train --config {needs} --workdir W` first, then "
+            "pass --config.train.init_from=W (or --config.train.requires_init= to start from random weights)"
+        )
     if not source:
         return
     root = pathlib.Path(os.path.expanduser(str(source)))

@@ -17,7 +17,10 @@ SMALL_DATA = [
 ]
 
 
-def _train(capsys, repo_root, workdir, *extra):
+def _train(capsys, repo_root, workdir, *extra, from_scratch=True):
+    """`alpamayo train --config configs/tiny.py`; from_scratch lifts tiny's need for the vision
+    stage's weights (`train.requires_init`), which these tests do not exercise."""
+    scratch = ["--config.train.requires_init="] if from_scratch else []
     code = main(
         [
             "train",
@@ -26,6 +29,7 @@ def _train(capsys, repo_root, workdir, *extra):
             "--workdir",
             str(workdir),
             "--no-progress",
+            *scratch,
             *extra,
         ]
     )
@@ -51,6 +55,22 @@ def test_a_missing_data_dir_is_a_clear_error(capsys, repo_root, tmp_path):
         f"alpamayo train: config.data.dir '{missing}' does not exist; expected a dataset written by "
         "`alpamayo data synth --out DIR` (or leave config.data.dir unset to use the synthetic world)"
     )
+
+
+def test_a_config_that_builds_on_another_run_refuses_to_start_without_its_weights(
+    capsys, repo_root, tmp_path
+):
+    cache = tmp_path / "cache"
+    code, _, err = _train(
+        capsys, repo_root, tmp_path / "w", f"--config.data.cache_dir={cache}", from_scratch=False
+    )
+    assert code == 2
+    assert err.strip() == (
+        "alpamayo train: this config (tiny, stage stage1) trains on top of the weights of a run of "
+        "configs/tiny_vision.py: run `alpamayo train --config configs/tiny_vision.py --workdir W` first, "
+        "then pass --config.train.init_from=W (or --config.train.requires_init= to start from random weights)"
+    )
+    assert not cache.exists() and not (tmp_path / "w").exists()
 
 
 def test_a_bad_stage_fails_before_any_data_is_generated(capsys, repo_root, tmp_path):
