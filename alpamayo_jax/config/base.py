@@ -25,6 +25,9 @@ def action_config() -> ml_collections.ConfigDict:
     c.accel_bound = 9.8  # |a| <= bound, m/s^2
     c.curvature_bound = 0.2  # |kappa| <= bound, 1/m
     c.ridge = 1e-4  # regulariser on second differences when fitting actions to poses
+    # Planning only: shift a plan's acceleration at its start onto the car's current one (read off
+    # the float history) and blend back over this many seconds (trajectory/stitch.py); 0: off.
+    c.stitch_s = 0.0
     # Per-dimension normalisation of (accel, curvature); replaced by dataset statistics at train time
     # and stored with the checkpoint.
     c.mean = (0.0, 0.0)

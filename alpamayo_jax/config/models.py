@@ -123,6 +123,9 @@ def expert_config(
     # 0: the flow samples one free (accel, curvature) per step, as the release does; K > 0: it lives
     # in the span of the K smoothest cosines over the horizon (trajectory/smooth_basis.py).
     c.action_basis = 0
+    # "velocity": the network predicts the flow's velocity (the release); "data": the clean actions,
+    # the velocity following from them (models/expert.py).
+    c.prediction = "velocity"
     c.update(overrides)
     return c
 

@@ -35,6 +35,7 @@ from alpamayo_jax.config.scene import SceneSpec
 from alpamayo_jax.inference import noise
 from alpamayo_jax.inference.sampler import SamplingParams, decode_loop, repeat_batch
 from alpamayo_jax.models.policy_model import PolicyCache, PolicyModel
+from alpamayo_jax.trajectory.stitch import current_acceleration, stitch_acceleration
 from alpamayo_jax.trajectory.tokenize import decode_future, encode_history
 from alpamayo_jax.trajectory.unicycle import actions_to_poses, clip_actions, denormalize_actions
 
@@ -72,6 +73,7 @@ class PlannerSpec:
     trajectory: str = "flow"
     flow_steps: int = 10
     sampling: SamplingParams = SamplingParams()
+    stitch_steps: int = 0  # plans start at the current acceleration, blended back over these steps
 
     def __post_init__(self):
         if self.trajectory not in TRAJECTORY_HEADS:
@@ -144,6 +146,7 @@ class PlannerSpec:
             accel_bound=float(config.action.accel_bound),
             curvature_bound=float(config.action.curvature_bound),
             dt=float(scene.dt),
+            stitch_steps=int(round(float(config.action.get("stitch_s", 0.0)) / float(scene.dt))),
             future_steps=t_steps,
             history_steps=h_steps,
             num_images=scene.num_images,
@@ -235,6 +238,9 @@ def plan_scenes(
         norm_actions = decode_future(bins, types.SimpleNamespace(**spec.tokens_cfg))
 
     actions = denormalize_actions(norm_actions.astype(jnp.float32), spec.action_mean, spec.action_std)
+    if spec.stitch_steps:  # trajectory/stitch.py: no jump of acceleration at a re-plan
+        now = jnp.repeat(current_acceleration(history_xyz.astype(jnp.float32), spec.dt), k)
+        actions = stitch_acceleration(actions, now, spec.stitch_steps)
     actions = clip_actions(actions, spec.accel_bound, spec.curvature_bound)
     poses = actions_to_poses(actions, jnp.repeat(v0.astype(jnp.float32), k), spec.dt)
     return {

@@ -31,6 +31,7 @@ from alpamayo_jax.nn.layers import RMSNorm, remat
 from alpamayo_jax.nn.rope import mrope_angles, text_positions
 from alpamayo_jax.parallel.sharding import constrain
 from alpamayo_jax.trajectory import smooth_basis
+from alpamayo_jax.trajectory.flow import target_velocity
 
 ACT = ("batch", "length", "act_embed")
 
@@ -66,6 +67,12 @@ def prefix_key_mask(valid: Bool[Array, "b s"], prefix_len: Int[Array, " b"]) -> 
     return valid & (slots < prefix_len[:, None])
 
 
+PREDICTIONS = ("velocity", "data")
+# Data prediction divides by the flow time left, 1 - t; sampling never comes closer to 1 than its
+# last Euler step (0.1 for 10), training's time_scale stops at 1e-3.
+MIN_REMAINING_TIME = 1e-3
+
+
 class ActionExpert(nnx.Module):
     """(noisy actions, t, VLM prefix K/V) -> flow velocity, one token per future step."""
 
@@ -87,6 +94,12 @@ class ActionExpert(nnx.Module):
         # 0: one free value per step (the release); K: the flow lives in the span of K smooth
         # cosines over the horizon (trajectory/smooth_basis.py).
         self.action_basis = int(expert_cfg.get("action_basis", 0))
+        # "velocity": the network predicts the flow's velocity x - eps (the release); "data": it
+        # predicts the clean actions x, and the velocity follows from them (`velocity`).
+        prediction = str(expert_cfg.get("prediction", "velocity"))
+        if prediction not in PREDICTIONS:
+            raise ValueError(f"model.expert.prediction: expected one of {PREDICTIONS}, got {prediction!r}")
+        self.predicts_data = prediction == "data"
         self.in_proj = ActionInProjection(
             action_dim=action_dim,
             out_dim=expert_cfg.hidden,
@@ -136,8 +149,20 @@ class ActionExpert(nnx.Module):
     def velocity(
         self, prefix: ExpertPrefix, x_t: Float[Array, "b t a"], t: Float[Array, "*b"]
     ) -> Float[Array, "b t a"]:
-        """Velocity for every action token at (x_t, t), reading a prepared prefix (t: one per
-        example, or one for all)."""
+        """Velocity of the flow for every action token at (x_t, t), reading a prepared prefix (t:
+        one per example, or one for all). With data prediction it follows from the predicted clean
+        actions: the straight path from x_t at t to them, (x - x_t) / (1 - t)."""
+        out = self.predict(prefix, x_t, t)
+        if not self.predicts_data:
+            return out
+        remaining = 1.0 - jnp.broadcast_to(jnp.asarray(t, jnp.float32), (x_t.shape[0],))
+        return (out - x_t) / jnp.maximum(remaining, MIN_REMAINING_TIME)[:, None, None]
+
+    def predict(
+        self, prefix: ExpertPrefix, x_t: Float[Array, "b t a"], t: Float[Array, "*b"]
+    ) -> Float[Array, "b t a"]:
+        """What the network outputs at (x_t, t): the velocity, or the clean actions
+        (`model.expert.prediction`), in the smooth span when there is one."""
         b, steps = x_t.shape[:2]
         t = jnp.broadcast_to(jnp.asarray(t, jnp.float32), (b,))
         h = constrain(self.in_proj(x_t, t), ACT)
@@ -162,6 +187,12 @@ class ActionExpert(nnx.Module):
         h, _ = jax.lax.scan(remat(body, self.remat_policy), h, (state, prefix.keys, prefix.values))
         return smooth_basis.project(self.out_proj(self.final_norm(h)), self.action_basis)
 
+    def flow_target(
+        self, actions: Float[Array, "b t a"], eps: Float[Array, "b t a"]
+    ) -> Float[Array, "b t a"]:
+        """What `predict` is trained towards on the path from `eps` to `actions`."""
+        return actions if self.predicts_data else target_velocity(actions, eps)
+
     def flow_noise(self, eps: Float[Array, "b t a"]) -> Float[Array, "b t a"]:
         """The starting noise of the flow from i.i.d. N(0, 1) draws: as drawn, or in the smooth span."""
         return smooth_basis.smooth_noise(eps, self.action_basis)
@@ -179,5 +210,6 @@ class ActionExpert(nnx.Module):
         prefix_mask: Bool[Array, "b s"],
         start_pos: Int[Array, " b"],
     ) -> Float[Array, "b t a"]:
-        """Velocity for every action token (one step: `prepare` then `velocity`)."""
-        return self.velocity(self.prepare(prefix_k, prefix_v, prefix_mask, start_pos, x_t.shape[1]), x_t, t)
+        """The network's output for every action token (one step: `prepare` then `predict`): what the
+        flow loss regresses onto `flow_target`."""
+        return self.predict(self.prepare(prefix_k, prefix_v, prefix_mask, start_pos, x_t.shape[1]), x_t, t)

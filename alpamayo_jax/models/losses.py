@@ -38,7 +38,7 @@ from alpamayo_jax.config.stages import get_stage
 from alpamayo_jax.models.batch import Batch
 from alpamayo_jax.models.expert import prefix_key_mask
 from alpamayo_jax.models.policy_model import PolicyModel
-from alpamayo_jax.trajectory.flow import interpolate, sample_time, target_velocity
+from alpamayo_jax.trajectory.flow import interpolate, sample_time
 
 SumCount = tuple[Float[Array, ""], Float[Array, ""]]
 
@@ -103,7 +103,8 @@ def sft_loss_terms(
 
     Flow matching: t from `trajectory.flow.sample_time`, eps ~ N(0, I), x_t = t x + (1 - t) eps,
     target x - eps, where x are the normalised actions (noise and actions in the expert's smooth
-    span when `model.expert.action_basis` > 0, `trajectory/smooth_basis.py`). With `stop_gradient_prefix` the expert's
+    span when `model.expert.action_basis` > 0, `trajectory/smooth_basis.py`); an expert that
+    predicts the clean actions (`model.expert.prediction = "data"`) is regressed onto x itself. With `stop_gradient_prefix` the expert's
     view of the prefix K/V is constant (SFT stage 2: the VLM does not learn from the flow loss).
     """
     tokens, valid = batch.tokens, batch.valid.astype(bool)
@@ -124,8 +125,8 @@ def sft_loss_terms(
         k, v = jax.lax.stop_gradient(k), jax.lax.stop_gradient(v)
     # The first action token's position follows the prefix's last token (<|traj_future_start|>).
     last = jnp.take_along_axis(positions[0], jnp.maximum(prefix_len - 1, 0)[:, None], axis=1)[:, 0]
-    velocity = model.expert(x_t, t, k, v, prefix_key_mask(valid, prefix_len), last + 1)
-    flow = flow_matching_loss(velocity, target_velocity(actions, eps))
+    predicted = model.expert(x_t, t, k, v, prefix_key_mask(valid, prefix_len), last + 1)
+    flow = flow_matching_loss(predicted, model.expert.flow_target(actions, eps))
     return {"ce": ce, "reasoning": reasoning, "flow": flow}
 
 

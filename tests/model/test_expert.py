@@ -160,3 +160,23 @@ def test_input_projection_gives_layer_normed_tokens_and_checks_the_action_dim():
     assert np.abs(np.asarray(two[0] - two[1])).max() > 1e-3
     with pytest.raises(ValueError, match=r"noisy actions must have 2 values per step"):
         proj(jnp.zeros((1, T, 3)), jnp.zeros((1,)))
+
+
+def test_the_release_layout_predicts_velocity_and_the_options_need_no_parameters():
+    model_cfg = tiny()  # the preset: velocity prediction, no smooth span (the release's layout)
+    plain = ActionExpert(model_cfg.llm, model_cfg.expert, action_dim=2, rngs=nnx.Rngs(0))
+    options = model_cfg.expert.copy_and_resolve_references()
+    options.prediction, options.action_basis = "data", 16
+    smooth = ActionExpert(model_cfg.llm, options, action_dim=2, rngs=nnx.Rngs(0))
+    same = jax.tree.map(
+        lambda a, b: a.shape == b.shape, nnx.state(plain, nnx.Param), nnx.state(smooth, nnx.Param)
+    )
+    assert all(jax.tree.leaves(same))  # release checkpoints load into either
+    actions, eps = jnp.ones((1, T, 2)), jnp.zeros((1, T, 2))
+    np.testing.assert_array_equal(plain.flow_target(actions, eps), actions - eps)  # x - eps
+    np.testing.assert_array_equal(smooth.flow_target(actions, eps), actions)  # x itself
+    options.prediction = "noise"
+    with pytest.raises(
+        ValueError, match=r"model.expert.prediction: expected one of \('velocity', 'data'\), got 'noise'"
+    ):
+        ActionExpert(model_cfg.llm, options, action_dim=2, rngs=nnx.Rngs(0))

@@ -146,7 +146,11 @@ def test_prefill_then_decode_matches_the_full_forward(probe):
 
 
 def test_denoise_from_the_cache_equals_the_training_path(probe):
-    np.testing.assert_allclose(probe["denoise"], probe["variants"][0], atol=1e-5, rtol=1e-5)
+    # tiny's expert predicts the clean actions (what training regresses); the flow's velocity at
+    # (x_t, t) is the straight path from x_t to them over the time left, (x - x_t) / (1 - t).
+    t = np.array([0.2, 0.9])[:, None, None]
+    velocity = (probe["variants"][0] - probe["x_t"]) / (1.0 - t)
+    np.testing.assert_allclose(probe["denoise"], velocity, atol=1e-4, rtol=1e-5)
 
 
 def test_expert_ignores_tokens_after_the_prefix_and_reads_those_before(probe):
