@@ -6,8 +6,11 @@ front of standing obstacles, agents about to enter the corridor, and stop lines 
 (red light, stop sign), and (d) a curve speed limit previewed along the route. It is clipped to
 comfort bounds (`trajectory/comfort.py`) and jerk-limited, except in emergencies where full braking
 is allowed.
-Lateral: the path is the lane centre plus an optional smooth offset profile (lane change, nudge);
-its curvature is read at the middle of each step's arc so the unicycle tracks it closely.
+Braking fades out before a stop, so the deceleration reaches zero with the speed.
+Lateral: the path is the lane centre plus an optional minimum-jerk offset profile (lane change,
+nudge); its curvature, averaged over 1 s of driving around the middle of each step's arc, is what
+the unicycle steers, so the yaw rate never steps. The expert keeps all six comfort bounds outside
+emergencies (docs/model.md "Comfort", tools/expert_comfort.py).
 
 The expert integrates the unicycle of `trajectory/unicycle.py` itself in numpy (generation speed); the test
 suite checks that its poses round-trip through `trajectory.unicycle`.
