@@ -148,7 +148,9 @@ def relative_error(ours: Any, ref: Any) -> float:
 
 def bench_config(name: str, family: str, stage: str):
     """The config `name` (`tiny`, `small`, `40m`) as `family`, training `stage`, one micro-batch,
-    without the vision stage's decision classifier (HF has none)."""
+    without the vision stage's decision classifier (HF has none), with the release's flow layout
+    (velocity prediction, no smooth span, no stitching: what the torch port of the expert does;
+    tiny's options change no parameter and no cost)."""
     from alpamayo_jax.config import load_config
 
     if name not in CONFIG_FILES:
@@ -158,6 +160,9 @@ def bench_config(name: str, family: str, stage: str):
         f"--config.train.stage={stage}",
         "--config.train.grad_accum_steps=1",
         "--config.train.compute_dtype=float32",
+        "--config.model.expert.prediction=velocity",
+        "--config.model.expert.action_basis=0",
+        "--config.action.stitch_s=0",
     ]
     config = load_config(REPO / CONFIG_FILES[name], overrides)
     with config.unlocked():
