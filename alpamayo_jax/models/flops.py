@@ -471,9 +471,16 @@ def _expert(
     x = x or ledger.trains(f"{root}/in_proj/out_norm")
     x = _scanned(ledger, layer, llm.layers, x, cotangent=cotangent, prefix_kv_grad=prefix_kv_grad)
     x = x or ledger.trains(f"{root}/final_norm")
-    ledger.linear(
+    x = ledger.linear(
         comp, rows, e.hidden, shape.action_dim, f"{root}/out_proj/proj/kernel", x, cotangent=cotangent
     )
+    if int(e.get("action_basis", 0)):
+        # The smooth span (trajectory/smooth_basis.py): a projection is two products, onto the K
+        # cosines and back. The targets and the noise are projected without a gradient, the
+        # expert's output with one.
+        span = 2 * (2.0 * rows * int(e.action_basis) * shape.action_dim)
+        ledger.matmul("expert.smooth_span", 2 * span, (False, False), cotangent=cotangent)
+        ledger.matmul("expert.smooth_span", span, (x, False), cotangent=cotangent)
 
 
 def weighted_terms(config: ml_collections.ConfigDict) -> frozenset[str]:

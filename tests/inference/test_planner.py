@@ -22,6 +22,7 @@ from alpamayo_jax.inference.planner import (
 from alpamayo_jax.inference.sampler import SamplingParams, decode_loop
 from alpamayo_jax.models.policy_model import build_policy
 from alpamayo_jax.text.tokenizer import train_tokenizer
+from alpamayo_jax.trajectory.stitch import current_acceleration
 from alpamayo_jax.trajectory.unicycle import actions_to_poses
 
 CAMERAS = ("front_wide_120fov", "cross_left_120fov")
@@ -147,7 +148,9 @@ def test_plan_of_a_scene_does_not_depend_on_the_batch_around_it(flow):
     both = fn(*_scenes(2, spec))
     alone = fn(*(x[:1] for x in _scenes(2, spec)))
     np.testing.assert_array_equal(both["reasoning_tokens"][:1], alone["reasoning_tokens"])
-    np.testing.assert_allclose(both["poses"][:1], alone["poses"], atol=1e-4)
+    # tiny's expert predicts clean actions; the last Euler step divides the rounding of a batched
+    # matmul by its 1 - t = 0.1, so poses ~10 m agree to ~1e-4 rather than ~1e-5.
+    np.testing.assert_allclose(both["poses"][:1], alone["poses"], atol=5e-4)
     again = fn(*_scenes(2, spec))
     np.testing.assert_array_equal(again["poses"], both["poses"])
 
@@ -159,7 +162,12 @@ def test_no_reasoning_fast_path_and_discrete_token_head(setup):
     out = jax.jit(lambda *a: plan_scenes(model, fast, *a))(*_scenes(1, spec))
     assert out["reasoning_tokens"].shape == (1, 1, 0)
     assert out["poses"].shape == (1, 1, 64, 3)
-    tokens_head = spec.replace(trajectory="tokens", max_reasoning_tokens=3)
+    # tiny stitches each plan to the history's current acceleration (trajectory/stitch.py) ...
+    history = jnp.asarray(_scenes(1, spec)[1])
+    now = float(current_acceleration(history, spec.dt)[0])
+    assert spec.stitch_steps == 10 and float(out["actions"][0, 0, 0, 0]) == pytest.approx(now, abs=1e-4)
+    # ... which the bin-centre check below leaves out.
+    tokens_head = spec.replace(trajectory="tokens", max_reasoning_tokens=3, stitch_steps=0)
     out = jax.jit(lambda *a: plan_scenes(model, tokens_head, *a))(*_scenes(1, spec))
     actions = np.asarray(out["actions"])
     # the discrete head can only produce bin centres: accel on the grid of 6 std / 1000 bins
