@@ -104,8 +104,9 @@ def sft_loss_terms(
     Flow matching: t from `trajectory.flow.sample_time`, eps ~ N(0, I), x_t = t x + (1 - t) eps,
     target x - eps, where x are the normalised actions (noise and actions in the expert's smooth
     span when `model.expert.action_basis` > 0, `trajectory/smooth_basis.py`); an expert that
-    predicts the clean actions (`model.expert.prediction = "data"`) is regressed onto x itself. With `stop_gradient_prefix` the expert's
-    view of the prefix K/V is constant (SFT stage 2: the VLM does not learn from the flow loss).
+    predicts the clean actions (`model.expert.prediction = "data"`) is regressed onto x itself.
+    With `stop_gradient_prefix` the expert's view of the prefix K/V is constant (SFT stage 2: the
+    VLM does not learn from the flow loss).
     """
     tokens, valid = batch.tokens, batch.valid.astype(bool)
     hidden, (k, v), positions, _ = model.forward(tokens, valid, batch.images)
