@@ -74,7 +74,7 @@ MIN_REMAINING_TIME = 1e-3
 
 
 class ActionExpert(nnx.Module):
-    """(noisy actions, t, VLM prefix K/V) -> flow velocity, one token per future step."""
+    """(noisy actions, t, VLM prefix K/V) -> flow velocity (or clean actions), one token per step."""
 
     def __init__(
         self,
