@@ -33,8 +33,7 @@ def _roughness(actions: np.ndarray) -> dict[str, float]:
     steps = np.diff(actions, axis=-2)
     accel = actions[..., 0]
     centred = accel - accel.mean(axis=-1, keepdims=True)
-    basis = smooth_basis.dct_basis(accel.shape[-1], 16)
-    smooth = centred @ basis @ basis.T
+    smooth = np.asarray(smooth_basis.project(centred[..., None], 16))[..., 0]
     return {
         "accel_step_rms": float(np.sqrt(np.mean(steps[..., 0] ** 2))),
         "accel_step_max": float(np.abs(steps[..., 0]).max()),

@@ -96,28 +96,27 @@ class _RoadPath:
     starts beside the car makes the tracker jump sideways: an acceleration spike at every re-plan)."""
 
     road: Road
-    lateral: world_planner.Lateral | None
-    s_e: float  # the ego's road coordinates now
-    d_e: float
-    speed: float
+    manoeuvre: _ShiftedLateral  # the scene's lateral offset (zero without one)
+    s_e: float  # the ego's arc length now
+    error: float  # how far the ego is beside the path there, m
+    rejoin: float  # distance over which the path fades from the ego onto the lane path, m
 
-    def _offset(self, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Offset from the reference line at s and its slope d/ds."""
-        if self.lateral is not None:
-            d, d1, _ = self.lateral.profile(s)
-            start = float(self.lateral.profile(np.array([self.s_e]))[0][0])
-        else:
-            d, d1, start = np.zeros_like(s), np.zeros_like(s), 0.0
-        error = self.d_e - (self.road.ego_offset + start)
-        rejoin = max(REJOIN_MIN_M, REJOIN_S * self.speed)
-        fade, fade_d1, _ = world_planner.minimum_jerk_blend(s, self.s_e, rejoin, error)
-        return self.road.ego_offset + d + error - fade, d1 - fade_d1
+    @classmethod
+    def rejoining(
+        cls, road: Road, lateral: world_planner.Lateral | None, s_e: float, d_e: float, speed: float
+    ) -> _RoadPath:
+        """The path from the ego at road coordinates (s_e, d_e), driving at `speed`."""
+        manoeuvre = _ShiftedLateral(lateral, 0.0, 0.0)
+        start = float(manoeuvre.profile(np.array([s_e]))[0][0])
+        error = d_e - (road.ego_offset + start)
+        return cls(road, manoeuvre, s_e, error, max(REJOIN_MIN_M, REJOIN_S * speed))
 
     def points(self, s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """World (x, y, heading) of the path at reference arc lengths s."""
-        d, d1 = self._offset(s)
-        x, y, h = self.road.point_at(s, d)
-        return x, y, h + np.arctan(d1)
+        d, d1, _ = self.manoeuvre.profile(s)
+        fade, fade_d1, _ = world_planner.minimum_jerk_blend(s, self.s_e, self.rejoin, self.error)
+        x, y, h = self.road.point_at(s, self.road.ego_offset + d + self.error - fade)
+        return x, y, h + np.arctan(d1 - fade_d1)
 
 
 def expert_poses(view: WorldView, future_steps: int = 64) -> tuple[np.ndarray, np.ndarray]:
@@ -144,7 +143,7 @@ def expert_poses(view: WorldView, future_steps: int = 64) -> tuple[np.ndarray, n
     )
     speeds = np.asarray(result.speeds, np.float64)
     dist = np.cumsum((speeds[:-1] + speeds[1:]) * world_planner.DT / 2)
-    path = _RoadPath(road, intent.lateral, s_e, d_e, float(ego.speed))
+    path = _RoadPath.rejoining(road, intent.lateral, s_e, d_e, float(ego.speed))
     # The planned distances are along the path actually driven, which is longer than the road's
     # reference line in a lane change or a curve off the reference line: read it on a fine grid of
     # the reference line and invert its arc length. Placing the speed profile on the reference
