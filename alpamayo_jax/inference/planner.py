@@ -185,6 +185,74 @@ def _future_mask(spec: PlannerSpec, vocab: int) -> jax.Array:
     return (ids < lo) | (ids >= lo + spec.future_bins)  # banned: everything but future bins
 
 
+@dataclasses.dataclass(frozen=True)
+class Reasoned:
+    """What `reason` leaves for the trajectory head: the prompt, the cache holding prompt and
+    reasoning, the prefix length the expert reads, the sampled reasoning, and each row's key."""
+
+    prompt: Int[Array, "bk p"]
+    cache: PolicyCache
+    prefix_len: Int[Array, " bk"]
+    reasoning: Int[Array, "bk r"]
+    reasoning_len: Int[Array, " bk"]
+    keys: UInt32[Array, "bk 2"]
+
+
+def reason(
+    model: PolicyModel,
+    spec: PlannerSpec,
+    images: UInt8[Array, "b n h w 3"],
+    history_xyz: Float[Array, "b hist 3"],
+    seed: Int[Array, " b"],
+) -> Reasoned:
+    """Prefill every scene once, broadcast to `spec.samples` rows per scene (scene-major), and
+    decode the reasoning of every row (or end the prompt with the delimiters: no reasoning)."""
+    b, k = images.shape[0], spec.samples
+    prompt = build_prompt(spec, history_xyz)
+    valid = jnp.ones(prompt.shape, bool)
+    logits, cache = model.prefill(prompt, images, valid, cache_len=spec.cache_length)
+    logits, cache = repeat_batch((logits, cache), k, batch_axis=(0, PolicyCache.batch_axes()))
+    keys = sample_keys(seed, k)
+    start = jnp.full((b * k,), prompt.shape[1], jnp.int32)
+    if not spec.reasoning:
+        empty = jnp.zeros((b * k, 0), jnp.int32)
+        return Reasoned(repeat_batch(prompt, k), cache, start, empty, jnp.zeros((b * k,), jnp.int32), keys)
+    result = decode_loop(
+        model.decode_step, cache, logits, start, keys,
+        max_new_tokens=spec.max_reasoning_tokens,
+        stop_token_id=spec.traj_future_start_id,
+        pad_id=spec.pad_id,
+        params=spec.sampling,
+        banned=~jnp.asarray(spec.text_allowed),
+        forced_suffix=(spec.cot_end_id, spec.traj_future_start_id),
+    )  # fmt: skip
+    return Reasoned(
+        repeat_batch(prompt, k), result.cache, result.next_pos, result.tokens, result.num_tokens, keys
+    )
+
+
+def flow_noise(spec: PlannerSpec, keys: UInt32[Array, "bk 2"]) -> Float[Array, "bk t 2"]:
+    """The i.i.d. N(0, 1) starting draws of every row's flow (before the expert shapes them)."""
+    return noise.normal(noise.fold_in(keys, _NOISE_STREAM), (spec.future_steps, 2))
+
+
+def to_trajectory(
+    spec: PlannerSpec,
+    norm_actions: Float[Array, "bk t 2"],
+    history_xyz: Float[Array, "b hist 3"],
+    v0: Float[Array, " b"],
+) -> tuple[Float[Array, "bk t 2"], Float[Array, "bk t 3"]]:
+    """Normalised actions of every row -> (raw actions, poses): denormalise, stitch onto the
+    current acceleration (when on), clip to the action bounds, integrate the unicycle."""
+    k = norm_actions.shape[0] // history_xyz.shape[0]
+    actions = denormalize_actions(norm_actions.astype(jnp.float32), spec.action_mean, spec.action_std)
+    if spec.stitch_steps:  # trajectory/stitch.py: no jump of acceleration at a re-plan
+        now = jnp.repeat(current_acceleration(history_xyz.astype(jnp.float32), spec.dt), k)
+        actions = stitch_acceleration(actions, now, spec.stitch_steps)
+    actions = clip_actions(actions, spec.accel_bound, spec.curvature_bound)
+    return actions, actions_to_poses(actions, jnp.repeat(v0.astype(jnp.float32), k), spec.dt)
+
+
 def plan_scenes(
     model: PolicyModel,
     spec: PlannerSpec,
@@ -196,34 +264,11 @@ def plan_scenes(
     """Plan every scene of a batch: poses [B, K, T, 3], actions [B, K, T, 2] (raw units),
     reasoning_tokens [B, K, R] (pad after the stop token) and reasoning_length [B, K]."""
     b, k = images.shape[0], spec.samples
-    prompt = build_prompt(spec, history_xyz)
-    valid = jnp.ones(prompt.shape, bool)
-    logits, cache = model.prefill(prompt, images, valid, cache_len=spec.cache_length)
-    logits, cache = repeat_batch((logits, cache), k, batch_axis=(0, PolicyCache.batch_axes()))
-    keys = sample_keys(seed, k)
-    start = jnp.full((b * k,), prompt.shape[1], jnp.int32)
-
-    if spec.reasoning:
-        result = decode_loop(
-            model.decode_step, cache, logits, start, keys,
-            max_new_tokens=spec.max_reasoning_tokens,
-            stop_token_id=spec.traj_future_start_id,
-            pad_id=spec.pad_id,
-            params=spec.sampling,
-            banned=~jnp.asarray(spec.text_allowed),
-            forced_suffix=(spec.cot_end_id, spec.traj_future_start_id),
-        )  # fmt: skip
-        cache, prefix_len = result.cache, result.next_pos
-        reasoning, reasoning_len = result.tokens, result.num_tokens
-    else:
-        prefix_len = start
-        reasoning = jnp.zeros((b * k, 0), jnp.int32)
-        reasoning_len = jnp.zeros((b * k,), jnp.int32)
-
+    r = reason(model, spec, images, history_xyz, seed)
+    cache, prefix_len, keys = r.cache, r.prefix_len, r.keys
     t = spec.future_steps
     if spec.trajectory == "flow":
-        eps = noise.normal(noise.fold_in(keys, _NOISE_STREAM), (t, 2))
-        norm_actions = model.sample_actions(cache, prefix_len, eps, spec.flow_steps)
+        norm_actions = model.sample_actions(cache, prefix_len, flow_noise(spec, keys), spec.flow_steps)
     else:
         # Logits after <|traj_future_start|>: re-feed it into its own slot (same K/V rewritten).
         stop = jnp.full((b * k,), spec.traj_future_start_id, jnp.int32)
@@ -237,15 +282,10 @@ def plan_scenes(
         bins = jnp.clip(result.tokens - spec.future_token_offset, 0, spec.future_bins - 1)
         norm_actions = decode_future(bins, types.SimpleNamespace(**spec.tokens_cfg))
 
-    actions = denormalize_actions(norm_actions.astype(jnp.float32), spec.action_mean, spec.action_std)
-    if spec.stitch_steps:  # trajectory/stitch.py: no jump of acceleration at a re-plan
-        now = jnp.repeat(current_acceleration(history_xyz.astype(jnp.float32), spec.dt), k)
-        actions = stitch_acceleration(actions, now, spec.stitch_steps)
-    actions = clip_actions(actions, spec.accel_bound, spec.curvature_bound)
-    poses = actions_to_poses(actions, jnp.repeat(v0.astype(jnp.float32), k), spec.dt)
+    actions, poses = to_trajectory(spec, norm_actions, history_xyz, v0)
     return {
         "poses": poses.reshape(b, k, t, 3),
         "actions": actions.reshape(b, k, t, 2),
-        "reasoning_tokens": reasoning.reshape(b, k, -1),
-        "reasoning_length": reasoning_len.reshape(b, k),
+        "reasoning_tokens": r.reasoning.reshape(b, k, -1),
+        "reasoning_length": r.reasoning_len.reshape(b, k),
     }

@@ -135,9 +135,10 @@ class PolicyModel(nnx.Module):
         t: Float[Array, "*b"],
     ) -> Float[Array, "b t a"]:
         """The expert's velocity at (x_t, t), reading cache slots [0, prefix_len)."""
-        return self.expert.velocity(self._expert_prefix(cache, prefix_len, x_t.shape[1]), x_t, t)
+        return self.expert.velocity(self.expert_prefix(cache, prefix_len, x_t.shape[1]), x_t, t)
 
-    def _expert_prefix(self, cache: PolicyCache, prefix_len: Int[Array, " b"], steps: int) -> ExpertPrefix:
+    def expert_prefix(self, cache: PolicyCache, prefix_len: Int[Array, " b"], steps: int) -> ExpertPrefix:
+        """What every Euler step of a plan reads: cache slots [0, prefix_len) laid out once."""
         kv = cache.kv
         prefix_len = prefix_len.astype(jnp.int32)
         mask = prefix_key_mask(jnp.ones(kv.k.shape[1:3], bool), prefix_len)
@@ -152,7 +153,7 @@ class PolicyModel(nnx.Module):
     ) -> Float[Array, "b t a"]:
         """Normalised actions by Euler integration of the expert from noise (t=0) to data (t=1)."""
         # The prefix is laid out once per plan, outside the Euler loop (models/expert.py).
-        prefix = self._expert_prefix(cache, prefix_len, noise.shape[1])
+        prefix = self.expert_prefix(cache, prefix_len, noise.shape[1])
         start = self.expert.flow_noise(noise)
         return euler_sample(lambda x, t: self.expert.velocity(prefix, x, t), start, num_steps)
 
