@@ -48,3 +48,15 @@ def smooth_noise(eps: Float[Array, "*b t a"], size: int) -> Float[Array, "*b t a
     if size == 0:
         return eps
     return project(eps, size) * np.float32(np.sqrt(eps.shape[-2] / size))
+
+
+def span_dims(steps: int, action_dim: int, size: int) -> tuple[int, float]:
+    """(dimensions, variance scale) of `smooth_noise` draws: where a Gaussian over them lives.
+
+    Without a span (size 0) every one of steps x action_dim numbers is free with unit variance; in
+    the span of `size` cosines only size x action_dim coordinates move, each with variance
+    steps / size (the rescaling above). `trajectory/flow_sde.py` needs both for its densities.
+    """
+    if size == 0:
+        return steps * action_dim, 1.0
+    return size * action_dim, steps / size
