@@ -35,6 +35,8 @@ class Stage:
     vision_only: bool = False
     # The expert's view of the prefix KV cache is always stop-gradient (the VLM is frozen).
     stop_gradient_prefix: bool = False
+    # The command that trains this stage: `alpamayo train` (SFT) or `alpamayo rl` (GRPO).
+    command: str = "train"
 
     @property
     def loss_terms(self) -> tuple[str, ...]:
@@ -73,6 +75,16 @@ STAGES: dict[str, Stage] = {
             losses=(("ce", "ce_weight"), ("flow", "flow_weight")),
             reasoning=True,
             planning_head="flow",
+        ),
+        # GRPO (recipes/grpo.py): its own loss terms and weights (`rl.*`); what it trains is
+        # `rl.train`, the rest frozen through `train.frozen`.
+        Stage(
+            name="rl",
+            trains=None,
+            losses=(),
+            reasoning=False,
+            planning_head="flow",
+            command="rl",
         ),
     )
 }

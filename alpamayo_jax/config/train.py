@@ -14,6 +14,8 @@ Read by `training/` only. The stage is a *mode*, not a bundle of defaults, so th
   `expert_patterns` is frozen (the VLM), and the expert reads a stop-gradient prefix KV cache.
 - `joint`: both losses, `ce_weight * ce + flow_weight * flow`, nothing frozen beyond `frozen`.
 
+- `rl`: GRPO after SFT, set by `alpamayo rl` itself (the `rl` section says what trains).
+
 Stage 1 and joint add `reasoning_weight * reasoning` (the reasoning tokens' own mean
 cross-entropy) when that weight is above 0.
 

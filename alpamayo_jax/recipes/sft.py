@@ -103,6 +103,11 @@ def prepare(
 
     workdir = pathlib.Path(workdir)
     validate_train_config(config.train)  # fail on a bad value before generating any data
+    command = get_stage(config.train.stage).command
+    if command != "train":
+        raise TrainConfigError(
+            f"train.stage={config.train.stage!r} is trained by `alpamayo {command}`, not `alpamayo train`"
+        )
     preflight(config)  # image size, max_tokens, mesh and batch, init_from, data.dir's images
     weights = loss_weights(config.train)
     paths = resolve_dataset(config)

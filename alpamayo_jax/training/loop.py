@@ -82,6 +82,11 @@ class TrainTask:
     returns the fixed val subset (same row layout). `evaluate(layout, state)` adds metrics that
     need more than the loss (minADE, decision accuracy). `meta` (e.g. the action normalisation
     stats) is saved with every checkpoint.
+
+    `rollout(layout, state, rows, step) -> (batch, metrics)` makes the step's batch from the
+    iterator's rows with the current weights, before the step (on-policy RL: the rows are prompts,
+    the batch is the sampled and scored plans, `recipes/grpo.py`); its host metrics (rewards) are
+    logged with the step's. None: the rows are the batch.
     """
 
     model_factory: ModelFactory
@@ -91,6 +96,18 @@ class TrainTask:
     make_eval_batches: Callable[[HostShard], Sequence[HostBatch]] | None = None
     evaluate: Callable[[ModelLayout, TrainState], Mapping[str, float]] | None = None
     meta: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    rollout: (
+        Callable[[ModelLayout, TrainState, HostBatch, int], tuple[HostBatch, Mapping[str, float]]] | None
+    ) = None
+
+    def batch_at(
+        self, layout: ModelLayout, state: TrainState, rows: HostBatch, step: int
+    ) -> tuple[HostBatch, dict]:
+        """The batch of training step `step` from the iterator's rows (and the rollout's metrics)."""
+        if self.rollout is None:
+            return rows, {}
+        batch, metrics = self.rollout(layout, state, rows, step)
+        return batch, dict(metrics)
 
 
 @dataclasses.dataclass
@@ -286,7 +303,7 @@ def train(
         start = int(jax.device_get(state.step))
 
         # 4. Compile the step ahead of time (prints its memory analysis before step 1).
-        first = next(train_iter)
+        first, first_metrics = task.batch_at(layout, state, next(train_iter), start + 1)
         step_fn = make_train_step(
             layout,
             task.loss_fn,
@@ -309,7 +326,7 @@ def train(
     base_key = jax.random.key(config.seed)
     losses: dict[int, float] = {}
     last_eval: dict[str, float] = {}
-    pending: tuple[int, Any] | None = None
+    pending: tuple[int, Any, Mapping[str, float]] | None = None
     stopped_at: int | None = None
     bar = console.progress(cfg.steps, "train", initial=start, enabled=progress and jax.process_index() == 0)
     writer = MetricsWriter(workdir, after_step=start)  # drops records of the steps re-run now
@@ -318,11 +335,11 @@ def train(
     def last_good() -> int | None:
         return checkpointer.last_verified_step()
 
-    def settle(step: int, device_metrics) -> dict[str, float]:
+    def settle(step: int, device_metrics, host_metrics: Mapping[str, float]) -> dict[str, float]:
         values = _host(device_metrics)
         check_finite(step, values, last_good())
         losses[step] = values["loss"]
-        return values
+        return dict(values, **host_metrics)
 
     def log(step: int, values: dict[str, float]) -> None:
         nonlocal timer
@@ -344,20 +361,20 @@ def train(
     failure: BaseException | None = None
     with _Preemption(cfg.get("preempt_grace_s", 60.0), saved) as preemption:
         try:
-            batch = first
+            batch, host_metrics = first, first_metrics
             for step in range(start + 1, cfg.steps + 1):
                 if step > start + 1:
-                    batch = next(train_iter)
+                    batch, host_metrics = task.batch_at(layout, state, next(train_iter), step)
                 global_batch = to_global(batch, data_shardings, shard)
                 state, metrics = compiled(state, global_batch, jax.random.fold_in(base_key, step))
                 if pending is not None:
                     log(pending[0], settle(*pending))
-                pending = (step, metrics)
+                pending = (step, metrics, host_metrics)
 
                 is_last = step == cfg.steps
                 stopping = preemption.requested(step, cfg.log_every)
                 if step % cfg.checkpoint_every == 0 or is_last or stopping:
-                    log(step, settle(step, metrics))
+                    log(step, settle(step, metrics, host_metrics))
                     pending = None
                     data_state = train_iter.get_state() if hasattr(train_iter, "get_state") else None
                     checkpointer.save(state, layout, data_state=data_state, meta=meta)

@@ -71,7 +71,7 @@ def test_a_nan_loss_stops_the_run_before_saving_it(tmp_path):
         (
             "stage",
             "stage3",
-            "train.stage must be one of ('vision', 'stage1', 'stage2', 'joint'), got 'stage3'",
+            "train.stage must be one of ('vision', 'stage1', 'stage2', 'joint', 'rl'), got 'stage3'",
         ),
         ("grad_accum_steps", 3, "train.batch_size must be a multiple of train.grad_accum_steps=3, got 8"),
         (

@@ -16,11 +16,20 @@ COMPARISON = re.compile(
 
 
 def test_the_registry_is_the_train_configs_stage_list():
-    assert train_module.STAGES == tuple(STAGES) == ("vision", "stage1", "stage2", "joint")
+    assert train_module.STAGES == tuple(STAGES) == ("vision", "stage1", "stage2", "joint", "rl")
     assert train_config().stage in STAGES
 
 
-@pytest.mark.parametrize("name", list(STAGES))
+SFT_STAGES = [name for name, stage in STAGES.items() if stage.command == "train"]
+
+
+def test_only_rl_is_trained_by_another_command():
+    assert SFT_STAGES == ["vision", "stage1", "stage2", "joint"]
+    rl = get_stage("rl")
+    assert rl.command == "rl" and rl.losses == () and rl.planning_head == "flow"
+
+
+@pytest.mark.parametrize("name", SFT_STAGES)
 def test_each_stage_is_declared_consistently(name):
     stage = get_stage(name)
     cfg = train_config()
@@ -60,7 +69,7 @@ def test_unknown_stage_is_refused_with_the_known_ones(name):
     with pytest.raises(StageError) as err:
         get_stage(name)
     assert (
-        str(err.value) == f"train.stage must be one of ('vision', 'stage1', 'stage2', 'joint'), got {name!r}"
+        str(err.value) == f"train.stage must be one of ('vision', 'stage1', 'stage2', 'joint', 'rl'), got {name!r}"
     )
 
 

@@ -79,7 +79,7 @@ def test_a_bad_stage_fails_before_any_data_is_generated(capsys, repo_root, tmp_p
         capsys, repo_root, tmp_path / "w", "--config.train.stage=stage3", f"--config.data.cache_dir={cache}"
     )
     assert code == 2
-    assert "train.stage must be one of ('vision', 'stage1', 'stage2', 'joint'), got 'stage3'" in err
+    assert "train.stage must be one of ('vision', 'stage1', 'stage2', 'joint', 'rl'), got 'stage3'" in err
     assert not cache.exists()
 
 
