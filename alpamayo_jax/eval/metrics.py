@@ -40,6 +40,7 @@ OPEN_LOOP_METRICS = (
     "comfort_violation_rate",
     "decision_accuracy",
     "consistency",
+    "critic_score",
 )
 
 
@@ -121,8 +122,8 @@ def open_loop(
 ) -> dict[str, Any]:
     """Run `policy` on every sample (batched) and aggregate its open-loop metrics.
 
-    `reasoning_scorer(samples, plans)` returns per-scene `decision_accuracy` and `consistency`
-    arrays (NaN where not applicable); without it those metrics are None. `on_plans` sees every
+    `reasoning_scorer(samples, plans)` returns per-scene `decision_accuracy`, `consistency` and
+    `critic_score` arrays (NaN where not applicable); without it those metrics are None. `on_plans` sees every
     batch (for pictures); `progress(n)` is told how many samples were planned.
     """
     pred, gt, hard = [], [], []

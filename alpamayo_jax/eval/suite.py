@@ -19,6 +19,7 @@ from alpamayo_jax import console
 from alpamayo_jax.config.scene import SceneSpec
 from alpamayo_jax.eval import closed_loop as cl
 from alpamayo_jax.eval import metrics, viz
+from alpamayo_jax.eval.critic import critic_scores
 from alpamayo_jax.eval.reasoning_checks import reasoning_scores
 from alpamayo_jax.world import simulator as sim
 from alpamayo_jax.world.dataset import open_split
@@ -118,7 +119,7 @@ def run_suite(
                 (reader[i] for i in range(count)),
                 dt=dt,
                 batch_size=options.batch_size,
-                reasoning_scorer=lambda s, p: reasoning_scores(s, p, dt),
+                reasoning_scorer=lambda s, p: {**reasoning_scores(s, p, dt), **critic_scores(s, p)},
                 on_plans=pictures if options.pictures else None,
                 progress=bar.update,
             )

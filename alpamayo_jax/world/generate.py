@@ -127,6 +127,23 @@ def build_scene(seed: int, index: int, decision: str | None = None, attempt: int
     return BUILDERS[decision](np.random.default_rng([seed, index, attempt]))
 
 
+def scene_of_sample(sample: Sample) -> Scene:
+    """The scene a sample of this world was rendered from, rebuilt from its meta (seed, index,
+    attempt): scoring a plan against the scene's agents and road needs no stored geometry."""
+    meta = sample.meta
+    if not {"seed", "index"} <= set(meta):
+        raise ValueError(
+            f"sample {sample.clip_id}: no meta seed/index to rebuild its scene from (a sample of the "
+            "synthetic world has them)"
+        )
+    return _scene(int(meta["seed"]), int(meta["index"]), sample.decision, int(meta.get("attempt", 0)))
+
+
+@functools.lru_cache(maxsize=4096)
+def _scene(seed: int, index: int, decision: str, attempt: int) -> Scene:
+    return build_scene(seed, index, decision, attempt)
+
+
 def drivable(scene: Scene, p: Plan) -> bool:
     """The expert keeps comfort bounds (unless in an emergency) and touches nothing."""
     a, k = p.future_actions[:, 0].astype(np.float64), p.future_actions[:, 1].astype(np.float64)
@@ -254,4 +271,12 @@ def default_workers() -> int:
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 
 
-__all__ = ["WorldConfig", "build_scene", "generate", "generate_sample", "pick_decision", "DECISION_NAMES"]
+__all__ = [
+    "WorldConfig",
+    "build_scene",
+    "generate",
+    "generate_sample",
+    "pick_decision",
+    "scene_of_sample",
+    "DECISION_NAMES",
+]

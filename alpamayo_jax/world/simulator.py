@@ -256,17 +256,42 @@ def run_episodes(
                 e.plan_step = step
                 e.plans.append((step, plan.poses, plan.reasoning_text))
         for e in active:
-            state = e.states[-1]
-            accel, curvature = e.tracker.command(state, (step - e.plan_step) * DT)
-            new = step_unicycle(state, accel, curvature, DT)
-            e.accels.append((new.speed - state.speed) / DT)
-            e.traffic.step(ego_box(state), state.velocity())
-            e.states.append(new)
-            e.agent_boxes.append(e.traffic.boxes())
-            _check(e, config)
+            _advance(e, (step - e.plan_step) * DT, config)
         if progress is not None:
             progress(1)
     return episodes
+
+
+def _advance(episode: Episode, t_in_plan: float, config: ClosedLoopConfig) -> None:
+    """One world step: the ego tracks its plan (`t_in_plan` seconds into it), traffic answers, and
+    the safety record is updated."""
+    state = episode.states[-1]
+    accel, curvature = episode.tracker.command(state, t_in_plan)
+    new = step_unicycle(state, accel, curvature, DT)
+    episode.accels.append((new.speed - state.speed) / DT)
+    episode.traffic.step(ego_box(state), state.velocity())
+    episode.states.append(new)
+    episode.agent_boxes.append(episode.traffic.boxes())
+    _check(episode, config)
+
+
+def drive_plan(
+    scene: Scene,
+    poses: np.ndarray,
+    config: ClosedLoopConfig = ClosedLoopConfig(),
+    *,
+    steps: int | None = None,
+) -> Episode:
+    """Drive one fixed plan ([T, 3] poses in the t0 frame) from the scene's t0 without re-planning,
+    for `steps` world steps (default `config.steps`) or until a collision: the outcome of that one
+    plan against reactive traffic (the closed-loop rewards of RL, `rl/rewards.py`)."""
+    episode = start_episode("plan", scene, config)
+    episode.tracker = PlanTracker(np.asarray(poses, np.float64), episode.states[-1], DT)
+    for step in range(config.steps if steps is None else int(steps)):
+        if episode.done:
+            break
+        _advance(episode, step * DT, config)
+    return episode
 
 
 def comfort_violated(episodes: Sequence[Episode]) -> np.ndarray:
