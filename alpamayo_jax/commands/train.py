@@ -54,37 +54,15 @@ def run(args: argparse.Namespace, overrides: list[str]) -> int:
 
         initialize_distributed(config.mesh)
 
-    from alpamayo_jax.config.stages import StageError
-    from alpamayo_jax.data.shards import ShardError
+    from alpamayo_jax.commands.training_errors import run_training
     from alpamayo_jax.recipes.sft import train_sft
-    from alpamayo_jax.run.assets import AssetError
-    from alpamayo_jax.run.checkpoint import CheckpointError
-    from alpamayo_jax.text.tokenizer import TokenizerError
-    from alpamayo_jax.training.loop import TrainConfigError
-    from alpamayo_jax.training.nan_guard import NonFiniteError
-    from alpamayo_jax.training.optim import OptimConfigError
-    from alpamayo_jax.world.dataset import DataDirError
 
     start = time.perf_counter()
-    try:
-        result = train_sft(config, args.workdir, progress=not args.no_progress)
-    except (
-        DataDirError,
-        TrainConfigError,
-        StageError,
-        OptimConfigError,
-        CheckpointError,
-        AssetError,
-        TokenizerError,
-    ) as err:
-        print(f"alpamayo train: {err}", file=sys.stderr)
-        return 2
-    except ShardError as err:  # a corrupt shard or record, found while reading the data
-        print(f"alpamayo train: data error: {err}", file=sys.stderr)
-        return 2
-    except NonFiniteError as err:
-        print(f"alpamayo train: {err}", file=sys.stderr)
-        return 1
+    result, code = run_training(
+        "train", lambda: train_sft(config, args.workdir, progress=not args.no_progress)
+    )
+    if code is not None:
+        return code
     minutes = (time.perf_counter() - start) / 60
     last = max(result.losses) if result.losses else None
     lines = [

@@ -2,8 +2,8 @@
 
 Sections mirror the package layout so each module reads only its own part:
 `action` / `tokens` / `flow` (trajectory/), `data` (data/), `model` (models/), `train` (training/),
-`mesh` (parallel/), `eval` (eval/). Values the public release does not pin down live here as
-fields, never as constants in code.
+`mesh` (parallel/), `rl` (rl/, recipes/grpo.py), `eval` (eval/). Values the public release does
+not pin down live here as fields, never as constants in code.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import ml_collections
 
 from alpamayo_jax.config.data import data_config
 from alpamayo_jax.config.mesh import mesh_config
+from alpamayo_jax.config.rl import rl_config
 from alpamayo_jax.config.text import text_config
 from alpamayo_jax.config.train import train_config
 
@@ -66,5 +67,6 @@ def base_config() -> ml_collections.ConfigDict:
     c.data = data_config()
     c.mesh = mesh_config()
     c.train = train_config()
+    c.rl = rl_config()
     c.text = text_config(c.tokens)  # ids derive from c.tokens' bin counts (FieldReferences)
     return c

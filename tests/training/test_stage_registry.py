@@ -69,7 +69,8 @@ def test_unknown_stage_is_refused_with_the_known_ones(name):
     with pytest.raises(StageError) as err:
         get_stage(name)
     assert (
-        str(err.value) == f"train.stage must be one of ('vision', 'stage1', 'stage2', 'joint', 'rl'), got {name!r}"
+        str(err.value)
+        == f"train.stage must be one of ('vision', 'stage1', 'stage2', 'joint', 'rl'), got {name!r}"
     )
 
 

@@ -1,0 +1,68 @@
+"""The GRPO loss function handed to the generic training step: `loss_fn(model, batch, rng)`.
+
+Terms (each a `(sum, count)`; `training/step.py` weights and divides): `policy_tokens` and
+`policy_flow` (the clipped surrogate over reasoning tokens and over Euler steps of the expert),
+`kl_tokens` / `kl_flow` (k3 to the reference; weighted only when `rl.kl_weight` > 0) and
+`clipped_tokens` / `clipped_flow` (the share of actions outside the clip range; logged only).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import ml_collections
+from jaxtyping import PRNGKeyArray
+
+from alpamayo_jax.models.policy_model import PolicyModel
+from alpamayo_jax.rl.batch import RolloutBatch
+from alpamayo_jax.rl.objective import SumCount, policy_terms
+from alpamayo_jax.rl.scoring import ScoreSpec, score_rollout
+
+
+def make_grpo_loss_fn(
+    score_spec: ScoreSpec, rl_cfg: ml_collections.ConfigDict
+) -> Callable[[PolicyModel, RolloutBatch, PRNGKeyArray], dict[str, SumCount]]:
+    eps = {"eps_low": float(rl_cfg.eps_low), "eps_high": float(rl_cfg.eps_high)}
+
+    def loss_fn(model: PolicyModel, batch: RolloutBatch, rng: PRNGKeyArray) -> dict[str, SumCount]:
+        del rng  # the rollout drew all the randomness
+        token_logp, step_logp = score_rollout(model, batch, score_spec)
+        terms: dict[str, SumCount] = {}
+        if score_spec.tokens:
+            t = policy_terms(
+                token_logp,
+                batch.old_token_logp,
+                batch.ref_token_logp,
+                batch.token_advantage,
+                batch.token_mask,
+                **eps,
+            )
+            terms.update({f"{name}_tokens": value for name, value in t.items()})
+        if score_spec.expert:
+            t = policy_terms(
+                step_logp,
+                batch.old_step_logp,
+                batch.ref_step_logp,
+                batch.flow_advantage,
+                batch.step_mask,
+                **eps,
+            )
+            terms.update({f"{name}_flow": value for name, value in t.items()})
+        return terms
+
+    return loss_fn
+
+
+def grpo_loss_weights(score_spec: ScoreSpec, rl_cfg: ml_collections.ConfigDict) -> dict[str, float]:
+    """{term: weight} the step optimises: each trained kind's policy loss, and its KL when on."""
+    weights = {}
+    kl = float(rl_cfg.kl_weight)
+    for kind, on, weight in (
+        ("tokens", score_spec.tokens, rl_cfg.token_weight),
+        ("flow", score_spec.expert, rl_cfg.flow_weight),
+    ):
+        if on:
+            weights[f"policy_{kind}"] = float(weight)
+            if kl > 0:
+                weights[f"kl_{kind}"] = kl
+    return weights

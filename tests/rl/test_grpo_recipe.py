@@ -1,0 +1,142 @@
+"""`alpamayo rl` end to end on a small setup: metrics and checkpoints, exact resume, the 8-device
+run equal to one device, and one-line errors for a bad --init or rl value."""
+
+import json
+
+import jax
+import numpy as np
+import pytest
+from rl_fixture import REPO, rl_config
+
+from alpamayo_jax.cli import main
+from alpamayo_jax.parallel.mesh import single_device_mesh
+from alpamayo_jax.recipes.grpo import train_grpo
+from alpamayo_jax.training.metrics import read_metrics
+
+REWARD_KEYS = {
+    f"reward/{k}" for k in ("reasoning", "consistency", "expert", "collision", "off_road", "comfort", "total")
+}
+
+
+@pytest.fixture(scope="module")
+def init(policy_workdir):
+    return str(policy_workdir[0])
+
+
+@pytest.fixture(scope="module")
+def full(init, tmp_path_factory):
+    """4 steps on the default mesh (8 fake devices: fsdp 8)."""
+    root = tmp_path_factory.mktemp("grpo")
+    workdir = root / "full"
+    return root, workdir, train_grpo(rl_config(root, steps=4), workdir, init, progress=False)
+
+
+@pytest.mark.slow
+def test_a_run_logs_rewards_and_saves_rl_checkpoints(full):
+    root, workdir, result = full
+    assert result.final_step == 4 and result.checkpoints == [2, 4]
+    records = read_metrics(workdir, "train")
+    assert [r["step"] for r in records] == [1, 2, 3, 4]
+    assert REWARD_KEYS | {"loss/policy_tokens", "loss/policy_flow", "rollout/kept_groups"} <= set(records[0])
+    assert all(np.isfinite(r["loss"]) for r in records)
+    meta = json.loads((workdir / "checkpoints" / "4" / "meta" / "metadata").read_text())
+    assert meta["stage"] == "rl" and meta["rl_init"].endswith("wd")
+    assert (workdir / "assets" / "tokenizer.json").is_file() and (
+        workdir / "assets" / "action_stats.json"
+    ).is_file()
+    # the first update is on-policy: the sampler's and the scorer's step log-probs agree
+    assert records[0]["rollout/step_logp_gap"] < 1e-2
+
+
+@pytest.mark.slow
+def test_resume_reproduces_the_losses_exactly(full, init):
+    root, _, result = full
+    workdir = root / "resumed"
+    train_grpo(rl_config(root, steps=2), workdir, init, progress=False)
+    resumed = train_grpo(rl_config(root, steps=4), workdir, init, progress=False)
+    assert resumed.resumed_from == 2
+    assert {s: resumed.losses[s] for s in (3, 4)} == {s: result.losses[s] for s in (3, 4)}
+    jax.tree.map(np.testing.assert_array_equal, resumed.state.params, result.state.params)
+
+
+@pytest.mark.slow
+def test_the_sharded_run_equals_one_device(full, init):
+    """Step 1 on 8 devices (fsdp 8) and on one: the same rollout (rewards to float rounding of the
+    sharded reductions), the same gradient and update. (The on-policy loss itself is ~0.)"""
+    root, _, _ = full
+    assert len(jax.devices()) == 8
+    config = rl_config(root, steps=1)
+    train_grpo(config, root / "single", init, mesh=single_device_mesh(config.mesh), progress=False)
+    sharded = read_metrics(root / "full", "train")[0]
+    single = read_metrics(root / "single", "train")[0]
+    for key in ("reward/total", "reward/reasoning", "reward/expert", "grad_norm", "param_norm"):
+        np.testing.assert_allclose(single[key], sharded[key], rtol=1e-3, err_msg=key)
+    assert single["reward/consistency"] == sharded["reward/consistency"]
+
+
+def test_a_missing_init_workdir_is_one_line_and_exit_2(tmp_path, capsys):
+    rc = main(
+        [
+            "rl",
+            "--config",
+            str(REPO / "configs" / "tiny_grpo.py"),
+            "--workdir",
+            str(tmp_path / "w"),
+            "--init",
+            str(tmp_path / "nope"),
+        ]
+    )
+    assert rc == 2
+    assert (
+        capsys.readouterr().err
+        == f"alpamayo rl: --init: the SFT workdir {tmp_path / 'nope'} does not exist\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        (
+            "--config.rl.group_size=1",
+            "rl.group_size must be >= 2 (advantages compare samples of one prompt), got 1",
+        ),
+        (
+            "--config.rl.train=('tokens',)",
+            "rl.train must be a non-empty subset of ('reasoning', 'expert'), got ('tokens',)",
+        ),
+        ("--config.rl.flow_noise=0.0", "rl.flow_noise must be > 0 when rl.train has 'expert', got 0.0"),
+    ],
+)
+def test_bad_rl_values_name_the_field(tmp_path, capsys, override, message, init):
+    rc = main(
+        [
+            "rl",
+            "--config",
+            str(REPO / "configs" / "tiny_grpo.py"),
+            "--workdir",
+            str(tmp_path),
+            "--init",
+            init,
+            override,
+        ]
+    )
+    assert rc == 2
+    assert capsys.readouterr().err == f"alpamayo rl: {message}\n"
+
+
+def test_alpamayo_train_refuses_the_rl_stage(tmp_path, capsys):
+    rc = main(
+        [
+            "train",
+            "--config",
+            str(REPO / "configs" / "tiny_vision.py"),
+            "--workdir",
+            str(tmp_path),
+            "--config.train.stage=rl",
+        ]
+    )
+    assert rc == 2
+    assert (
+        capsys.readouterr().err
+        == "alpamayo train: train.stage='rl' is trained by `alpamayo rl`, not `alpamayo train`\n"
+    )
