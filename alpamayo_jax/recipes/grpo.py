@@ -122,9 +122,6 @@ def prepare(
     paths = resolve_dataset(config)
     train_source = ShardReader(paths.root, "train")
     val_source = ShardReader(paths.root, "val")
-    if jax.process_index() == 0:
-        assets.save_action_stats(workdir, stats)
-        tokenizer.save(assets.tokenizer_path(workdir))
     try:
         encoder = encoder_from_config(config, tokenizer)
         critic = get_critic(rl.critic)
@@ -161,6 +158,9 @@ def prepare(
         )  # fmt: skip
     except ValueError as err:  # an unknown reward, critic or advantage; a prompt too long
         raise TrainConfigError(str(err)) from None
+    if jax.process_index() == 0:  # only once every value has been checked: nothing half-written
+        assets.save_action_stats(workdir, stats)
+        tokenizer.save(assets.tokenizer_path(workdir))
 
     def make_train_iter(shard: HostShard):
         del shard  # one process: the prompts of every step are this process's

@@ -140,3 +140,14 @@ def test_alpamayo_train_refuses_the_rl_stage(tmp_path, capsys):
         capsys.readouterr().err
         == "alpamayo train: train.stage='rl' is trained by `alpamayo rl`, not `alpamayo train`\n"
     )
+
+
+def test_an_unknown_reward_writes_nothing(tmp_path, capsys, init):
+    workdir = tmp_path / "w"
+    rc = main(
+        ["rl", "--config", str(REPO / "configs" / "tiny_grpo.py"), "--workdir", str(workdir), "--init", init,
+         "--config.rl.critic=llm"]
+    )  # fmt: skip
+    assert rc == 2
+    assert capsys.readouterr().err == "alpamayo rl: rl.critic: expected one of ('world',), got 'llm'\n"
+    assert not workdir.exists()
