@@ -27,27 +27,17 @@ def make_grpo_loss_fn(
     def loss_fn(model: PolicyModel, batch: RolloutBatch, rng: PRNGKeyArray) -> dict[str, SumCount]:
         del rng  # the rollout drew all the randomness
         token_logp, step_logp = score_rollout(model, batch, score_spec)
+        kinds = (
+            ("tokens", score_spec.tokens, token_logp, batch.old_token_logp, batch.ref_token_logp,
+             batch.token_advantage, batch.token_mask),
+            ("flow", score_spec.expert, step_logp, batch.old_step_logp, batch.ref_step_logp,
+             batch.flow_advantage, batch.step_mask),
+        )  # fmt: skip
         terms: dict[str, SumCount] = {}
-        if score_spec.tokens:
-            t = policy_terms(
-                token_logp,
-                batch.old_token_logp,
-                batch.ref_token_logp,
-                batch.token_advantage,
-                batch.token_mask,
-                **eps,
-            )
-            terms.update({f"{name}_tokens": value for name, value in t.items()})
-        if score_spec.expert:
-            t = policy_terms(
-                step_logp,
-                batch.old_step_logp,
-                batch.ref_step_logp,
-                batch.flow_advantage,
-                batch.step_mask,
-                **eps,
-            )
-            terms.update({f"{name}_flow": value for name, value in t.items()})
+        for kind, trained, logp, old, ref, advantage, mask in kinds:
+            if trained:
+                for name, value in policy_terms(logp, old, ref, advantage, mask, **eps).items():
+                    terms[f"{name}_{kind}"] = value
         return terms
 
     return loss_fn

@@ -151,3 +151,12 @@ def test_an_unknown_reward_writes_nothing(tmp_path, capsys, init):
     assert rc == 2
     assert capsys.readouterr().err == "alpamayo rl: rl.critic: expected one of ('world',), got 'llm'\n"
     assert not workdir.exists()
+
+
+@pytest.mark.slow
+def test_with_a_kl_weight_the_sft_policy_is_the_reference_and_its_kl_starts_at_zero(init, tmp_path):
+    config = rl_config(tmp_path, steps=1, kl_weight=0.1)
+    result = train_grpo(config, tmp_path / "kl", init, progress=False)
+    first = read_metrics(tmp_path / "kl", "train")[0]
+    assert abs(first["loss/kl_tokens"]) < 1e-6 and abs(first["loss/kl_flow"]) < 1e-6
+    assert result.final_step == 1
