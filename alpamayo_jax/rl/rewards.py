@@ -43,7 +43,6 @@ from alpamayo_jax.eval.critic import Critic
 from alpamayo_jax.eval.reasoning_checks import is_consistent, parse_decision
 from alpamayo_jax.world import safety, simulator
 from alpamayo_jax.world.generate import collides, scene_of_sample
-from alpamayo_jax.world.planner import EGO_FRONT, EGO_LENGTH, EGO_WIDTH
 from alpamayo_jax.world.scene import Scene
 
 ADE_SCALE_M = 3.0
@@ -76,23 +75,6 @@ class Rollout:
         return simulator.episode_metrics(simulator.drive_plan(self.scene, self.poses, config), config)
 
 
-def ego_corners(poses: np.ndarray) -> np.ndarray:
-    """[T, 4, 2] corners of the ego box at each planned pose (origin at the rear axle)."""
-    offset = EGO_FRONT - EGO_LENGTH / 2
-    x, y, h = (np.asarray(poses, np.float64)[:, i] for i in range(3))
-    boxes = np.stack(
-        [
-            x + offset * np.cos(h),
-            y + offset * np.sin(h),
-            h,
-            np.full_like(x, EGO_LENGTH),
-            np.full_like(x, EGO_WIDTH),
-        ],
-        -1,
-    )
-    return safety.box_corners(boxes)
-
-
 def reasoning_reward(r: Rollout) -> float:
     return float(r.critic(r.text, r.sample, r.scene))
 
@@ -112,7 +94,7 @@ def collision_reward(r: Rollout) -> float:
 
 
 def off_road_reward(r: Rollout) -> float:
-    corners = ego_corners(r.poses)
+    corners = safety.box_corners(simulator.ego_boxes(r.poses))
     return -float(not np.all(r.scene.road.is_drivable(corners[..., 0], corners[..., 1])))
 
 

@@ -181,8 +181,9 @@ class RolloutMaker:
 
     def _advantages(
         self, parts: Mapping[str, np.ndarray], likelihood: np.ndarray, p: int
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(groups kept [p], token advantages [p g], flow advantages [p g]; 0 in dropped groups)."""
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(groups kept [p], rows kept [p g] as 1/0, token and flow advantages [p g], 0 in dropped
+        groups)."""
         g = self.options.group_size
         token_total = rewards.weighted_total(parts, self.weights, self.options.token_rewards).reshape(p, g)
         flow_total = rewards.weighted_total(parts, self.weights, self.options.flow_rewards).reshape(p, g)
@@ -196,7 +197,7 @@ class RolloutMaker:
         rows = np.repeat(keep, g).astype(np.float32)
         token = (self.advantage(token_total).reshape(-1) * rows).astype(np.float32)
         flow = (self.advantage(flow_total).reshape(-1) * rows).astype(np.float32)
-        return keep, token, flow
+        return keep, rows, token, flow
 
     def __call__(self, layout, state, prompts, step: int) -> tuple[RolloutBatch, dict[str, float]]:
         if self._sample is None:
@@ -230,10 +231,9 @@ class RolloutMaker:
         else:
             ref_tok, ref_step = old_tok, old_step
         likelihood = (old_tok * batch.token_mask).sum(1) + old_step.sum(1)
-        keep, token_advantage, flow_advantage = self._advantages(parts, likelihood, p)
-        rows = np.repeat(keep, g).astype(np.float32)[:, None]
+        keep, rows, token_advantage, flow_advantage = self._advantages(parts, likelihood, p)
         batch = batch.replace(
-            token_mask=batch.token_mask * rows, step_mask=batch.step_mask * rows,
+            token_mask=batch.token_mask * rows[:, None], step_mask=batch.step_mask * rows[:, None],
             old_token_logp=old_tok, ref_token_logp=ref_tok, old_step_logp=old_step, ref_step_logp=ref_step,
             token_advantage=token_advantage, flow_advantage=flow_advantage,
         )  # fmt: skip

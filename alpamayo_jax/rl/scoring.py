@@ -48,7 +48,10 @@ class ScoreSpec:
 def token_log_probs(
     logits: Float[Array, "b l v"], tokens: Array, allowed: np.ndarray, temperature: float
 ) -> Float[Array, "b l"]:
-    """log p(tokens[:, i + 1]) at every input position i (the last column is 0)."""
+    """log p(tokens[:, i + 1]) at every input position i (the last column is 0), under the sampled
+    distribution: banned ids masked, divided by the temperature. (A log-softmax and a gather, not
+    the SFT `next_token_nll`'s logsumexp and one-hot product: equal up to float rounding, but the
+    runs of docs/rl.md were made with this one and reproduce bit for bit.)"""
     logits = jnp.where(jnp.asarray(allowed), logits.astype(jnp.float32), BANNED_LOGIT) / temperature
     logp = jax.nn.log_softmax(logits[:, :-1], axis=-1)
     picked = jnp.take_along_axis(logp, tokens[:, 1:, None].astype(jnp.int32), axis=-1)[..., 0]

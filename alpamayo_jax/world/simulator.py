@@ -74,18 +74,27 @@ def scenario_set(num: int, seed: int, decisions: Sequence[str] | None = None) ->
     return out
 
 
-def ego_box(state: VehicleState) -> np.ndarray:
-    """The ego's box (x, y, heading, length, width): its origin is the rear axle, the box centre ahead."""
+def ego_boxes(poses: np.ndarray) -> np.ndarray:
+    """The ego's boxes (x, y, heading, length, width) [..., 5] at poses (x, y, heading) [..., 3]: its
+    origin is the rear axle, the box centre ahead."""
+    poses = np.asarray(poses, np.float64)
+    x, y, heading = poses[..., 0], poses[..., 1], poses[..., 2]
     offset = EGO_FRONT - EGO_LENGTH / 2
-    return np.array(
+    return np.stack(
         [
-            state.x + offset * math.cos(state.heading),
-            state.y + offset * math.sin(state.heading),
-            state.heading,
-            EGO_LENGTH,
-            EGO_WIDTH,
-        ]
+            x + offset * np.cos(heading),
+            y + offset * np.sin(heading),
+            heading,
+            np.full_like(x, EGO_LENGTH),
+            np.full_like(x, EGO_WIDTH),
+        ],
+        axis=-1,
     )
+
+
+def ego_box(state: VehicleState) -> np.ndarray:
+    """The ego's box (x, y, heading, length, width) in `state`."""
+    return ego_boxes(np.array([state.x, state.y, state.heading]))
 
 
 @dataclasses.dataclass

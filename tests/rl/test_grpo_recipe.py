@@ -18,6 +18,12 @@ REWARD_KEYS = {
 }
 
 
+def alpamayo_rl(workdir, init, *overrides) -> int:
+    """`alpamayo rl --config configs/tiny_grpo.py --workdir W --init I [overrides]`: its exit code."""
+    config = str(REPO / "configs" / "tiny_grpo.py")
+    return main(["rl", "--config", config, "--workdir", str(workdir), "--init", str(init), *overrides])
+
+
 @pytest.fixture(scope="module")
 def init(policy_workdir):
     return str(policy_workdir[0])
@@ -75,17 +81,7 @@ def test_the_sharded_run_equals_one_device(full, init):
 
 
 def test_a_missing_init_workdir_is_one_line_and_exit_2(tmp_path, capsys):
-    rc = main(
-        [
-            "rl",
-            "--config",
-            str(REPO / "configs" / "tiny_grpo.py"),
-            "--workdir",
-            str(tmp_path / "w"),
-            "--init",
-            str(tmp_path / "nope"),
-        ]
-    )
+    rc = alpamayo_rl(tmp_path / "w", tmp_path / "nope")
     assert rc == 2
     assert (
         capsys.readouterr().err
@@ -108,18 +104,7 @@ def test_a_missing_init_workdir_is_one_line_and_exit_2(tmp_path, capsys):
     ],
 )
 def test_bad_rl_values_name_the_field(tmp_path, capsys, override, message, init):
-    rc = main(
-        [
-            "rl",
-            "--config",
-            str(REPO / "configs" / "tiny_grpo.py"),
-            "--workdir",
-            str(tmp_path),
-            "--init",
-            init,
-            override,
-        ]
-    )
+    rc = alpamayo_rl(tmp_path, init, override)
     assert rc == 2
     assert capsys.readouterr().err == f"alpamayo rl: {message}\n"
 
@@ -144,10 +129,7 @@ def test_alpamayo_train_refuses_the_rl_stage(tmp_path, capsys):
 
 def test_an_unknown_reward_writes_nothing(tmp_path, capsys, init):
     workdir = tmp_path / "w"
-    rc = main(
-        ["rl", "--config", str(REPO / "configs" / "tiny_grpo.py"), "--workdir", str(workdir), "--init", init,
-         "--config.rl.critic=llm"]
-    )  # fmt: skip
+    rc = alpamayo_rl(workdir, init, "--config.rl.critic=llm")
     assert rc == 2
     assert capsys.readouterr().err == "alpamayo rl: rl.critic: expected one of ('world',), got 'llm'\n"
     assert not workdir.exists()
