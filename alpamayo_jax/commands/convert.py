@@ -1,4 +1,10 @@
-"""`alpamayo convert`: Convert a HuggingFace safetensors checkpoint into a workdir."""
+"""`alpamayo convert`: HuggingFace checkpoints in (Qwen-VL backbones, Alpamayo releases), and our
+converted Alpamayo models back out in the release's layout.
+
+    alpamayo convert --from hf --family qwen3_vl --src HF_DIR --out W
+    alpamayo convert --from hf --family alpamayo_r1 --src RELEASE_DIR [--vlm VLM_DIR] --out W
+    alpamayo convert --from jax --family alpamayo_r1 --src W --out RELEASE_DIR [--dtype bfloat16]
+"""
 
 from __future__ import annotations
 
@@ -6,38 +12,62 @@ import argparse
 import json
 import pathlib
 import sys
+import time
 
-from alpamayo_jax.commands.missing import MissingCapability
-
-HELP = "Convert a HuggingFace safetensors checkpoint into a workdir."
+HELP = "Convert HF checkpoints (Qwen-VL, Alpamayo releases) in, and Alpamayo models back out."
 ACCEPTS_OVERRIDES = False
+RELEASE_FAMILIES = ("alpamayo_r1", "alpamayo_1_5")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--from", dest="source_format", choices=["hf"], default="hf")
-    parser.add_argument("--src", required=True, help="directory with config.json and *.safetensors")
-    parser.add_argument("--out", required=True, help="workdir to write")
-    parser.add_argument("--family", choices=["qwen2_5_vl", "qwen3_vl", "alpamayo_r1"], default="qwen2_5_vl")
+    parser.add_argument(
+        "--from",
+        dest="source_format",
+        choices=["hf", "jax"],
+        default="hf",
+        help="hf: a HuggingFace directory in, our directory out; jax: ours in, the release layout out",
+    )
+    parser.add_argument("--src", required=True, help="the directory to read")
+    parser.add_argument("--out", required=True, help="the directory to write")
+    parser.add_argument(
+        "--family", choices=["qwen2_5_vl", "qwen3_vl", *RELEASE_FAMILIES], default="qwen2_5_vl"
+    )
+    parser.add_argument(
+        "--vlm",
+        default=None,
+        help="(alpamayo) a local copy of the VLM's config.json (or its directory) that the release "
+        "names in vlm_name_or_path; default: SRC/vlm/, then vlm_name_or_path if it is a local path",
+    )
+    parser.add_argument(
+        "--dtype",
+        choices=["float32", "bfloat16"],
+        default="float32",
+        help="(--from jax) the dtype of the written tensors: float32 is bit-exact, bfloat16 the release's",
+    )
 
 
 def run(args: argparse.Namespace, overrides: list[str]) -> int:
     from alpamayo_jax.convert.hf import ConversionError
 
     try:
-        return _convert(args)
+        if args.family in RELEASE_FAMILIES:
+            return _release_in(args) if args.source_format == "hf" else _release_out(args)
+        if args.source_format != "hf":
+            raise ConversionError(
+                f"--from jax writes the Alpamayo release layout; --family must be one of {RELEASE_FAMILIES}"
+            )
+        return _backbone_in(args)
     except ConversionError as err:
         print(f"alpamayo convert: error: {err}", file=sys.stderr)
         return 2
 
 
-def _convert(args: argparse.Namespace) -> int:
+def _backbone_in(args: argparse.Namespace) -> int:
     from flax import nnx
 
     from alpamayo_jax.convert.hf import ConversionError, load_hf_backbone, save_backbone
     from alpamayo_jax.models.backbone import count_params
 
-    if args.family == "alpamayo_r1":
-        raise MissingCapability("conversion of the Alpamayo-R1 release layout (action-expert weights)")
     src = pathlib.Path(args.src)
     config_path = src / "config.json"
     if not config_path.exists():
@@ -52,5 +82,51 @@ def _convert(args: argparse.Namespace) -> int:
     print(
         f"wrote {path} and model_config.json: {n / 1e6:.1f}M backbone parameters "
         f"({cfg.llm.layers} LLM layers, ViT depth {cfg.vision.depth})"
+    )
+    return 0
+
+
+def _release_in(args: argparse.Namespace) -> int:
+    from alpamayo_jax.convert.hf import ConversionError
+    from alpamayo_jax.convert.release import (
+        FAMILY_OF_MODEL_TYPE,
+        load_release,
+        read_release_config,
+        save_converted,
+    )
+    from alpamayo_jax.models.policy_model import param_counts
+    from alpamayo_jax.run.assets import save_action_stats
+
+    src = pathlib.Path(args.src)
+    model_type = read_release_config(src)["model_type"]
+    family = FAMILY_OF_MODEL_TYPE[model_type]
+    if family != args.family:
+        raise ConversionError(
+            f"--family {args.family} does not match {src / 'config.json'} model_type {model_type!r}"
+        )
+    print(f"converting {src} ({family}) ...")
+    start = time.perf_counter()
+    cfg, model, release = load_release(src, vlm=args.vlm)
+    path = save_converted(args.out, cfg, model, release)
+    save_action_stats(args.out, release.action_stats)
+    n = param_counts(cfg)
+    print(
+        f"wrote {path}, model_config.json, release.json and assets/action_stats.json in "
+        f"{time.perf_counter() - start:.1f} s: {n['total'] / 1e6:.1f}M parameters (VLM "
+        f"{(n['vision'] + n['llm']) / 1e6:.1f}M, expert {n['expert'] / 1e6:.1f}M)"
+    )
+    return 0
+
+
+def _release_out(args: argparse.Namespace) -> int:
+    from alpamayo_jax.convert.hf import ConversionError
+    from alpamayo_jax.convert.release import load_converted, save_release
+
+    cfg, model, release = load_converted(args.src)
+    if release.family != args.family:
+        raise ConversionError(f"--family {args.family}: {args.src} holds a converted {release.family}")
+    files = save_release(args.out, cfg, model, release, dtype=args.dtype)
+    print(
+        f"wrote {len(files)} safetensors file(s), config.json and vlm/config.json to {args.out} ({args.dtype})"
     )
     return 0

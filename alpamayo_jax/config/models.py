@@ -120,6 +120,13 @@ def expert_config(
     c.fourier_frequencies = 10
     c.fourier_min = 1.0
     c.fourier_max = 100.0
+    # The release multiplies the Fourier features by sqrt(2) (unit mean power), applies SiLU
+    # *before* each RMSNorm of the MLP ("silu_norm") and uses eps 1e-5 in the MLP's norms and
+    # the final LayerNorm; the presets here were trained with features unscaled, RMSNorm before
+    # SiLU ("norm_silu") and the LLM's eps. A converted release checkpoint sets the release's.
+    c.fourier_scale = 1.0
+    c.action_mlp_order = "norm_silu"
+    c.action_norm_eps = 1e-6
     # 0: the flow samples one free (accel, curvature) per step, as the release does; K > 0: it lives
     # in the span of the K smoothest cosines over the horizon (trajectory/smooth_basis.py).
     c.action_basis = 0

@@ -178,10 +178,59 @@ def hf_config_from_model(cfg: ml_collections.ConfigDict) -> dict:
 
 
 @dataclass(frozen=True)
+class Transform:
+    """How one HF tensor (or a row range of a fused one) becomes one of our arrays, and back.
+
+    Every conversion is a reshape or a transpose, so each has an exact inverse: export writes our
+    arrays back into the HF layout bit for bit (`write_into`)."""
+
+    kind: str  # "ident" | "linear" (nn.Linear [out, in] -> [in, ...]) | "reshape" | "patch"
+    shape: tuple[int, ...] = ()  # our shape ("linear", "reshape")
+    rows: tuple[int, int] | None = None  # the HF rows this target takes (a fused qkv's part)
+
+    def __call__(self, a: np.ndarray) -> np.ndarray:
+        if self.rows is not None:
+            a = a[self.rows[0] : self.rows[1]]
+        if self.kind == "ident":
+            return a
+        if self.kind == "linear":
+            return np.ascontiguousarray(a.T).reshape(self.shape)
+        if self.kind == "reshape":
+            return a.reshape(self.shape)
+        if self.kind == "patch":  # Conv3d [out, c, t, p, p] -> [c*t*p*p, out]
+            return np.ascontiguousarray(a.reshape(a.shape[0], -1).T)
+        raise ValueError(f"unknown transform kind {self.kind!r}")
+
+    def write_into(self, ours: np.ndarray, hf: np.ndarray) -> None:
+        """The inverse: put `ours` where it came from in the HF tensor `hf`."""
+        part = hf if self.rows is None else hf[self.rows[0] : self.rows[1]]
+        if self.kind in ("ident", "reshape"):
+            part[...] = ours.reshape(part.shape)
+        elif self.kind == "linear":
+            part[...] = ours.reshape(part.shape[1], part.shape[0]).T
+        elif self.kind == "patch":
+            part[...] = ours.T.reshape(part.shape)
+        else:
+            raise ValueError(f"unknown transform kind {self.kind!r}")
+
+
+IDENT = Transform("ident")
+
+
+def _linear(shape_out) -> Transform:
+    """nn.Linear weight [out, in] -> our kernel [in, ...out axes] (or [...in axes, out])."""
+    return Transform("linear", tuple(shape_out))
+
+
+def _reshape(shape) -> Transform:
+    return Transform("reshape", tuple(shape))
+
+
+@dataclass(frozen=True)
 class Target:
     path: tuple  # path in our NNX state
     layer: int | None  # slice of the stacked `layers` axis, or None
-    transform: Callable[[np.ndarray], np.ndarray]
+    transform: Transform
 
 
 @dataclass(frozen=True)
@@ -190,112 +239,103 @@ class Entry:
     targets: tuple[Target, ...]
 
 
-def _ident(a):
-    return a
+Plan = dict[str, Entry]
 
 
-def _linear(shape_out):
-    """nn.Linear weight [out, in] -> our kernel [in, ...out axes] (or [...in axes, out])."""
-    return lambda a: np.ascontiguousarray(a.T).reshape(shape_out)
-
-
-def _reshape(shape):
-    return lambda a: a.reshape(shape)
-
-
-def conversion_plan(cfg: ml_collections.ConfigDict) -> dict[str, Entry]:
-    """Canonical HF names (`visual.*`, `llm.*`, `lm_head.weight`) -> where they go in our state."""
-    plan: dict[str, Entry] = {}
-    t, v = cfg.llm, cfg.vision
+def decoder_layer_entries(
+    plan: Plan, hf_prefix: str, ours: tuple, t: ml_collections.ConfigDict, i: int
+) -> None:
+    """One Qwen decoder layer `hf_prefix` (`...layers.{i}.`) -> slice i of our stacked `ours`
+    layers, for a layer config `t` (hidden, mlp, heads, kv_heads, head_dim, qkv_bias, qk_norm)."""
     d, h, g, hd = t.hidden, t.heads, t.kv_heads, t.head_dim
+
+    def add(name, hf_shape, path, transform):
+        plan[hf_prefix + name] = Entry(tuple(hf_shape), (Target(ours + path, i, transform),))
+
+    add("input_layernorm.weight", (d,), ("attn_norm", "scale"), IDENT)
+    add("post_attention_layernorm.weight", (d,), ("mlp_norm", "scale"), IDENT)
+    for proj, name, heads in (("q", "wq", h), ("k", "wk", g), ("v", "wv", g)):
+        add(f"self_attn.{proj}_proj.weight", (heads * hd, d), ("attn", name), _linear((d, heads, hd)))
+        if t.qkv_bias:
+            add(f"self_attn.{proj}_proj.bias", (heads * hd,), ("attn", "b" + proj), _reshape((heads, hd)))
+    add("self_attn.o_proj.weight", (d, h * hd), ("attn", "wo"), _linear((h, hd, d)))
+    if t.qk_norm:
+        add("self_attn.q_norm.weight", (hd,), ("attn", "q_norm", "scale"), IDENT)
+        add("self_attn.k_norm.weight", (hd,), ("attn", "k_norm", "scale"), IDENT)
+    for proj in ("gate", "up"):
+        add(f"mlp.{proj}_proj.weight", (t.mlp, d), ("mlp", proj, "kernel"), _linear((d, t.mlp)))
+    add("mlp.down_proj.weight", (d, t.mlp), ("mlp", "down", "kernel"), _linear((t.mlp, d)))
+
+
+def conversion_plan(cfg: ml_collections.ConfigDict, root: tuple = ()) -> Plan:
+    """Canonical HF names (`visual.*`, `llm.*`, `lm_head.weight`) -> where they go in our state
+    (a Backbone's; `root` prefixes the paths, e.g. `("backbone",)` inside a PolicyModel)."""
+    plan: Plan = {}
+    t, v = cfg.llm, cfg.vision
+    d = t.hidden
 
     def add(name, hf_shape, *targets):
         plan[name] = Entry(tuple(hf_shape), tuple(targets))
 
+    def target(path, layer, transform):
+        return Target(root + path, layer, transform)
+
     L = ("llm",)
-    add("llm.embed_tokens.weight", (t.vocab, d), Target(L + ("embedding",), None, _ident))
-    add("llm.norm.weight", (d,), Target(L + ("final_norm", "scale"), None, _ident))
+    add("llm.embed_tokens.weight", (t.vocab, d), target(L + ("embedding",), None, IDENT))
+    add("llm.norm.weight", (d,), target(L + ("final_norm", "scale"), None, IDENT))
     if not t.tied:
-        add("lm_head.weight", (t.vocab, d), Target(L + ("lm_head",), None, _linear((d, t.vocab))))
+        add("lm_head.weight", (t.vocab, d), target(L + ("lm_head",), None, _linear((d, t.vocab))))
     for i in range(t.layers):
-        p = f"llm.layers.{i}."
-        lay = L + ("layers",)
-        add(p + "input_layernorm.weight", (d,), Target(lay + ("attn_norm", "scale"), i, _ident))
-        add(p + "post_attention_layernorm.weight", (d,), Target(lay + ("mlp_norm", "scale"), i, _ident))
-        for proj, ours, heads in (("q", "wq", h), ("k", "wk", g), ("v", "wv", g)):
-            add(
-                p + f"self_attn.{proj}_proj.weight",
-                (heads * hd, d),
-                Target(lay + ("attn", ours), i, _linear((d, heads, hd))),
-            )
-            if t.qkv_bias:
-                add(
-                    p + f"self_attn.{proj}_proj.bias",
-                    (heads * hd,),
-                    Target(lay + ("attn", "b" + proj), i, _reshape((heads, hd))),
-                )
-        add(p + "self_attn.o_proj.weight", (d, h * hd), Target(lay + ("attn", "wo"), i, _linear((h, hd, d))))
-        if t.qk_norm:
-            add(p + "self_attn.q_norm.weight", (hd,), Target(lay + ("attn", "q_norm", "scale"), i, _ident))
-            add(p + "self_attn.k_norm.weight", (hd,), Target(lay + ("attn", "k_norm", "scale"), i, _ident))
-        for proj in ("gate", "up"):
-            add(
-                p + f"mlp.{proj}_proj.weight",
-                (t.mlp, d),
-                Target(lay + ("mlp", proj, "kernel"), i, _linear((d, t.mlp))),
-            )
-        add(
-            p + "mlp.down_proj.weight",
-            (d, t.mlp),
-            Target(lay + ("mlp", "down", "kernel"), i, _linear((t.mlp, d))),
-        )
+        decoder_layer_entries(plan, f"llm.layers.{i}.", root + L + ("layers",), t, i)
 
     V = ("vision",)
     e, vh = v.hidden, v.heads
     vhd = e // vh
-    patch_dim = 3 * v.temporal_patch_size * v.patch_size**2
     add(
         "visual.patch_embed.proj.weight",
         (e, 3, v.temporal_patch_size, v.patch_size, v.patch_size),
-        Target(V + ("patch_kernel",), None, lambda a: np.ascontiguousarray(a.reshape(e, patch_dim).T)),
+        target(V + ("patch_kernel",), None, Transform("patch")),
     )
     if v.patch_bias:
-        add("visual.patch_embed.proj.bias", (e,), Target(V + ("patch_bias",), None, _ident))
+        add("visual.patch_embed.proj.bias", (e,), target(V + ("patch_bias",), None, IDENT))
     if v.num_position_embeddings:
         add(
             "visual.pos_embed.weight",
             (v.num_position_embeddings, e),
-            Target(V + ("pos_table",), None, _ident),
+            target(V + ("pos_table",), None, IDENT),
         )
     norm_names = ("weight", "scale"), ("bias", "bias")
     norm_parts = norm_names if v.norm == "layer" else norm_names[:1]
 
     def linear(prefix, ours, n_in, n_out, layer=None):
-        add(prefix + ".weight", (n_out, n_in), Target(ours + ("kernel",), layer, _linear((n_in, n_out))))
-        add(prefix + ".bias", (n_out,), Target(ours + ("bias",), layer, _ident))
+        add(prefix + ".weight", (n_out, n_in), target(ours + ("kernel",), layer, _linear((n_in, n_out))))
+        add(prefix + ".bias", (n_out,), target(ours + ("bias",), layer, IDENT))
 
     for i in range(v.depth):
         p = f"visual.blocks.{i}."
         blk = V + ("blocks",)
         for n in ("norm1", "norm2"):
             for hf_part, our_part in norm_parts:
-                add(p + f"{n}.{hf_part}", (e,), Target(blk + (n, our_part), i, _ident))
-        split = lambda k, shape: lambda a: np.ascontiguousarray(a[k * e : (k + 1) * e].T).reshape(shape)  # noqa: E731
+                add(p + f"{n}.{hf_part}", (e,), target(blk + (n, our_part), i, IDENT))
+        parts = list(enumerate(("q", "k", "v")))
         add(
             p + "attn.qkv.weight",
             (3 * e, e),
-            *(Target(blk + ("attn", w), i, split(k, (e, vh, vhd))) for k, w in enumerate(("wq", "wk", "wv"))),
+            *(
+                target(blk + ("attn", "w" + x), i, Transform("linear", (e, vh, vhd), (k * e, (k + 1) * e)))
+                for k, x in parts
+            ),
         )
         add(
             p + "attn.qkv.bias",
             (3 * e,),
             *(
-                Target(blk + ("attn", b), i, lambda a, k=k: a[k * e : (k + 1) * e].reshape(vh, vhd))
-                for k, b in enumerate(("bq", "bk", "bv"))
+                target(blk + ("attn", "b" + x), i, Transform("reshape", (vh, vhd), (k * e, (k + 1) * e)))
+                for k, x in parts
             ),
         )
-        add(p + "attn.proj.weight", (e, e), Target(blk + ("attn", "wo"), i, _linear((vh, vhd, e))))
-        add(p + "attn.proj.bias", (e,), Target(blk + ("attn", "bo"), i, _ident))
+        add(p + "attn.proj.weight", (e, e), target(blk + ("attn", "wo"), i, _linear((vh, vhd, e))))
+        add(p + "attn.proj.bias", (e,), target(blk + ("attn", "bo"), i, IDENT))
         if v.mlp_type == "swiglu":
             for proj, n_in, n_out in (("gate", e, v.mlp), ("up", e, v.mlp), ("down", v.mlp, e)):
                 linear(p + f"mlp.{proj}_proj", blk + ("mlp", proj), n_in, n_out, i)
@@ -311,11 +351,11 @@ def conversion_plan(cfg: ml_collections.ConfigDict) -> dict[str, Entry]:
     for prefix, ours, post in mergers:
         width = wide if post else e
         if v.norm == "rms":
-            add(prefix + ".ln_q.weight", (width,), Target(ours + ("norm", "scale"), None, _ident))
+            add(prefix + ".ln_q.weight", (width,), target(ours + ("norm", "scale"), None, IDENT))
             fc1, fc2 = prefix + ".mlp.0", prefix + ".mlp.2"
         else:
             for hf_part, our_part in norm_parts:
-                add(prefix + f".norm.{hf_part}", (width,), Target(ours + ("norm", our_part), None, _ident))
+                add(prefix + f".norm.{hf_part}", (width,), target(ours + ("norm", our_part), None, IDENT))
             fc1, fc2 = prefix + ".linear_fc1", prefix + ".linear_fc2"
         linear(fc1, ours + ("mlp", "fc1"), wide, wide)
         linear(fc2, ours + ("mlp", "fc2"), wide, v.out_hidden)
@@ -354,30 +394,41 @@ def checkpoint_files(src: pathlib.Path) -> list[pathlib.Path]:
     return files
 
 
-def load_hf_backbone(src: str | pathlib.Path, cfg: ml_collections.ConfigDict | None = None):
-    """Read a HF checkpoint directory into (model config, Backbone module with the weights)."""
+BufferCheck = Callable[[np.ndarray], None]
+
+
+def read_checkpoint(
+    src: pathlib.Path,
+    abstract: nnx.Module,
+    plan: Plan,
+    rename: Callable[[str], str],
+    *,
+    skip: Callable[[str], bool] = lambda name: False,
+    buffers: dict[str, BufferCheck] | None = None,
+):
+    """Stream the safetensors files of `src` into `abstract` (an `nnx.eval_shape` module) along
+    `plan`: tensor by tensor, so peak host memory is our float32 state plus one tensor.
+
+    `rename` maps on-disk names to the plan's; `skip` names tensors to ignore (a tied head);
+    `buffers` are tensors that are not weights but must hold what the config implies (each gets a
+    check that raises ConversionError). Anything else not in the plan, a planned tensor the files
+    lack, or a shape that differs is a ConversionError naming the tensor."""
     from safetensors import safe_open
 
-    from alpamayo_jax.models.backbone import Backbone
-
-    src = pathlib.Path(src)
-    config_path = src / "config.json"
-    if cfg is None:
-        if not config_path.exists():
-            raise ConversionError(f"{config_path} not found (a HF model directory holds config.json)")
-        cfg = model_config_from_hf(json.loads(config_path.read_text()))
-    abstract = nnx.eval_shape(lambda: Backbone(cfg, rngs=nnx.Rngs(0)))
+    buffers = buffers or {}
     graphdef, abstract_state = nnx.split(abstract)
     shapes = {path: var.get_value() for path, var in nnx.to_flat_state(abstract_state)}
-    buffers = {path: np.zeros(s.shape, np.float32) for path, s in shapes.items()}
-    plan = conversion_plan(cfg)
+    arrays = {path: np.zeros(s.shape, np.float32) for path, s in shapes.items()}
     seen: set[str] = set()
     for file in checkpoint_files(src):
         with safe_open(str(file), framework="np") as f:
             for raw in f.keys():
-                name = canonical_name(raw)
-                if name == "lm_head.weight" and cfg.llm.tied:
-                    continue  # tied head: the embedding is the head
+                name = rename(raw)
+                if skip(name):
+                    continue
+                if name in buffers:
+                    buffers[name](np.asarray(f.get_tensor(raw), np.float32))
+                    continue
                 if name not in plan:
                     raise ConversionError(
                         f"unexpected tensor {raw!r} in {file.name}: the model config has no place for it"
@@ -388,12 +439,10 @@ def load_hf_backbone(src: str | pathlib.Path, cfg: ml_collections.ConfigDict | N
                     raise ConversionError(f"tensor {raw!r} has shape {shape}, expected {entry.hf_shape}")
                 array = np.asarray(f.get_tensor(raw), np.float32)
                 for target in entry.targets:
-                    if target.path not in buffers:
+                    if target.path not in arrays:
                         raise ConversionError(f"tensor {raw!r} maps to {target.path}, which the model lacks")
                     value = target.transform(array)
-                    dest = (
-                        buffers[target.path] if target.layer is None else buffers[target.path][target.layer]
-                    )
+                    dest = arrays[target.path] if target.layer is None else arrays[target.path][target.layer]
                     if value.shape != dest.shape:
                         raise ConversionError(
                             f"tensor {raw!r} converts to shape {value.shape}, expected {dest.shape}"
@@ -405,8 +454,42 @@ def load_hf_backbone(src: str | pathlib.Path, cfg: ml_collections.ConfigDict | N
         more = f" (and {len(missing) - 5} more)" if len(missing) > 5 else ""
         raise ConversionError(f"checkpoint in {src} lacks tensor(s) {', '.join(missing[:5])}{more}")
     for path, var in nnx.to_flat_state(abstract_state):
-        var.set_value(jnp.asarray(buffers.pop(path), shapes[path].dtype))
-    return cfg, nnx.merge(graphdef, abstract_state)
+        var.set_value(jnp.asarray(arrays.pop(path), shapes[path].dtype))
+    return nnx.merge(graphdef, abstract_state)
+
+
+def hf_tensors(module: nnx.Module, plan: Plan):
+    """The inverse of `read_checkpoint`: (HF name, float32 array) for every planned tensor, built
+    from the module's weights one tensor at a time (what `save_file` streams out)."""
+    ours = {path: var.get_value() for path, var in nnx.to_flat_state(nnx.state(module))}
+    for name, entry in plan.items():
+        hf = np.zeros(entry.hf_shape, np.float32)
+        for target in entry.targets:
+            value = np.asarray(ours[target.path], np.float32)
+            target.transform.write_into(value if target.layer is None else value[target.layer], hf)
+        yield name, hf
+
+
+def load_hf_backbone(src: str | pathlib.Path, cfg: ml_collections.ConfigDict | None = None):
+    """Read a HF checkpoint directory into (model config, Backbone module with the weights)."""
+    from alpamayo_jax.models.backbone import Backbone
+
+    src = pathlib.Path(src)
+    config_path = src / "config.json"
+    if cfg is None:
+        if not config_path.exists():
+            raise ConversionError(f"{config_path} not found (a HF model directory holds config.json)")
+        cfg = model_config_from_hf(json.loads(config_path.read_text()))
+    abstract = nnx.eval_shape(lambda: Backbone(cfg, rngs=nnx.Rngs(0)))
+    tied = bool(cfg.llm.tied)
+    backbone = read_checkpoint(
+        src,
+        abstract,
+        conversion_plan(cfg),
+        canonical_name,
+        skip=lambda name: tied and name == "lm_head.weight",  # tied head: the embedding is the head
+    )
+    return cfg, backbone
 
 
 # --- the converted directory -------------------------------------------------------------------------
@@ -415,31 +498,33 @@ BACKBONE_FILE = "backbone.safetensors"
 CONFIG_FILE = "model_config.json"
 
 
-def save_backbone(out: str | pathlib.Path, cfg: ml_collections.ConfigDict, backbone) -> pathlib.Path:
-    """Write our model config (JSON) and the backbone weights (flat safetensors, '/'-joined paths)."""
+def save_module(
+    out: str | pathlib.Path, cfg: ml_collections.ConfigDict, module, weights_file: str
+) -> pathlib.Path:
+    """Write our model config (JSON) and the module's weights (flat safetensors, '/'-joined paths)."""
     from safetensors.numpy import save_file
 
     out = pathlib.Path(out)
     out.mkdir(parents=True, exist_ok=True)
     flat = {
         "/".join(str(p) for p in path): np.asarray(var.get_value())
-        for path, var in nnx.to_flat_state(nnx.state(backbone, nnx.Param))
+        for path, var in nnx.to_flat_state(nnx.state(module, nnx.Param))
     }
-    tmp = out / (BACKBONE_FILE + ".tmp")
+    tmp = out / (weights_file + ".tmp")
     save_file(flat, str(tmp))
     (out / CONFIG_FILE).write_text(cfg.to_json(indent=1))
-    tmp.replace(out / BACKBONE_FILE)  # the weights file appears only once complete
-    return out / BACKBONE_FILE
+    tmp.replace(out / weights_file)  # the weights file appears only once complete
+    return out / weights_file
 
 
-def load_backbone(src: str | pathlib.Path):
-    """Read what `save_backbone` wrote: (model config, Backbone with the weights)."""
+def load_module(
+    src: str | pathlib.Path, build: Callable[[ml_collections.ConfigDict], nnx.Module], weights_file: str
+):
+    """Read what `save_module` wrote: (model config, `build(cfg)` with the weights)."""
     from safetensors.numpy import load_file
 
-    from alpamayo_jax.models.backbone import Backbone
-
     src = pathlib.Path(src)
-    for name in (CONFIG_FILE, BACKBONE_FILE):
+    for name in (CONFIG_FILE, weights_file):
         if not (src / name).exists():
             raise ConversionError(f"{src / name} not found (write it with `alpamayo convert`)")
 
@@ -449,17 +534,29 @@ def load_backbone(src: str | pathlib.Path):
         return tuple(tuples(v) for v in x) if isinstance(x, list) else x
 
     cfg = ml_collections.ConfigDict(tuples(json.loads((src / CONFIG_FILE).read_text())))
-    tensors = load_file(str(src / BACKBONE_FILE))
-    abstract = nnx.eval_shape(lambda: Backbone(cfg, rngs=nnx.Rngs(0)))
+    tensors = load_file(str(src / weights_file))
+    abstract = nnx.eval_shape(lambda: build(cfg))
     graphdef, state = nnx.split(abstract)
     for path, var in nnx.to_flat_state(state):
         key = "/".join(str(p) for p in path)
         if key not in tensors:
-            raise ConversionError(f"{src / BACKBONE_FILE} lacks {key}")
+            raise ConversionError(f"{src / weights_file} lacks {key}")
         value = tensors.pop(key)
         if value.shape != var.get_value().shape:
             raise ConversionError(f"{key} has shape {value.shape}, expected {var.get_value().shape}")
         var.set_value(jnp.asarray(value, var.get_value().dtype))
     if tensors:
-        raise ConversionError(f"{src / BACKBONE_FILE} holds unexpected tensor(s) {sorted(tensors)[:5]}")
+        raise ConversionError(f"{src / weights_file} holds unexpected tensor(s) {sorted(tensors)[:5]}")
     return cfg, nnx.merge(graphdef, state)
+
+
+def save_backbone(out: str | pathlib.Path, cfg: ml_collections.ConfigDict, backbone) -> pathlib.Path:
+    """Write a converted backbone: `model_config.json` and `backbone.safetensors`."""
+    return save_module(out, cfg, backbone, BACKBONE_FILE)
+
+
+def load_backbone(src: str | pathlib.Path):
+    """Read what `save_backbone` wrote: (model config, Backbone with the weights)."""
+    from alpamayo_jax.models.backbone import Backbone
+
+    return load_module(src, lambda cfg: Backbone(cfg, rngs=nnx.Rngs(0)), BACKBONE_FILE)

@@ -6,6 +6,10 @@ coarse and fine changes of a scalar, which a raw scalar through a linear layer d
 features go through a small MLP to the expert width and a LayerNorm, so the tokens enter the
 transformer at a fixed scale whatever t is. The output projection is a plain linear map from the
 expert width to the two action dimensions (the predicted velocity).
+
+Two conventions of the MLP exist (`model.expert.action_mlp_order`): "norm_silu" (RMSNorm, SiLU,
+Linear per block: what this project's presets train) and "silu_norm" (SiLU, RMSNorm, Linear: the
+release's, with features scaled by sqrt(2)); a converted release checkpoint uses the latter.
 """
 
 from __future__ import annotations
@@ -26,18 +30,23 @@ def fourier_frequencies(num: int, low: float, high: float) -> Float[Array, " f"]
 
 
 def fourier_features(
-    x: Float[Array, "*batch"], frequencies: Float[Array, " f"]
+    x: Float[Array, "*batch"], frequencies: Float[Array, " f"], scale: float = 1.0
 ) -> Float[Array, "*batch two_f"]:
-    """[sin(2 pi f x), cos(2 pi f x)] over the frequencies, computed in float32."""
+    """scale * [sin(2 pi f x), cos(2 pi f x)] over the frequencies, computed in float32."""
     angles = 2.0 * jnp.pi * x.astype(jnp.float32)[..., None] * frequencies
-    return jnp.concatenate([jnp.sin(angles), jnp.cos(angles)], axis=-1)
+    features = jnp.concatenate([jnp.sin(angles), jnp.cos(angles)], axis=-1)
+    return features if scale == 1.0 else features * jnp.float32(scale)
+
+
+MLP_ORDERS = ("norm_silu", "silu_norm")
 
 
 class ActionInProjection(nnx.Module):
     """(noisy actions, t) -> one expert token per step: Fourier features, MLP, LayerNorm.
 
-    The MLP has `num_layers` linear maps: features -> width, then (RMSNorm, SiLU, Linear) blocks,
-    the last one mapping to the expert width.
+    The MLP has `num_layers` linear maps: features -> width, then (RMSNorm, SiLU, Linear) blocks
+    ("norm_silu") or (SiLU, RMSNorm, Linear) blocks ("silu_norm"), the last one mapping to the
+    expert width.
     """
 
     def __init__(
@@ -52,11 +61,19 @@ class ActionInProjection(nnx.Module):
         max_frequency: float,
         norm_eps: float,
         rngs: nnx.Rngs,
+        fourier_scale: float = 1.0,
+        mlp_order: str = "norm_silu",
         dtype=None,
         param_dtype=jnp.float32,
     ):
         if num_layers < 2:
             raise ValueError(f"model.expert.action_mlp_layers must be >= 2, got {num_layers}")
+        if mlp_order not in MLP_ORDERS:
+            raise ValueError(
+                f"model.expert.action_mlp_order: expected one of {MLP_ORDERS}, got {mlp_order!r}"
+            )
+        self.fourier_scale = float(fourier_scale)
+        self.silu_first = mlp_order == "silu_norm"
         self.action_dim = action_dim
         self.num_frequencies = num_frequencies
         self.min_frequency = min_frequency
@@ -86,11 +103,12 @@ class ActionInProjection(nnx.Module):
             )
         freqs = fourier_frequencies(self.num_frequencies, self.min_frequency, self.max_frequency)
         t_tok = jnp.broadcast_to(t[:, None], x_t.shape[:2])
-        feats = [fourier_features(x_t[..., i], freqs) for i in range(self.action_dim)]
-        feats.append(fourier_features(t_tok, freqs))
+        scale = self.fourier_scale
+        feats = [fourier_features(x_t[..., i], freqs, scale) for i in range(self.action_dim)]
+        feats.append(fourier_features(t_tok, freqs, scale))
         h = self.inp(jnp.concatenate(feats, axis=-1).astype(self.dtype or jnp.float32))
         for norm, linear in zip(self.norms, self.linears, strict=True):
-            h = linear(jax.nn.silu(norm(h)))
+            h = linear(norm(jax.nn.silu(h)) if self.silu_first else jax.nn.silu(norm(h)))
         return self.out_norm(h)
 
 

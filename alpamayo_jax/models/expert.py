@@ -108,7 +108,10 @@ class ActionExpert(nnx.Module):
             num_frequencies=expert_cfg.fourier_frequencies,
             min_frequency=expert_cfg.fourier_min,
             max_frequency=expert_cfg.fourier_max,
-            norm_eps=llm_cfg.norm_eps,
+            # Older run configs lack the three fields below: they trained with these defaults.
+            norm_eps=float(expert_cfg.get("action_norm_eps", llm_cfg.norm_eps)),
+            fourier_scale=float(expert_cfg.get("fourier_scale", 1.0)),
+            mlp_order=str(expert_cfg.get("action_mlp_order", "norm_silu")),
             rngs=rngs,
             dtype=dtype,
             param_dtype=param_dtype,
