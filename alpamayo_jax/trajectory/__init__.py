@@ -18,6 +18,7 @@ from alpamayo_jax.trajectory.metrics import (
     displacement_metrics,
     horizon_index,
 )
+from alpamayo_jax.trajectory.release_fit import ReleaseFit, poses_to_actions_release, speed_at_t0
 from alpamayo_jax.trajectory.tokenize import (
     decode_future,
     decode_history,
@@ -38,6 +39,7 @@ from alpamayo_jax.trajectory.unicycle import (
 
 __all__ = [
     "ComfortBounds",
+    "ReleaseFit",
     "actions_to_poses",
     "box_corners",
     "clip_actions",
@@ -58,9 +60,11 @@ __all__ = [
     "is_comfortable",
     "normalize_actions",
     "poses_to_actions",
+    "poses_to_actions_release",
     "quantize",
     "rollout",
     "sample_time",
+    "speed_at_t0",
     "target_velocity",
     "unwrap_heading",
 ]

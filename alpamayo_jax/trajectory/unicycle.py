@@ -181,8 +181,9 @@ def poses_to_actions(
     waves up to 3 m/s^2 at 0.8 Hz): accel within ~0.04 m/s^2 (worst at the last steps, where a
     single displacement constrains the final speed and the ridge's bias shows), curvature within
     ~2e-5 1/m, and re-integrated poses within 1 mm over 6.4 s. Position noise is amplified by
-    1/dt^2 into accel (1 cm of jitter is ~10 m/s^2 at this ridge); for noisy logs raise
-    `config.action.ridge`.
+    1/dt^2 into accel (1 cm of jitter is ~10 m/s^2 at this ridge). Logged (noisy) poses take the
+    release's fit instead, `release_fit.poses_to_actions_release` (19 vs 0.8 m/s^2 RMS worst-case
+    accel error at 1 cm / 1 mrad of noise, tests/trajectory/test_release_fit.py).
     """
     poses = _float_array("poses", poses, 3, "x m, y m, heading rad")
     _check_steps("poses", poses)
