@@ -458,16 +458,19 @@ def read_checkpoint(
     return nnx.merge(graphdef, abstract_state)
 
 
-def hf_tensors(module: nnx.Module, plan: Plan):
-    """The inverse of `read_checkpoint`: (HF name, float32 array) for every planned tensor, built
-    from the module's weights one tensor at a time (what `save_file` streams out)."""
-    ours = {path: var.get_value() for path, var in nnx.to_flat_state(nnx.state(module))}
-    for name, entry in plan.items():
-        hf = np.zeros(entry.hf_shape, np.float32)
-        for target in entry.targets:
-            value = np.asarray(ours[target.path], np.float32)
-            target.transform.write_into(value if target.layer is None else value[target.layer], hf)
-        yield name, hf
+def hf_tensor(ours: dict, entry: Entry) -> np.ndarray:
+    """The inverse of `read_checkpoint` for one planned tensor: its float32 HF array rebuilt from
+    our flat state (`{path: array}`)."""
+    hf = np.zeros(entry.hf_shape, np.float32)
+    for target in entry.targets:
+        value = np.asarray(ours[target.path], np.float32)
+        target.transform.write_into(value if target.layer is None else value[target.layer], hf)
+    return hf
+
+
+def flat_arrays(module: nnx.Module) -> dict:
+    """{state path: array} of a module's variables (views, no copies on the CPU)."""
+    return {path: var.get_value() for path, var in nnx.to_flat_state(nnx.state(module))}
 
 
 def load_hf_backbone(src: str | pathlib.Path, cfg: ml_collections.ConfigDict | None = None):
@@ -501,20 +504,19 @@ CONFIG_FILE = "model_config.json"
 def save_module(
     out: str | pathlib.Path, cfg: ml_collections.ConfigDict, module, weights_file: str
 ) -> pathlib.Path:
-    """Write our model config (JSON) and the module's weights (flat safetensors, '/'-joined paths)."""
-    from safetensors.numpy import save_file
+    """Write our model config (JSON) and the module's weights (flat safetensors, '/'-joined paths),
+    streamed tensor by tensor (`fileio.safetensors_stream`)."""
+    from alpamayo_jax.fileio.safetensors_stream import write_safetensors
 
     out = pathlib.Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    flat = {
-        "/".join(str(p) for p in path): np.asarray(var.get_value())
+    arrays = {
+        "/".join(str(p) for p in path): var.get_value()
         for path, var in nnx.to_flat_state(nnx.state(module, nnx.Param))
     }
-    tmp = out / (weights_file + ".tmp")
-    save_file(flat, str(tmp))
+    specs = {name: (np.dtype(a.dtype).name, tuple(a.shape)) for name, a in arrays.items()}
     (out / CONFIG_FILE).write_text(cfg.to_json(indent=1))
-    tmp.replace(out / weights_file)  # the weights file appears only once complete
-    return out / weights_file
+    return write_safetensors(out / weights_file, specs, lambda name: np.asarray(arrays[name]))
 
 
 def load_module(

@@ -47,7 +47,8 @@ from alpamayo_jax.convert.hf import (
     canonical_name,
     conversion_plan,
     decoder_layer_entries,
-    hf_tensors,
+    flat_arrays,
+    hf_tensor,
     model_config_from_hf,
     read_checkpoint,
 )
@@ -358,15 +359,13 @@ def release_config_for(cfg: ml_collections.ConfigDict, release: Release) -> dict
     return out
 
 
-def release_tensors(cfg: ml_collections.ConfigDict, model: nnx.Module, release: Release):
-    """(on-disk name, array) of every tensor of the release checkpoint, weights then buffers."""
-    for name, array in hf_tensors(model, release_plan(cfg)):
-        yield to_release_name(name), array
+def release_specs(cfg: ml_collections.ConfigDict, release: Release) -> dict[str, tuple[int, ...]]:
+    """On-disk name -> shape of every tensor of the release checkpoint: weights, then buffers."""
+    specs = {to_release_name(name): entry.hf_shape for name, entry in release_plan(cfg).items()}
     if release.family == "alpamayo_r1":  # Alpamayo 1.5 does not save the frequencies
-        for name in FOURIER_BUFFERS:
-            yield name, fourier_buffer(cfg)
-    for name, (which, dim) in STAT_BUFFERS.items():
-        yield name, np.asarray(release.action_stats[which][dim], np.float32)
+        specs.update({name: fourier_buffer(cfg).shape for name in FOURIER_BUFFERS})
+    specs.update({name: () for name in STAT_BUFFERS})
+    return specs
 
 
 def save_release(
@@ -379,38 +378,53 @@ def save_release(
     max_shard_bytes: int = MAX_SHARD_BYTES,
 ) -> list[pathlib.Path]:
     """Write `model` in the release layout: config.json, vlm/config.json, safetensors shards
-    (with `model.safetensors.index.json` when there is more than one). float32 keeps every value
-    bit for bit; bfloat16 is the release's own dtype. Files appear only once complete."""
-    from safetensors.numpy import save_file
+    (with `model.safetensors.index.json` when there is more than one), each tensor built and
+    written in turn. float32 keeps every value bit for bit; bfloat16 is the release's own dtype."""
+    import ml_dtypes
+
+    from alpamayo_jax.fileio.safetensors_stream import write_safetensors
 
     check_release_compatible(cfg)
     if dtype not in ("float32", "bfloat16"):
         raise ConversionError(f"--dtype: expected float32 or bfloat16, got {dtype!r}")
-    import ml_dtypes
-
     np_dtype = np.float32 if dtype == "float32" else ml_dtypes.bfloat16
-    out = pathlib.Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    shards: list[dict[str, np.ndarray]] = [{}]
+    itemsize = np.dtype(np_dtype).itemsize
+    specs = release_specs(cfg, release)
+    shards: list[dict[str, tuple[int, ...]]] = [{}]
     size = 0
-    for name, array in release_tensors(cfg, model, release):
-        array = np.require(array.astype(np_dtype), requirements="C")  # keeps 0-d buffers 0-d
-        if shards[-1] and size + array.nbytes > max_shard_bytes:
+    for name, shape in specs.items():
+        nbytes = int(np.prod(shape, dtype=np.int64)) * itemsize
+        if shards[-1] and size + nbytes > max_shard_bytes:
             shards.append({})
             size = 0
-        shards[-1][name] = array
-        size += array.nbytes
+        shards[-1][name] = shape
+        size += nbytes
+    plan = {to_release_name(name): entry for name, entry in release_plan(cfg).items()}
+    ours = flat_arrays(model)
+
+    def produce(name: str) -> np.ndarray:
+        if name in plan:
+            value = hf_tensor(ours, plan[name])
+        elif name in STAT_BUFFERS:
+            which, dim = STAT_BUFFERS[name]
+            value = np.asarray(release.action_stats[which][dim], np.float32)
+        else:
+            value = fourier_buffer(cfg)
+        return value.astype(np_dtype)
+
+    out = pathlib.Path(out)
+    out.mkdir(parents=True, exist_ok=True)
     names = (
         ["model.safetensors"]
         if len(shards) == 1
         else [f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors" for i in range(len(shards))]
     )
-    written = []
-    for name, shard in zip(names, shards, strict=True):
-        tmp = out / (name + ".tmp")
-        save_file(shard, str(tmp), metadata={"format": "pt"})
-        tmp.replace(out / name)
-        written.append(out / name)
+    written = [
+        write_safetensors(
+            out / name, {t: (dtype, shape) for t, shape in shard.items()}, produce, metadata={"format": "pt"}
+        )
+        for name, shard in zip(names, shards, strict=True)
+    ]
     if len(shards) > 1:
         index = {"metadata": {}, "weight_map": {t: n for n, s in zip(names, shards) for t in s}}
         (out / "model.safetensors.index.json").write_text(json.dumps(index, indent=1))
