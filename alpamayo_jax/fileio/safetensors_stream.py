@@ -53,18 +53,22 @@ def write_safetensors(
     raw = json.dumps(header, separators=(",", ":")).encode()
     raw += b" " * (-len(raw) % 8)  # the data starts 8-byte aligned
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(struct.pack("<Q", len(raw)))
-        f.write(raw)
-        for name, (dtype, shape) in specs.items():
-            array = np.asarray(produce(name))
-            if array.dtype.name != dtype or tuple(array.shape) != tuple(shape):
-                raise ValueError(
-                    f"tensor {name!r}: produced {array.dtype.name} {array.shape}, declared {dtype} {tuple(shape)}"
-                )
-            f.write(np.require(array, requirements="C").reshape(-1).view(np.uint8).data)
-        f.flush()
-        os.fsync(f.fileno())
+    try:
+        with open(tmp, "wb") as f:
+            f.write(struct.pack("<Q", len(raw)))
+            f.write(raw)
+            for name, (dtype, shape) in specs.items():
+                array = np.asarray(produce(name))
+                if array.dtype.name != dtype or tuple(array.shape) != tuple(shape):
+                    raise ValueError(
+                        f"tensor {name!r}: produced {array.dtype.name} {array.shape}, declared {dtype} {tuple(shape)}"
+                    )
+                f.write(np.require(array, requirements="C").reshape(-1).view(np.uint8).data)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # nothing is left half-written
+        raise
     tmp.replace(path)
     return path
 
