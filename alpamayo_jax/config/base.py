@@ -42,6 +42,9 @@ def tokens_config() -> ml_collections.ConfigDict:
     c.history_bins = 1000  # uniform bins per history delta axis
     c.history_xy_range = 4.0  # per-step x/y deltas binned over [-4, 4] m
     c.history_z_range = 10.0  # per-step z delta binned over [-10, 10] m
+    # "feedback": deltas with error feedback, the first extrapolated (ours); "release": the
+    # release's (delta 0 from the origin, each rounded alone): trajectory/tokenize.py.
+    c.history_scheme = "feedback"
     c.future_bins = 1000  # uniform bins per normalised action dimension
     c.future_range = 3.0  # normalised actions binned over [-3, 3] (std units)
     return c

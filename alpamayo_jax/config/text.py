@@ -19,6 +19,13 @@ Two layouts, one set of field names:
   (`base_vocab_size`: 151665 for Qwen2.5-VL, 151669 for Qwen3-VL). The embedding is resized to
   `vocab_size`, as the release does (151669 + 4028 = 155697).
 
+- `release`: the Alpamayo release's own layout over a Qwen3-VL tokenizer, for converted release
+  checkpoints (`alpamayo convert --family alpamayo_r1`): after the base vocabulary come the
+  trajectory tokens `<i0>`.. (the future bins first, then the history bins: `traj_vocab_size` of
+  them, 4000 in the 10B models), then the release's 28 special tokens in its order
+  (`RELEASE_SPECIALS`, `<|image_pad|>` being Qwen's own): 151669 + 4000 + 28 = 155697 ids. Our six
+  delimiters are six of those (`<|cot_start|>` is 155677 there).
+
 Derived fields (everything ending in `_id`, `_offset`, and `vocab_size`) must not be overridden:
 `text.tokenizer.VocabLayout.from_config` recomputes them and raises if they disagree.
 """
@@ -27,7 +34,47 @@ from __future__ import annotations
 
 import ml_collections
 
-MODES = ("synthetic", "qwen")
+MODES = ("synthetic", "qwen", "release")
+QWEN_MODES = ("qwen", "release")  # the modes over a local Qwen tokenizer.json
+
+# The release's special tokens in the order it adds them (after its trajectory tokens). Alpamayo 1.5
+# renamed the slots it does not use to `<|_padding_k|>` (same ids).
+RELEASE_SPECIALS = (
+    "prompt_start", "prompt_end", "image_start", "image_pre_tkn", "image_end",
+    "traj_history_start", "traj_history_pre_tkn", "traj_history_end", "cot_start", "cot_end",
+    "meta_action_start", "meta_action_end", "traj_future_start", "traj_future_pre_tkn",
+    "traj_future_end", "traj_history", "traj_future", "image_pad", "vectorized_wm",
+    "vectorized_wm_start", "vectorized_wm_end", "vectorized_wm_pre_tkn", "route_start", "route_pad",
+    "route_end", "question_start", "question_end", "answer_start", "answer_end",
+)  # fmt: skip
+RELEASE_1_5_PADDING = (
+    "image_pre_tkn", "traj_history_pre_tkn", "meta_action_start", "meta_action_end",
+    "traj_future_pre_tkn", "vectorized_wm", "vectorized_wm_start", "vectorized_wm_end",
+    "vectorized_wm_pre_tkn",
+)  # fmt: skip
+RELEASE_FAMILIES = ("alpamayo_r1", "alpamayo_1_5")
+
+
+def release_special_tokens(family: str) -> tuple[str, ...]:
+    """The token strings the release adds after its trajectory tokens, in id order (without
+    `<|image_pad|>`, which the Qwen vocabulary already holds)."""
+    if family not in RELEASE_FAMILIES:
+        raise ValueError(
+            f"release family {family!r} is unknown; expected one of {', '.join(RELEASE_FAMILIES)}"
+        )
+    padding = {k: i for i, k in enumerate(RELEASE_1_5_PADDING)} if family == "alpamayo_1_5" else {}
+    return tuple(
+        f"<|_padding_{padding[k]}|>" if k in padding else f"<|{k}|>"
+        for k in RELEASE_SPECIALS
+        if k != "image_pad"
+    )
+
+
+def release_special_position(key: str) -> int:
+    """Position of a release special token after the trajectory tokens (`<|image_pad|>` skipped)."""
+    keys = [k for k in RELEASE_SPECIALS if k != "image_pad"]
+    return keys.index(key)
+
 
 # Offsets of Qwen's own special tokens after its text vocabulary (the order of the added tokens in
 # every Qwen2/2.5/3(-VL) tokenizer.json: <|endoftext|>, <|im_start|>, <|im_end|>, <|object_ref_start|>,
@@ -68,6 +115,7 @@ def text_config(
     *,
     bpe_vocab_size: int = 1024,
     qwen_family: str = "qwen2_5",
+    release_family: str = "alpamayo_r1",
 ) -> ml_collections.ConfigDict:
     """The `text` section; `tokens` is the config's `tokens` section (its bin counts shape the ids).
 
@@ -85,6 +133,7 @@ def text_config(
     c.instruction = DEFAULT_INSTRUCTION
     c.camera_name_text = True  # write each camera's name before its frames
     c.include_reasoning = True  # False: train/infer without CoC (the "no reasoning" ablation)
+    c.release_family = release_family if mode == "release" else ""  # names of the release's tokens
 
     history_bins = tokens.get_ref("history_bins")
     future_bins = tokens.get_ref("future_bins")
@@ -99,6 +148,9 @@ def text_config(
         c.vision_end_id = 4
         c.image_pad_id = 5
     else:
+        if mode == "release":
+            release_special_tokens(release_family)  # validates the family
+            qwen_family = "qwen3"
         if qwen_family not in QWEN_BASE_VOCAB_SIZE:
             raise ValueError(
                 f"qwen_family {qwen_family!r} is unknown; expected one of {', '.join(QWEN_BASE_VOCAB_SIZE)}"
@@ -111,6 +163,16 @@ def text_config(
             c[field] = text_size + offset
 
     extension = c.get_ref("base_vocab_size")
+    if mode == "release":
+        # <i0>..: the future bins, then the history bins; then the release's specials.
+        c.future_token_offset = extension + 0
+        c.history_token_offset = extension + future_bins
+        specials = c.get_ref("history_token_offset") + history_bins
+        for field in OUR_SPECIAL_FIELDS:
+            c[field] = specials + release_special_position(field[: -len("_id")])
+        c.text_token_offset = 0
+        c.vocab_size = specials + len(release_special_tokens(release_family))
+        return c
     for position, field in enumerate(OUR_SPECIAL_FIELDS):
         c[field] = extension + position
     c.history_token_offset = extension + len(OUR_SPECIAL_FIELDS)

@@ -59,11 +59,12 @@ def median_ms(fn: Callable[[], Any], *, repeats: int, warmup: int) -> tuple[floa
 
 def bench_tokenizer(config):
     """A tokenizer with the config's layout. Synthetic vocabularies train one on the prompt's own
-    text pieces (seconds; only token counts matter here); qwen mode reads `text.tokenizer_path`."""
+    text pieces (seconds; only token counts matter here); qwen / release modes read
+    `text.tokenizer_path`."""
     from alpamayo_jax.text.prompt import prompt_text_segments
     from alpamayo_jax.text.tokenizer import load_tokenizer, train_tokenizer
 
-    if config.text.mode == "qwen":
+    if config.text.mode in ("qwen", "release"):
         return load_tokenizer(config)
     text = config.text
     segments = prompt_text_segments(text.system_prompt, text.instruction, tuple(config.data.cameras),

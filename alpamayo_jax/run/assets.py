@@ -125,12 +125,14 @@ def tokenizer_candidates(workdir: str | os.PathLike, meta: Mapping | None = None
 def read_tokenizer(
     config: ml_collections.ConfigDict, workdir: str | os.PathLike, meta: Mapping | None = None
 ):
-    """The tokenizer training used (`tokenizer_candidates`); qwen mode reads the base Qwen file of
-    `config.text.tokenizer_path` and extends it. TokenizerError naming every file looked for."""
+    """The tokenizer training used (`tokenizer_candidates`); qwen and release modes read the base
+    Qwen file of `config.text.tokenizer_path` (relative: to the workdir, as `alpamayo convert`
+    writes it) and extend it. TokenizerError naming every file looked for."""
     from alpamayo_jax.text.tokenizer import TokenizerError, load_tokenizer
 
-    if config.text.mode == "qwen":
-        return load_tokenizer(config)
+    if config.text.mode in ("qwen", "release"):
+        base = pathlib.Path(config.text.tokenizer_path)
+        return load_tokenizer(config, base if base.is_absolute() else pathlib.Path(workdir) / base)
     candidates = tokenizer_candidates(workdir, meta)
     for path in candidates:
         if path.is_file():

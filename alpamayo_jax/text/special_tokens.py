@@ -19,7 +19,14 @@ import ml_collections
 import numpy as np
 from jaxtyping import Bool, Int
 
-from alpamayo_jax.config.text import MODES, OUR_SPECIAL_FIELDS, QWEN_SPECIAL_OFFSETS, text_config
+from alpamayo_jax.config.text import (
+    MODES,
+    OUR_SPECIAL_FIELDS,
+    QWEN_MODES,
+    QWEN_SPECIAL_OFFSETS,
+    release_special_tokens,
+    text_config,
+)
 
 # Token strings of the Qwen chat/vision tokens we use, by config field.
 QWEN_TOKENS = {
@@ -90,6 +97,7 @@ class VocabLayout:
     future_bins: int
     text_token_offset: int
     vocab_size: int
+    release_family: str = ""  # release mode: whose token names (alpamayo_r1 | alpamayo_1_5)
 
     @classmethod
     def from_config(cls, config: ml_collections.ConfigDict) -> VocabLayout:
@@ -100,7 +108,7 @@ class VocabLayout:
         for name in ("history_bins", "future_bins"):
             if int(tokens[name]) < 2:
                 raise ValueError(f"config.tokens.{name} must be >= 2, got {tokens[name]}")
-        is_qwen = text.mode == "qwen"
+        is_qwen = text.mode in QWEN_MODES
         if (text.qwen_text_size > 0) != is_qwen or (text.bpe_vocab_size > 0) == is_qwen:
             raise ValueError(
                 f"config.text.mode is {text.mode!r} but the section was built for the other mode "
@@ -116,13 +124,14 @@ class VocabLayout:
         fresh_tokens = ml_collections.ConfigDict(
             {"history_bins": int(tokens.history_bins), "future_bins": int(tokens.future_bins)}
         )
-        expected = text_config(fresh_tokens, text.mode)
+        family = str(text.get("release_family", "")) if text.mode == "release" else ""
+        expected = text_config(fresh_tokens, text.mode, **({"release_family": family} if family else {}))
         for name in _FREE_FIELDS:
             expected[name] = int(text[name])
         fields: dict[str, Any] = {"mode": text.mode}
         for field in dataclasses.fields(cls):
             name = field.name
-            if name in ("mode", "history_bins", "future_bins"):
+            if name in ("mode", "history_bins", "future_bins", "release_family"):
                 continue
             want, got = int(expected[name]), int(text[name])
             if want != got:
@@ -132,7 +141,12 @@ class VocabLayout:
                     f"config.tokens.{{history_bins, future_bins}}, set those instead"
                 )
             fields[name] = want
-        return cls(history_bins=int(tokens.history_bins), future_bins=int(tokens.future_bins), **fields)
+        return cls(
+            history_bins=int(tokens.history_bins),
+            future_bins=int(tokens.future_bins),
+            release_family=family,
+            **fields,
+        )
 
     # -- tables -------------------------------------------------------------------------------
     def special_ids(self) -> dict[str, int]:
@@ -142,7 +156,12 @@ class VocabLayout:
         return table
 
     def extension_tokens(self) -> list[str]:
-        """The tokens this project adds, in id order from `base_vocab_size`: delimiters, bins."""
+        """The tokens added to the base vocabulary, in id order from `base_vocab_size`: our
+        delimiters then bins; in release mode the release's `<i0>`.. then its special tokens."""
+        if self.mode == "release":
+            return [f"<i{v}>" for v in range(self.future_bins + self.history_bins)] + list(
+                release_special_tokens(self.release_family)
+            )
         return (
             list(OUR_TOKENS.values())
             + [history_token(i) for i in range(self.history_bins)]
@@ -151,8 +170,9 @@ class VocabLayout:
 
     @property
     def trajectory_id_range(self) -> tuple[int, int]:
-        """[start, stop) of the history and future bin ids (contiguous)."""
-        return self.history_token_offset, self.future_token_offset + self.future_bins
+        """[start, stop) of the history and future bin ids (contiguous, in either order)."""
+        start = min(self.history_token_offset, self.future_token_offset)
+        return start, start + self.history_bins + self.future_bins
 
     def trajectory_mask(self) -> Bool[np.ndarray, " vocab"]:
         """True on every trajectory-bin id: the sampler sets these logits to -inf while decoding text."""

@@ -6,6 +6,8 @@ Two sources, one class:
   layout order and the text ids follow; training is deterministic (same texts -> same file).
 - qwen: `load_tokenizer` reads a local Qwen tokenizer.json (never downloaded) and appends our
   delimiters and bins after its base vocabulary.
+- release: the same base file extended the Alpamayo release's way (its `<i0>`.. trajectory tokens,
+  then its special tokens), so a converted release checkpoint reads the ids it was trained with.
 Either way `TextTokenizer` checks every special and bin id against the layout computed from the
 config, so a tokenizer file and a model built for different configs cannot be mixed silently.
 """
@@ -185,12 +187,17 @@ def load_tokenizer(config: ml_collections.ConfigDict, path: str | os.PathLike | 
         backend = tokenizers.Tokenizer.from_file(str(path))
     except Exception as err:  # the Rust side raises a bare Exception on malformed JSON
         raise TokenizerError(f"tokenizer file {path} cannot be read: {err}") from err
-    if layout.mode == "qwen":
+    if layout.mode in ("qwen", "release"):
         _extend_qwen(backend, layout, path)
     return TextTokenizer(backend, layout, source=str(path))
 
 
 def _extend_qwen(backend: tokenizers.Tokenizer, layout: VocabLayout, path: pathlib.Path) -> None:
+    """Append the layout's extension tokens to a base Qwen tokenizer, checking the base first.
+
+    qwen: every token is special. release: as the release's `tokenizer.add_tokens` calls do, the
+    `<i..>` trajectory tokens are ordinary added tokens (normalised like text) and only its
+    `<|...|>` tokens are special; the ids are the same either way, decoding differs."""
     size = backend.get_vocab_size(with_added_tokens=True)
     if backend.token_to_id(layout.extension_tokens()[0]) is not None:
         raise TokenizerError(f"tokenizer file {path} already holds our tokens; pass the base Qwen file")
@@ -206,10 +213,15 @@ def _extend_qwen(backend: tokenizers.Tokenizer, layout: VocabLayout, path: pathl
                 f"tokenizer file {path} maps {token} to {got}, config.text.{field} is "
                 f"{getattr(layout, field)}"
             )
-    added = backend.add_special_tokens(
-        [tokenizers.AddedToken(t, special=True, normalized=False) for t in layout.extension_tokens()]
+    tokens = layout.extension_tokens()
+    plain = layout.future_bins + layout.history_bins if layout.mode == "release" else 0
+    added = backend.add_tokens(
+        [tokenizers.AddedToken(t, special=False, normalized=True) for t in tokens[:plain]]
     )
-    if added != len(layout.extension_tokens()):
+    added += backend.add_special_tokens(
+        [tokenizers.AddedToken(t, special=True, normalized=False) for t in tokens[plain:]]
+    )
+    if added != len(tokens):
         raise TokenizerError(f"tokenizer file {path}: only {added} of our tokens could be added")
 
 
@@ -220,7 +232,7 @@ def load_or_train_tokenizer(
 ) -> TextTokenizer:
     """synthetic: load `path` if it exists, else train on `texts()` and save it there; qwen: load
     `config.text.tokenizer_path`. Every host trains the same file, so racing writers are harmless."""
-    if config.text.mode == "qwen":
+    if config.text.mode in ("qwen", "release"):
         return load_tokenizer(config)
     path = pathlib.Path(path)
     if path.is_file():

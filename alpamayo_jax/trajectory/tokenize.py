@@ -14,6 +14,12 @@ one, which we do not have: it is extrapolated at constant velocity, so delta 0 e
 keeps the release's 16 x 3 = 48 tokens, one triple per pose, at the cost of one redundant triple).
 Decoding anchors the last history pose (t0) at the origin and walks back through deltas 15 .. 1.
 
+The release's history scheme (`tokens.history_scheme = "release"`, what a converted release
+checkpoint reads): delta 0 is the oldest pose itself (from the origin), each delta is rounded on its
+own to the nearest of `bins` levels spanning [-range, range] inclusive (level k = -range + k 2
+range / (bins - 1)), no error feedback. A 1.5 s history at speed clips delta 0 to the range's end:
+the release does that too, and its model was trained on it.
+
 Future layout: tokens [2 k], [2 k + 1] hold the normalised (accel, curvature) of step k, i.e. the
 actions interleaved a0, k0, a1, k1, ... so each step's pair is adjacent for the autoregressive LM.
 """
@@ -75,6 +81,14 @@ def encode_history(history_xyz: Float[ArrayLike, "*batch h 3"], tokens_cfg: Any)
         raise ValueError(f"history_xyz: expected shape [..., H, 3] with H >= 2, got {xyz.shape}")
     bins = int(tokens_cfg.history_bins)
     ranges = _history_ranges(tokens_cfg, xyz.dtype)
+    scheme = getattr(tokens_cfg, "history_scheme", "feedback")
+    if scheme == "release":
+        deltas = jnp.diff(xyz, axis=-2, prepend=jnp.zeros_like(xyz[..., :1, :]))
+        idx = jnp.round((deltas + ranges) / (2.0 * ranges) * (bins - 1))  # round half to even, as torch
+        idx = jnp.clip(idx, 0, bins - 1).astype(jnp.int32)
+        return idx.reshape(*idx.shape[:-2], -1)
+    if scheme != "feedback":
+        raise ValueError(f"tokens.history_scheme: expected 'feedback' or 'release', got {scheme!r}")
 
     older = jnp.moveaxis(xyz[..., :-1, :], -2, 0)[::-1]  # poses H-2 .. 0, newest first
 
