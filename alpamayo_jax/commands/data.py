@@ -3,6 +3,11 @@
 `inspect --verify` reads every record of every shard and checks it against the manifest (shards.py
 `verify_split`). Exit codes: 0 done (and verified), 1 a bad argument, 2 a dataset that is not as
 written (a corrupt, truncated, swapped or missing shard, a bad record or an edited manifest).
+
+`inspect` also takes the root of a local PhysicalAI-AV copy (a directory with features.csv or
+clip_index.parquet; data/pai_inspect.py): clips, chunks, the cameras and egomotion on disk and
+whether CoC reasoning is there; `--verify` reads every clip's sample at its t0 and lists each clip
+that fails (exit code 2 if any does).
 """
 
 from __future__ import annotations
@@ -25,13 +30,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     synth.add_argument("--split", choices=["train", "val", "test"], default="train")
     synth.add_argument("--config", default=None, help="a configs/*.py file for data.* (default: base config)")
     synth.add_argument("--workers", type=int, default=None, help="processes (default: config.data.workers)")
-    inspect = sub.add_parser("inspect", help="summarise a dataset")
+    inspect = sub.add_parser("inspect", help="summarise a dataset (ours, or a PhysicalAI-AV root)")
     inspect.add_argument("dir")
     inspect.add_argument("--json", action="store_true", help="print the summary as JSON")
     inspect.add_argument(
         "--verify",
         action="store_true",
-        help="read every record: checksums, sample schema, counts and shard sha256 against the manifest",
+        help="read every record: checksums, sample schema, counts and shard sha256 against the manifest "
+        "(PhysicalAI-AV: every clip's sample at its t0)",
     )
     show = sub.add_parser("show", help="render one sample (cameras, bird's-eye view, CoC) to PNG")
     show.add_argument("dir")
@@ -45,13 +51,14 @@ def run(args: argparse.Namespace, overrides: list[str]) -> int:
         print(f"alpamayo data {args.data_verb}: takes no --config.* overrides", file=sys.stderr)
         return 2
     from alpamayo_jax.config.loader import ConfigError
+    from alpamayo_jax.data.pai_layout import PaiError
     from alpamayo_jax.data.shards import ShardError
 
     try:
         return {"synth": _synth, "inspect": _inspect, "show": _show}[args.data_verb](args, overrides)
     except ConfigError:
         raise  # the CLI reports it as a config error (exit code 2)
-    except ShardError as err:  # the data on disk is not as written: a bad input, like a bad config
+    except (ShardError, PaiError) as err:  # the data on disk is not as written: a bad input
         print(f"alpamayo data {args.data_verb}: {err}", file=sys.stderr)
         return 2
     except (IndexError, ValueError) as err:
@@ -100,8 +107,11 @@ def _synth(args, overrides) -> int:
 
 
 def _inspect(args, overrides) -> int:
+    from alpamayo_jax.data.pai_inspect import is_pai_root
     from alpamayo_jax.data.shards import ShardReader, list_splits, verify_split
 
+    if is_pai_root(args.dir):
+        return _inspect_pai(args)
     splits = list_splits(args.dir)
     if not splits:
         raise ValueError(f"{args.dir}: no dataset splits found (expected DIR/<split>/manifest.json)")
@@ -153,6 +163,53 @@ def _inspect(args, overrides) -> int:
         for name, count in s["counts"].items():
             share = count / max(s["num_samples"], 1)
             print(f"  {name:<{width}}  {count:6d}  {share:6.1%}")
+    return 0
+
+
+def _inspect_pai(args) -> int:
+    from alpamayo_jax.console import progress
+    from alpamayo_jax.data.pai import RELEASE_CAMERAS
+    from alpamayo_jax.data.pai_inspect import describe, verify
+
+    s = describe(args.dir)
+    if args.verify:
+        cameras = tuple(c for c in RELEASE_CAMERAS if c in s["cameras_present"])
+        with progress(s["num_clips"], "verify", unit="clip", enabled=not args.json) as bar:
+            s["verified"] = verify(args.dir, cameras, on_clip=lambda: bar.update(1))
+    if args.json:
+        print(json.dumps(s, indent=1))
+    else:
+        splits = ", ".join(f"{n} {k}" for k, n in (s["splits"] or {}).items())
+        print(
+            f"physical_ai_av: {s['num_clips']} clips in {s['num_chunks']} chunk(s)"
+            + (f" ({splits})" if splits else "")
+            + f" at {s['root']}"
+        )
+        print(f"  cameras: {len(s['cameras_present'])} of {len(s['cameras'])} in features.csv present")
+        width = max((len(k) for k in s["cameras"]), default=9)
+        rows = dict(s["cameras"], **({"egomotion": s["egomotion"]} if s["egomotion"] else {}))
+        for name, c in rows.items():
+            print(f"  {name:<{width}}  {c['chunks_present']}/{c['chunks']} chunk file(s)")
+        r = s["reasoning"]
+        print(
+            f"  reasoning: {r['clips']} clips, {r['events']} CoC events"
+            if r["present"]
+            else "  reasoning: absent"
+        )
+        if "verified" in s:
+            v = s["verified"]
+            print(
+                f"  verified: {v['ok']} of {v['clips']} clips read at t0 ({len(v['cameras'])} cameras, "
+                "frames, egomotion, actions)"
+            )
+            for fail in v["failed"]:
+                print(f"  FAILED {fail['clip_id']}: {fail['error']}")
+    if "verified" in s and s["verified"]["failed"]:
+        print(
+            f"alpamayo data inspect: {len(s['verified']['failed'])} of {s['num_clips']} clips failed to read",
+            file=sys.stderr,
+        )
+        return 2
     return 0
 
 
