@@ -4,6 +4,10 @@ converted Alpamayo models back out in the release's layout.
     alpamayo convert --from hf --family qwen3_vl --src HF_DIR --out W
     alpamayo convert --from hf --family alpamayo_r1 --src RELEASE_DIR [--vlm VLM_DIR] --out W
     alpamayo convert --from jax --family alpamayo_r1 --src W --out RELEASE_DIR [--dtype bfloat16]
+
+An Alpamayo release becomes a run workdir (recipes/release_workdir.py) that plan, eval, export,
+serve, `train --config.train.init_from` and `rl --init` read; `--from jax` writes a workdir's
+newest checkpoint back in the release's safetensors layout.
 """
 
 from __future__ import annotations
@@ -37,6 +41,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="(alpamayo) a local copy of the VLM's config.json (or its directory) that the release "
         "names in vlm_name_or_path; default: SRC/vlm/, then vlm_name_or_path if it is a local path",
+    )
+    parser.add_argument(
+        "--release",
+        default=None,
+        help="(--from jax) the workdir `alpamayo convert` wrote, when --src is a later run trained from it",
     )
     parser.add_argument(
         "--dtype",
@@ -88,41 +97,34 @@ def _backbone_in(args: argparse.Namespace) -> int:
 
 def _release_in(args: argparse.Namespace) -> int:
     from alpamayo_jax.convert.hf import ConversionError
-    from alpamayo_jax.convert.release import (
-        FAMILY_OF_MODEL_TYPE,
-        load_release,
-        read_release_config,
-        save_converted,
-    )
+    from alpamayo_jax.convert.release import FAMILY_OF_MODEL_TYPE, read_release_config
     from alpamayo_jax.models.policy_model import param_counts
-    from alpamayo_jax.run.assets import save_action_stats
+    from alpamayo_jax.recipes.release_workdir import write_release_workdir
 
     src = pathlib.Path(args.src)
     model_type = read_release_config(src)["model_type"]
-    family = FAMILY_OF_MODEL_TYPE[model_type]
-    if family != args.family:
+    if FAMILY_OF_MODEL_TYPE[model_type] != args.family:
         raise ConversionError(
             f"--family {args.family} does not match {src / 'config.json'} model_type {model_type!r}"
         )
-    print(f"converting {src} ({family}) ...")
+    print(f"converting {src} ({args.family}) ...")
     start = time.perf_counter()
-    cfg, model, release = load_release(src, vlm=args.vlm)
-    path = save_converted(args.out, cfg, model, release)
-    save_action_stats(args.out, release.action_stats)
-    n = param_counts(cfg)
+    config, _ = write_release_workdir(src, args.out, vlm=args.vlm)
+    n = param_counts(config.model)
     print(
-        f"wrote {path}, model_config.json, release.json and assets/action_stats.json in "
-        f"{time.perf_counter() - start:.1f} s: {n['total'] / 1e6:.1f}M parameters (VLM "
-        f"{(n['vision'] + n['llm']) / 1e6:.1f}M, expert {n['expert'] / 1e6:.1f}M)"
+        f"wrote the workdir {args.out} in {time.perf_counter() - start:.1f} s: {n['total'] / 1e6:.1f}M "
+        f"parameters (VLM {(n['vision'] + n['llm']) / 1e6:.1f}M, expert {n['expert'] / 1e6:.1f}M); "
+        f"plan with `alpamayo plan --workdir {args.out} --data PAI_DIR --index 0`"
     )
     return 0
 
 
 def _release_out(args: argparse.Namespace) -> int:
     from alpamayo_jax.convert.hf import ConversionError
-    from alpamayo_jax.convert.release import load_converted, save_release
+    from alpamayo_jax.convert.release import save_release
+    from alpamayo_jax.recipes.release_workdir import read_workdir_release
 
-    cfg, model, release = load_converted(args.src)
+    cfg, model, release = read_workdir_release(args.src, args.release)
     if release.family != args.family:
         raise ConversionError(f"--family {args.family}: {args.src} holds a converted {release.family}")
     files = save_release(args.out, cfg, model, release, dtype=args.dtype)

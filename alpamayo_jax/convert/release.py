@@ -100,9 +100,10 @@ def read_release_config(src: pathlib.Path) -> dict:
     return config
 
 
-def find_vlm_config(src: pathlib.Path, release: dict, vlm: str | pathlib.Path | None = None) -> dict:
-    """The VLM's config.json: `vlm` (a directory or the file), else `<src>/vlm/config.json`, else
-    `vlm_name_or_path` when it is a local directory. Nothing is downloaded."""
+def find_vlm_config(src: pathlib.Path, release: dict, vlm: str | pathlib.Path | None = None) -> pathlib.Path:
+    """Where the VLM's config.json is: `vlm` (a directory or the file), else
+    `<src>/vlm/config.json`, else `vlm_name_or_path` when it is a local directory. Nothing is
+    downloaded. (The VLM's tokenizer files, when present, sit next to it.)"""
     candidates = []
     if vlm is not None:
         vlm = pathlib.Path(vlm)
@@ -115,7 +116,7 @@ def find_vlm_config(src: pathlib.Path, release: dict, vlm: str | pathlib.Path | 
         candidates.append(pathlib.Path(name) / "config.json")
     for path in candidates:
         if path.is_file():
-            return json.loads(path.read_text())
+            return path
     raise ConversionError(
         f"the VLM's config.json was not found: {src / 'config.json'} names vlm_name_or_path "
         f"{name!r}, which is not a local directory; pass --vlm DIR (a local copy of that model's "
@@ -273,7 +274,7 @@ def load_release(src: str | pathlib.Path, vlm: str | pathlib.Path | None = None)
 
     src = pathlib.Path(src)
     release = read_release_config(src)
-    vlm_config = find_vlm_config(src, release, vlm)
+    vlm_config = json.loads(find_vlm_config(src, release, vlm).read_text())
     cfg = release_model_config(release, vlm_config)
     mean, std = (list(x) for x in config_action_stats(release))
     want_freqs = fourier_buffer(cfg)
@@ -432,37 +433,3 @@ def save_release(
     (out / VLM_DIR / "config.json").write_text(json.dumps(release.vlm_config, indent=1))
     (out / "config.json").write_text(json.dumps(release_config_for(cfg, release), indent=1))
     return written
-
-
-# --- the converted directory -----------------------------------------------------------------------
-
-POLICY_FILE = "policy.safetensors"
-RELEASE_FILE = "release.json"  # what `Release` keeps: the release's and the VLM's config.json, stats
-
-
-def save_converted(
-    out: str | pathlib.Path, cfg: ml_collections.ConfigDict, model: nnx.Module, release: Release
-):
-    """Write a converted release: `model_config.json`, `policy.safetensors`, `release.json`."""
-    from alpamayo_jax.convert.hf import save_module
-
-    out = pathlib.Path(out)
-    path = save_module(out, cfg, model, POLICY_FILE)
-    (out / RELEASE_FILE).write_text(json.dumps(dataclasses.asdict(release), indent=1))
-    return path
-
-
-def load_converted(src: str | pathlib.Path):
-    """Read what `save_converted` wrote: (model config, PolicyModel, Release)."""
-    from alpamayo_jax.convert.hf import load_module
-    from alpamayo_jax.models.policy_model import PolicyModel
-
-    src = pathlib.Path(src)
-    if not (src / RELEASE_FILE).is_file():
-        raise ConversionError(
-            f"{src / RELEASE_FILE} not found (write it with `alpamayo convert --family alpamayo_r1`)"
-        )
-    cfg, model = load_module(src, lambda c: PolicyModel(c, rngs=nnx.Rngs(0)), POLICY_FILE)
-    kept = json.loads((src / RELEASE_FILE).read_text())
-    mean, std = kept["action_stats"]
-    return cfg, model, Release(kept["config"], kept["vlm_config"], (tuple(mean), tuple(std)))

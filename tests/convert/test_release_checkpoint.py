@@ -20,7 +20,7 @@ pytestmark = pytest.mark.parity
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from release_fixture import STATS, WAYPOINTS, build_release, expert_velocity, prompt  # noqa: E402
+from release_fixture import STATS, VOCAB, WAYPOINTS, build_release, expert_velocity, hf_logits, prompt  # noqa: E402
 
 TOL = 1e-4
 
@@ -46,7 +46,7 @@ def test_config_and_stats_come_from_the_release(release):
     assert (e.hidden, e.heads, e.mlp) == (48, 4, 80)
     assert (e.action_mlp_width, e.action_mlp_layers, e.fourier_frequencies) == (40, 4, 6)
     assert e.action_mlp_order == "silu_norm" and math.isclose(e.fourier_scale, math.sqrt(2))
-    assert cfg.llm.vocab == torch_model.vlm.config.text_config.vocab_size and not cfg.llm.tied
+    assert cfg.llm.vocab == VOCAB and not cfg.llm.tied
     assert info.action_stats == (
         (pytest.approx(STATS["accel_mean"]), pytest.approx(STATS["curvature_mean"])),
         (pytest.approx(STATS["accel_std"]), pytest.approx(STATS["curvature_std"])),
@@ -55,11 +55,11 @@ def test_config_and_stats_come_from_the_release(release):
 
 
 def test_vlm_logits_match_transformers(release):
-    from hf_tiny_models import hf_logits, our_logits_from_patches
+    from hf_tiny_models import our_logits_from_patches
 
     _, torch_model, cfg, model, _ = release
     ids, pv, thw = prompt(cfg)
-    ref = hf_logits(torch_model.vlm, ids, pv, thw)
+    ref = hf_logits(torch_model, ids, pv, thw)
     ours = our_logits_from_patches(model.backbone, ids, pv, thw)
     assert relative_error(ours, ref) <= TOL
 

@@ -1,4 +1,5 @@
-"""`alpamayo convert` on Alpamayo release directories: in, back out bit for bit, and its errors."""
+"""`alpamayo convert` on Alpamayo release directories: into a run workdir, back out bit for bit,
+and its errors."""
 
 from __future__ import annotations
 
@@ -13,7 +14,12 @@ pytestmark = pytest.mark.parity
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from release_fixture import STATS, build_release  # noqa: E402
+from release_fixture import QWEN_TOKENIZER, STATS, build_release  # noqa: E402
+
+pytestmark = [
+    pytestmark,
+    pytest.mark.skipif(QWEN_TOKENIZER is None, reason="needs the dev extra's Qwen tokenizer.json"),
+]
 
 
 def convert(*args):
@@ -38,8 +44,16 @@ def test_convert_in_and_back_out(release_dir, tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert "parameters (VLM" in done.stdout
-    for name in ("model_config.json", "policy.safetensors", "release.json", "assets/action_stats.json"):
+    for name in (
+        "config.json",
+        "checkpoints/0/digests.json",
+        "assets/release.json",
+        "assets/vlm_tokenizer.json",
+    ):
         assert (ours / name).is_file(), name
+    config = json.loads((ours / "config.json").read_text())
+    assert config["text"]["mode"] == "release" and config["tokens"]["history_scheme"] == "release"
+    assert (config["data"]["frames_per_camera"], config["data"]["image_height"]) == (4, 320)
     stats = json.loads((ours / "assets" / "action_stats.json").read_text())
     assert stats["std"] == pytest.approx([STATS["accel_std"], STATS["curvature_std"]])
     done = convert("--from", "jax", "--family", "alpamayo_r1", "--src", ours, "--out", back)
@@ -73,13 +87,28 @@ def test_convert_in_and_back_out(release_dir, tmp_path):
         (["--family", "alpamayo_1_5"], "--family alpamayo_1_5 does not match"),
         (["--family", "alpamayo_r1"], "pass --vlm DIR"),
         (["--family", "alpamayo_r1", "--vlm", "/nonexistent"], "--vlm /nonexistent: no config.json there"),
+        (
+            ["--family", "alpamayo_r1", "--vlm", "{src}/vlm_src/config.json", "--out", "{src}"],
+            "exists and is not empty",
+        ),
     ],
 )
 def test_errors_exit_2_with_one_line(release_dir, tmp_path, args, message):
+    args = [a.format(src=release_dir) for a in args]
     done = convert("--src", release_dir, "--out", tmp_path / "w", *args)
     assert done.returncode == 2
     assert message in done.stderr and len(done.stderr.strip().splitlines()) == 1
-    assert not (tmp_path / "w").exists()
+    assert not (tmp_path / "w").exists() and not list(tmp_path.glob("*.converting"))
+
+
+def test_the_vlm_tokenizer_is_required(release_dir, tmp_path):
+    import shutil
+
+    vlm = tmp_path / "vlm_without_tokenizer"
+    vlm.mkdir()
+    shutil.copyfile(release_dir / "vlm_src" / "config.json", vlm / "config.json")
+    done = convert("--family", "alpamayo_r1", "--src", release_dir, "--vlm", vlm, "--out", tmp_path / "w")
+    assert done.returncode == 2 and f"{vlm / 'tokenizer.json'} not found" in done.stderr
 
 
 def test_alpamayo_1_5_without_frequency_buffers(release_dir, tmp_path):

@@ -1,0 +1,64 @@
+"""A converted release is a run workdir (recipes/release_workdir.py): the policy loads from it with
+the release's vocabulary and prompt, and plans a scene of the release's geometry."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.parity
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from release_fixture import QWEN_TOKENIZER, STATS, WAYPOINTS, build_release  # noqa: E402
+
+pytestmark = [
+    pytestmark,
+    pytest.mark.skipif(QWEN_TOKENIZER is None, reason="needs the dev extra's Qwen tokenizer.json"),
+]
+
+
+@pytest.fixture(scope="module")
+def policy(tmp_path_factory):
+    from alpamayo_jax.inference.policy import Policy
+    from alpamayo_jax.recipes.release_workdir import write_release_workdir
+
+    src = tmp_path_factory.mktemp("release")
+    build_release(src, seed=5)
+    workdir = tmp_path_factory.mktemp("converted") / "w"
+    write_release_workdir(src, workdir, vlm=src / "vlm_src")
+    return Policy.from_workdir(workdir, max_reasoning_tokens=4)
+
+
+def test_the_prompt_is_the_releases(policy):
+    """Our prompt, around the 48 history tokens, is the release's chat (Qwen3-VL template, no
+    camera names, 16 images of 180 tokens) tokenized by transformers as one string."""
+    from transformers import PreTrainedTokenizerFast
+
+    image = "<|vision_start|>" + "<|image_pad|>" * 180 + "<|vision_end|>"
+    before = (
+        "<|im_start|>system\nYou are a driving assistant that generates safe and accurate actions.<|im_end|>\n"
+        "<|im_start|>user\n" + image * 16 + "<|traj_history_start|>"
+    )
+    after = (
+        "<|traj_history_end|>output the chain-of-thought reasoning of the driving process, then output "
+        "the future trajectory.<|im_end|>\n<|im_start|>assistant\n<|cot_start|>"
+    )
+    theirs = PreTrainedTokenizerFast(tokenizer_object=policy.tokenizer.backend)
+    assert policy.spec.prompt_before.tolist() == theirs.encode(before, add_special_tokens=False)
+    assert policy.spec.prompt_after.tolist() == theirs.encode(after, add_special_tokens=False)
+    assert policy.spec.prompt_after[-1] == 155677 + 32 - 4000  # <|cot_start|> after 32 <i..> tokens
+    assert policy.config.action.std == pytest.approx((STATS["accel_std"], STATS["curvature_std"]))
+
+
+@pytest.mark.slow
+def test_a_scene_of_the_releases_geometry_is_planned(policy):
+    scene = {
+        "images": np.random.default_rng(0).integers(0, 256, (16, 320, 576, 3), dtype=np.uint8),
+        "history_xyz": np.stack([np.linspace(-12, 0, 16), np.zeros(16), np.zeros(16)], -1).astype(np.float32),
+        "history_heading": np.zeros(16, np.float32),
+        "v0": np.float32(8.0),
+    }
+    plan = policy.plan(scene)
+    assert plan.poses.shape == (1, WAYPOINTS, 3) and np.isfinite(plan.poses).all()
+    assert len(plan.reasoning_tokens[0]) <= 4
