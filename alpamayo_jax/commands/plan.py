@@ -2,6 +2,11 @@
 
     alpamayo plan --workdir runs/tiny --data DATA --index 3 [--split test] [--png plan.png] [--json]
 
+`--data` may also be a local copy of PhysicalAI-AV (`--index`: a clip, read at `--t0-us`, default
+5.1 s, with the workdir's cameras, frames and image size), e.g. with a converted release:
+
+    alpamayo plan --workdir runs/alpamayo_r1 --data /data/physical_ai_av --index 0
+
 Reads sample `--index` of the dataset (the `test` split when `--data` holds several), plans it with
 the trained policy of `--workdir`, prints the reasoning and a summary (or, with `--json`, the plan
 as JSON on stdout with the keys `poses` [K, 64, 3], `actions` [K, 64, 2], `reasoning` [K],
@@ -44,6 +49,12 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--index", type=int, required=True, help="sample index in the dataset")
     parser.add_argument("--split", default=None, help="split of --data (default: test, or the only one)")
     parser.add_argument("--seed", type=int, default=0, help="sampling seed of the scene (default 0)")
+    parser.add_argument(
+        "--t0-us",
+        type=int,
+        default=None,
+        help="a PhysicalAI-AV --data: the moment of each clip to plan, in us (default 5100000)",
+    )
     parser.add_argument("--json", action="store_true", help="print the plan as JSON on stdout")
 
 
@@ -69,11 +80,30 @@ def planner_options(args: argparse.Namespace) -> dict[str, Any]:
     return options
 
 
-def read_sample(data: str, index: int, split: str | None):
-    """(sample, reader) of `--data`/`--split`/`--index`; ShardError/IndexError name the problem."""
+def read_sample(
+    data: str, index: int, split: str | None, workdir: str | None = None, t0_us: int | None = None
+):
+    """(sample, reader) of `--data`/`--split`/`--index`; ShardError/IndexError/PaiError name the
+    problem. A PhysicalAI-AV root is read at each clip's `t0_us` with the geometry of the run
+    config of `workdir` (its cameras, frames, image size, steps)."""
+    from alpamayo_jax.data.pai_inspect import is_pai_root
     from alpamayo_jax.data.shards import MANIFEST, ShardError, ShardReader, list_splits
 
     root = pathlib.Path(data)
+    if is_pai_root(root) and workdir is not None:
+        from alpamayo_jax.data.pai import DEFAULT_T0_US, pai_dataset_for
+        from alpamayo_jax.run.config import load_run_config
+
+        reader = pai_dataset_for(root, load_run_config(workdir), t0_us=t0_us or DEFAULT_T0_US)
+        reader.path = root
+        if not 0 <= index < len(reader):
+            raise IndexError(f"--index {index}: out of range for {root} ({len(reader)} clips)")
+        return reader[index], reader
+    if is_pai_root(root):
+        raise ShardError(
+            f"--data {root} is a PhysicalAI-AV root; it is read with a run's geometry: "
+            f"`alpamayo plan --workdir W --data {root} --index {index}`"
+        )
     if (root / MANIFEST).is_file():
         reader = ShardReader(root)
     else:
@@ -95,7 +125,7 @@ def check_cameras(reader, camera_names, frames_per_camera: int) -> None:
     """The dataset's camera setup must be the policy's (same cameras, same order, same frames)."""
     from alpamayo_jax.inference.errors import PolicyInputError
 
-    config = reader.manifest.get("config", {})
+    config = getattr(reader, "manifest", {}).get("config", {})  # a PhysicalAI-AV reader has the policy's own
     cams = config.get("cameras")
     if cams is not None and tuple(cams) != tuple(camera_names):
         raise PolicyInputError(
@@ -157,7 +187,7 @@ def run(args: argparse.Namespace, overrides: list[str]) -> int:
 
     start = time.perf_counter()
     try:
-        sample, reader = read_sample(args.data, args.index, args.split)
+        sample, reader = read_sample(args.data, args.index, args.split, args.workdir, args.t0_us)
         from alpamayo_jax.inference.policy import Policy
 
         _log(f"loading the policy of {args.workdir} ...")

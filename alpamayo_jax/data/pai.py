@@ -302,3 +302,22 @@ class PaiDataset:
             if start == t0:
                 return text
         return ""
+
+
+def pai_dataset_for(
+    root: str | os.PathLike, config, *, t0_us: int | Mapping[str, int] = DEFAULT_T0_US
+) -> PaiDataset:
+    """A PaiDataset whose samples have a run config's geometry: its cameras (in its order), its
+    frames per camera (0.1 s apart, the last at t0), image size, history and future steps, dt."""
+    data, action = config.data, config.action
+    frames, dt = int(data.frames_per_camera), float(action.dt)
+    return PaiDataset(
+        root,
+        t0_us=t0_us,
+        cameras=tuple(data.cameras),
+        frame_offsets_s=tuple(-dt * (frames - 1 - k) for k in range(frames)),
+        image_size=(int(data.image_height), int(data.image_width)),
+        history_steps=int(action.history_steps),
+        future_steps=int(action.future_steps),
+        dt=dt,
+    )
