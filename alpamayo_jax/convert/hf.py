@@ -188,6 +188,31 @@ class Transform:
     shape: tuple[int, ...] = ()  # our shape ("linear", "reshape")
     rows: tuple[int, int] | None = None  # the HF rows this target takes (a fused qkv's part)
 
+    def out_shape(self, hf_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """The shape `self(a)` has for an HF tensor of `hf_shape` (without converting one)."""
+        if self.rows is not None:
+            hf_shape = (self.rows[1] - self.rows[0], *hf_shape[1:])
+        if self.kind == "ident":
+            return tuple(hf_shape)
+        if self.kind == "patch":
+            return (int(np.prod(hf_shape[1:])), hf_shape[0])
+        return self.shape
+
+    def read_into(self, a: np.ndarray, dest: np.ndarray) -> None:
+        """`dest[...] = self(a)` without an intermediate copy of the converted tensor."""
+        if self.rows is not None:
+            a = a[self.rows[0] : self.rows[1]]
+        if self.kind == "ident":
+            dest[...] = a
+        elif self.kind == "linear":
+            dest.reshape(a.shape[1], a.shape[0])[...] = a.T
+        elif self.kind == "reshape":
+            dest.reshape(a.shape)[...] = a
+        elif self.kind == "patch":
+            dest[...] = a.reshape(a.shape[0], -1).T
+        else:
+            raise ValueError(f"unknown transform kind {self.kind!r}")
+
     def __call__(self, a: np.ndarray) -> np.ndarray:
         if self.rows is not None:
             a = a[self.rows[0] : self.rows[1]]
@@ -413,7 +438,7 @@ def read_checkpoint(
     `buffers` are tensors that are not weights but must hold what the config implies (each gets a
     check that raises ConversionError). Anything else not in the plan, a planned tensor the files
     lack, or a shape that differs is a ConversionError naming the tensor."""
-    from safetensors import safe_open
+    from alpamayo_jax.fileio.safetensors_stream import SafetensorsReader
 
     buffers = buffers or {}
     graphdef, abstract_state = nnx.split(abstract)
@@ -421,34 +446,38 @@ def read_checkpoint(
     arrays = {path: np.zeros(s.shape, np.float32) for path, s in shapes.items()}
     seen: set[str] = set()
     for file in checkpoint_files(src):
-        with safe_open(str(file), framework="np") as f:
-            for raw in f.keys():
-                name = rename(raw)
-                if skip(name):
-                    continue
-                if name in buffers:
-                    buffers[name](np.asarray(f.get_tensor(raw), np.float32))
-                    continue
-                if name not in plan:
+        try:
+            f = SafetensorsReader(file)
+        except ValueError as err:
+            raise ConversionError(str(err)) from None
+        for raw in f.keys():
+            name = rename(raw)
+            if skip(name):
+                continue
+            if name in buffers:
+                buffers[name](np.asarray(f.read(raw), np.float32))
+                continue
+            if name not in plan:
+                raise ConversionError(
+                    f"unexpected tensor {raw!r} in {file.name}: the model config has no place for it"
+                )
+            entry = plan[name]
+            shape = f.spec(raw)[1]
+            if shape != entry.hf_shape:
+                raise ConversionError(f"tensor {raw!r} has shape {shape}, expected {entry.hf_shape}")
+            array = f.read(raw)  # one tensor in memory at a time, in its own dtype
+            for target in entry.targets:
+                if target.path not in arrays:
+                    raise ConversionError(f"tensor {raw!r} maps to {target.path}, which the model lacks")
+                dest = arrays[target.path] if target.layer is None else arrays[target.path][target.layer]
+                converted = target.transform.out_shape(entry.hf_shape)
+                if converted != dest.shape:
                     raise ConversionError(
-                        f"unexpected tensor {raw!r} in {file.name}: the model config has no place for it"
+                        f"tensor {raw!r} converts to shape {converted}, expected {dest.shape}"
                     )
-                entry = plan[name]
-                shape = tuple(f.get_slice(raw).get_shape())
-                if shape != entry.hf_shape:
-                    raise ConversionError(f"tensor {raw!r} has shape {shape}, expected {entry.hf_shape}")
-                array = np.asarray(f.get_tensor(raw), np.float32)
-                for target in entry.targets:
-                    if target.path not in arrays:
-                        raise ConversionError(f"tensor {raw!r} maps to {target.path}, which the model lacks")
-                    value = target.transform(array)
-                    dest = arrays[target.path] if target.layer is None else arrays[target.path][target.layer]
-                    if value.shape != dest.shape:
-                        raise ConversionError(
-                            f"tensor {raw!r} converts to shape {value.shape}, expected {dest.shape}"
-                        )
-                    dest[...] = value
-                seen.add(name)
+                target.transform.read_into(array, dest)  # converts to float32 as it copies
+            seen.add(name)
+            del array
     missing = sorted(set(plan) - seen)
     if missing:
         more = f" (and {len(missing) - 5} more)" if len(missing) > 5 else ""

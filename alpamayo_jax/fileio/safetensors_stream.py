@@ -1,4 +1,5 @@
-"""Writing a safetensors file one tensor at a time, so a 10B-parameter model is never held twice.
+"""Reading and writing safetensors files one tensor at a time, so a 10B-parameter model is never
+held twice.
 
 `safetensors.numpy.save_file` takes a dict of every array and builds the whole file's bytes in
 memory before writing: for a converted checkpoint that doubles the peak host memory. The format is
@@ -6,6 +7,10 @@ simple (an 8-byte little-endian header length, a JSON header of dtype / shape / 
 the raw little-endian bytes back to back), so the header is written from the tensors' specs first
 and each tensor is produced and written in turn. The file appears under its name only once
 complete (temporary file, fsync, rename).
+
+`SafetensorsReader` reads one tensor with one plain read into a fresh array: the safetensors
+library maps the whole file and copies out of the mapping, and every page it touched counts in the
+process's resident memory until the file is closed (a 21 GB checkpoint would show as 21 GB more).
 """
 
 from __future__ import annotations
@@ -79,3 +84,57 @@ def _np_dtype(name: str):
 
         return ml_dtypes.bfloat16
     return np.dtype(name)
+
+
+DTYPE_NAMES = {code: name for name, code in DTYPES.items()}
+
+
+class SafetensorsReader:
+    """The tensors of one safetensors file: names, (dtype, shape) specs, one tensor per `read`."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = pathlib.Path(path)
+        with open(self.path, "rb") as f:
+            raw = f.read(8)
+            if len(raw) != 8:
+                raise ValueError(f"{self.path}: not a safetensors file (shorter than its header size)")
+            (size,) = struct.unpack("<Q", raw)
+            if size > 100 * 2**20:
+                raise ValueError(f"{self.path}: not a safetensors file (a header of {size} bytes)")
+            try:
+                header = json.loads(f.read(size))
+            except ValueError as err:
+                raise ValueError(
+                    f"{self.path}: not a safetensors file (its header is not JSON: {err})"
+                ) from None
+        self.metadata = header.pop("__metadata__", None) or {}
+        self._start = 8 + size
+        self._entries = header
+        for name, entry in header.items():
+            if entry.get("dtype") not in DTYPE_NAMES:
+                raise ValueError(
+                    f"{self.path}: tensor {name!r} has dtype {entry.get('dtype')}, which cannot be read"
+                )
+
+    def keys(self) -> list[str]:
+        return list(self._entries)
+
+    def spec(self, name: str) -> tuple[str, tuple[int, ...]]:
+        entry = self._entries[name]
+        return DTYPE_NAMES[entry["dtype"]], tuple(entry["shape"])
+
+    def read(self, name: str) -> np.ndarray:
+        dtype, shape = self.spec(name)
+        begin, end = self._entries[name]["data_offsets"]
+        np_dtype = np.dtype(_np_dtype(dtype))
+        count = int(np.prod(shape, dtype=np.int64))
+        if end - begin != count * np_dtype.itemsize:
+            raise ValueError(
+                f"{self.path}: tensor {name!r} spans {end - begin} bytes, its shape needs {count * np_dtype.itemsize}"
+            )
+        with open(self.path, "rb") as f:
+            f.seek(self._start + begin)
+            array = np.fromfile(f, dtype=np_dtype, count=count)
+        if array.size != count:
+            raise ValueError(f"{self.path}: tensor {name!r} is cut short (the file ends early)")
+        return array.reshape(shape)

@@ -393,10 +393,12 @@ def save_model_checkpoint(
     options = ocp.CheckpointManagerOptions(
         create=True, enable_async_checkpointing=False, temporary_path_class=_digesting(temporary, directory)
     )
-    with (
-        _quiet_orbax(),
-        ocp.CheckpointManager(directory, options=options, item_names=("model", "meta")) as manager,
-    ):
+    # At most 1 GB of arrays in flight (orbax's default, 96 GB, copies a converted 10B model whole).
+    handlers = {
+        "model": ocp.StandardCheckpointHandler(save_concurrent_gb=1),
+        "meta": ocp.JsonCheckpointHandler(),
+    }
+    with _quiet_orbax(), ocp.CheckpointManager(directory, options=options, item_handlers=handlers) as manager:
         manager.save(
             step,
             args=ocp.args.Composite(

@@ -33,3 +33,23 @@ def test_a_tensor_that_differs_from_its_spec_is_refused_and_nothing_appears(tmp_
     with pytest.raises(ValueError, match=r"tensor 'w': produced float32 \(3,\), declared float32 \(2, 2\)"):
         write_safetensors(tmp_path / "x.safetensors", specs, lambda name: np.zeros(3, np.float32))
     assert not list(tmp_path.iterdir())
+
+
+def test_the_reader_reads_one_tensor_and_names_a_bad_file(tmp_path):
+    from alpamayo_jax.fileio.safetensors_stream import SafetensorsReader
+
+    arrays = {"a": np.arange(6, dtype=np.float32).reshape(2, 3), "b": np.ones(4, ml_dtypes.bfloat16)}
+    path = write_safetensors(
+        tmp_path / "x.safetensors",
+        {k: (v.dtype.name, v.shape) for k, v in arrays.items()},
+        arrays.__getitem__,
+    )
+    reader = SafetensorsReader(path)
+    assert reader.keys() == ["a", "b"] and reader.spec("b") == ("bfloat16", (4,))
+    assert np.array_equal(reader.read("a"), arrays["a"]) and reader.read("b").dtype == ml_dtypes.bfloat16
+    path.write_bytes(path.read_bytes()[:-4])
+    with pytest.raises(ValueError, match="tensor 'b' is cut short"):
+        SafetensorsReader(path).read("b")
+    (tmp_path / "junk").write_bytes(b"\x05\x00\x00\x00\x00\x00\x00\x00{oops")
+    with pytest.raises(ValueError, match="its header is not JSON"):
+        SafetensorsReader(tmp_path / "junk")
