@@ -89,3 +89,27 @@ def test_typed_none_field_takes_a_str(repo_root):
         1.0,
         0.0,
     )
+
+
+def test_a_runs_config_json_loads_as_a_config(tmp_path):
+    """A workdir's config.json is a config file: sequences come back as tuples, a relative
+    tokenizer path is read from the workdir, overrides are typed as usual."""
+    import json
+
+    from alpamayo_jax.config.loader import ConfigError, load_config
+
+    (tmp_path / "config.json").write_text(
+        json.dumps(
+            {
+                "text": {"tokenizer_path": "assets/vlm_tokenizer.json"},
+                "data": {"cameras": ["a", "b"]},
+                "seed": 0,
+            }
+        )
+    )
+    config = load_config(tmp_path / "config.json", ["--config.seed=3"])
+    assert config.text.tokenizer_path == str(tmp_path / "assets" / "vlm_tokenizer.json")
+    assert config.data.cameras == ("a", "b") and config.seed == 3
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(ConfigError, match="bad.json' is not valid JSON"):
+        load_config(tmp_path / "bad.json")

@@ -1,6 +1,8 @@
 """Load a Python config file and apply `--config.a.b=value` overrides.
 
-Configs are plain Python files exposing `get_config() -> ConfigDict` (see `configs/`). Overrides are
+Configs are plain Python files exposing `get_config() -> ConfigDict` (see `configs/`), or a run's
+saved `config.json` (a workdir's, e.g. a converted release's: `--config W/config.json` trains or
+fine-tunes the same model; a relative `text.tokenizer_path` in it is read from W). Overrides are
 typed by the field they replace, so `--config.train.steps=200` stays an int and a typo is an error
 that lists the closest existing keys instead of silently creating a new field.
 """
@@ -22,11 +24,34 @@ class ConfigError(ValueError):
     """A config file or override that cannot be applied; the message names the key."""
 
 
+def _tuples(value):
+    """JSON has no tuples; configs use them for every sequence."""
+    if isinstance(value, dict):
+        return {k: _tuples(v) for k, v in value.items()}
+    return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
+
+
+def load_json_config(path: pathlib.Path) -> ml_collections.ConfigDict:
+    """A run's saved config.json as a config (sequences as tuples, paths made absolute)."""
+    import json
+
+    try:
+        config = ml_collections.ConfigDict(_tuples(json.loads(path.read_text())))
+    except ValueError as err:
+        raise ConfigError(f"config file {str(path)!r} is not valid JSON: {err}") from None
+    tokenizer = config.get("text", {}).get("tokenizer_path")
+    if tokenizer and not pathlib.Path(tokenizer).is_absolute():
+        config.text.tokenizer_path = str((path.parent / tokenizer).absolute())
+    return config
+
+
 def load_config_file(path: str | pathlib.Path) -> ml_collections.ConfigDict:
-    """Import `path` as a module and return its `get_config()`."""
+    """Import `path` as a module and return its `get_config()` (or read a run's config.json)."""
     path = pathlib.Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r} does not exist")
+    if path.suffix == ".json":
+        return load_json_config(path)
     spec = importlib.util.spec_from_file_location(f"_alpamayo_config_{path.stem}", path)
     if spec is None or spec.loader is None:
         raise ConfigError(f"config file {str(path)!r} is not a Python file")
