@@ -43,6 +43,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "names in vlm_name_or_path; default: SRC/vlm/, then vlm_name_or_path if it is a local path",
     )
     parser.add_argument(
+        "--cameras",
+        default=None,
+        help="(alpamayo_1_5) a comma-separated camera subset the converted workdir plans with, e.g. "
+        "front_wide_120fov,front_tele_30fov (default: the release's four)",
+    )
+    parser.add_argument(
         "--release",
         default=None,
         help="(--from jax) the workdir `alpamayo convert` wrote, when --src is a later run trained from it",
@@ -109,7 +115,7 @@ def _release_in(args: argparse.Namespace) -> int:
         )
     print(f"converting {src} ({args.family}) ...")
     start = time.perf_counter()
-    config, _ = write_release_workdir(src, args.out, vlm=args.vlm)
+    config, _ = write_release_workdir(src, args.out, vlm=args.vlm, cameras=args.cameras)
     n = param_counts(config.model)
     print(
         f"wrote the workdir {args.out} in {time.perf_counter() - start:.1f} s: {n['total'] / 1e6:.1f}M "

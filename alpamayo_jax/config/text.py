@@ -132,6 +132,8 @@ def text_config(
     c.system_prompt = DEFAULT_SYSTEM_PROMPT
     c.instruction = DEFAULT_INSTRUCTION
     c.camera_name_text = True  # write each camera's name before its frames
+    c.camera_labels = ()  # the text written for each camera (default: its name in data.cameras)
+    c.frame_label_text = False  # write "frame {k} " before each frame (Alpamayo 1.5)
     c.include_reasoning = True  # False: train/infer without CoC (the "no reasoning" ablation)
     c.release_family = release_family if mode == "release" else ""  # names of the release's tokens
 

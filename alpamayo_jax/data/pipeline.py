@@ -39,7 +39,12 @@ from jaxtyping import Float
 from alpamayo_jax.config.scene import SceneSpec
 from alpamayo_jax.data.decisions import decision_id
 from alpamayo_jax.models.batch import Batch
-from alpamayo_jax.text.prompt import PromptBuilder, image_tokens_per_image, prompt_text_segments
+from alpamayo_jax.text.prompt import (
+    PromptBuilder,
+    image_tokens_per_image,
+    prompt_options,
+    prompt_text_segments,
+)
 from alpamayo_jax.text.tokenizer import TOKENIZER_FILE, TextTokenizer, load_or_train_tokenizer
 
 STATE_VERSION = 1
@@ -133,7 +138,7 @@ class SampleEncoder(grain.transforms.Map):
             future_tokens=2 * self.future_steps,
             system_prompt=text.system_prompt,
             instruction=text.instruction,
-            camera_name_text=text.camera_name_text,
+            **prompt_options(text),
         )
         if self.builder.prompt_length + 2 * self.future_steps + 4 > self.max_tokens:
             raise ValueError(
@@ -447,7 +452,11 @@ def tokenizer_corpus(
     text = config.text
     segments = list(
         prompt_text_segments(
-            text.system_prompt, text.instruction, camera_names, text.camera_name_text
+            text.system_prompt,
+            text.instruction,
+            camera_names,
+            frames_per_camera=int(config.data.frames_per_camera),
+            **prompt_options(text),
         ).values()
     )
     return [c for c in cocs if c] + segments * max(2, len(cocs))

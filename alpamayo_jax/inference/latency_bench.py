@@ -61,14 +61,15 @@ def bench_tokenizer(config):
     """A tokenizer with the config's layout. Synthetic vocabularies train one on the prompt's own
     text pieces (seconds; only token counts matter here); qwen / release modes read
     `text.tokenizer_path`."""
-    from alpamayo_jax.text.prompt import prompt_text_segments
+    from alpamayo_jax.text.prompt import prompt_options, prompt_text_segments
     from alpamayo_jax.text.tokenizer import load_tokenizer, train_tokenizer
 
     if config.text.mode in ("qwen", "release"):
         return load_tokenizer(config)
     text = config.text
     segments = prompt_text_segments(text.system_prompt, text.instruction, tuple(config.data.cameras),
-                                    text.camera_name_text)  # fmt: skip
+                                    frames_per_camera=int(config.data.frames_per_camera),
+                                    **prompt_options(text))  # fmt: skip
     return train_tokenizer(list(segments.values()) * 2, config)
 
 

@@ -108,7 +108,7 @@ class PlannerSpec:
     ) -> PlannerSpec:
         """The spec of a config + tokenizer + scene geometry (cameras, frames, pixels, steps:
         usually `SceneSpec.from_config(config)`); `options` set the sampling choices."""
-        from alpamayo_jax.text.prompt import PromptBuilder, image_tokens_per_image
+        from alpamayo_jax.text.prompt import PromptBuilder, image_tokens_per_image, prompt_options
 
         vision = config.model.vision
         h_steps, t_steps = int(scene.history_steps), int(scene.future_steps)
@@ -121,7 +121,7 @@ class PlannerSpec:
             future_tokens=2 * t_steps,
             system_prompt=config.text.system_prompt,
             instruction=config.text.instruction,
-            camera_name_text=config.text.camera_name_text,
+            **prompt_options(config.text),
         )
         layout = tokenizer.layout
         template = builder.prompt(np.zeros(3 * h_steps, np.int32))

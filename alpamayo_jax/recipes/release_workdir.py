@@ -31,7 +31,13 @@ from flax import nnx
 from alpamayo_jax.config.base import base_config
 from alpamayo_jax.config.text import text_config
 from alpamayo_jax.convert.hf import ConversionError
-from alpamayo_jax.convert.release import Release, find_vlm_config, load_release, read_release_config
+from alpamayo_jax.convert.release import (
+    FAMILY_OF_MODEL_TYPE,
+    Release,
+    find_vlm_config,
+    load_release,
+    read_release_config,
+)
 
 RELEASE_FILE = "release.json"
 VLM_TOKENIZER = "vlm_tokenizer.json"
@@ -41,6 +47,17 @@ INSTRUCTION = (
 )
 # What the release's inference code (not its config.json) fixes: the four cameras in its camera-index
 # order, four frames each (t0 - 0.3 s .. t0), images resized to 320 x 576 by its processor.
+# Alpamayo 1.5 writes each camera's name and each frame's number before its images ("Front left
+# camera: frame 0 <image>frame 1 <image>..."), so it reads any subset of the cameras.
+CAMERA_LABELS = {
+    "cross_left_120fov": "Front left camera",
+    "front_wide_120fov": "Front camera",
+    "cross_right_120fov": "Front right camera",
+    "rear_left_70fov": "Rear left camera",
+    "rear_tele_30fov": "Rear camera",
+    "rear_right_70fov": "Rear right camera",
+    "front_tele_30fov": "Front telephoto camera",
+}
 RELEASE_SCENE = {
     "cameras": ("cross_left_120fov", "front_wide_120fov", "cross_right_120fov", "front_tele_30fov"),
     "frames_per_camera": 4,
@@ -82,8 +99,30 @@ def _tokenizer_bins(release: dict) -> tuple[int, int, float, float]:
     return future_bins, history_bins, hi[0], hi[2]
 
 
-def release_run_config(model_cfg: ml_collections.ConfigDict, release: Release) -> ml_collections.ConfigDict:
-    """The run config of a converted release (module docstring)."""
+def release_cameras(family: str, cameras: str | None) -> tuple[str, ...]:
+    """The cameras of a converted workdir: the release's four, or (Alpamayo 1.5, which labels its
+    cameras in the prompt) a comma-separated subset of the seven, put in the release's order."""
+    if not cameras:
+        return RELEASE_SCENE["cameras"]
+    names = tuple(c.strip().removeprefix("camera_") for c in cameras.split(",") if c.strip())
+    unknown = [c for c in names if c not in CAMERA_LABELS]
+    if unknown or not names or len(set(names)) != len(names):
+        raise ConversionError(
+            f"--cameras {cameras!r}: expected distinct names among {', '.join(CAMERA_LABELS)}"
+        )
+    if family != "alpamayo_1_5":
+        raise ConversionError(
+            "--cameras: Alpamayo-R1 reads the four release cameras unlabelled, always in the same "
+            "order; a subset needs Alpamayo 1.5, which names each camera in its prompt"
+        )
+    order = list(CAMERA_LABELS)
+    return tuple(sorted(names, key=order.index))
+
+
+def release_run_config(
+    model_cfg: ml_collections.ConfigDict, release: Release, cameras: str | None = None
+) -> ml_collections.ConfigDict:
+    """The run config of a converted release (module docstring); `cameras`: see `release_cameras`."""
     r = release.config
     c = base_config()
     c.name = f"converted_{release.family}"
@@ -95,7 +134,8 @@ def release_run_config(model_cfg: ml_collections.ConfigDict, release: Release) -
     c.text = text_config(c.tokens, "release", release_family=release.family)
     c.text.tokenizer_path = f"assets/{VLM_TOKENIZER}"
     c.text.system_prompt, c.text.instruction = SYSTEM_PROMPT, INSTRUCTION
-    c.text.camera_name_text = False
+    labelled = release.family == "alpamayo_1_5"
+    c.text.camera_name_text = c.text.frame_label_text = labelled
     checks = {
         "vocab_size": (int(r.get("vocab_size", 0)), int(c.text.vocab_size)),
         "traj_token_start_idx": (
@@ -121,11 +161,16 @@ def release_run_config(model_cfg: ml_collections.ConfigDict, release: Release) -
     c.flow.num_steps = release.flow_steps
     for key, value in RELEASE_SCENE.items():
         c.data[key] = value
+    c.data.cameras = release_cameras(release.family, cameras)
+    c.text.camera_labels = tuple(CAMERA_LABELS[name] for name in c.data.cameras)
     return c
 
 
 def write_release_workdir(
-    src: str | pathlib.Path, out: str | pathlib.Path, vlm: str | pathlib.Path | None = None
+    src: str | pathlib.Path,
+    out: str | pathlib.Path,
+    vlm: str | pathlib.Path | None = None,
+    cameras: str | None = None,
 ):
     """Convert a release directory into the workdir `out` (module docstring); (config, model)."""
     from alpamayo_jax.run.assets import save_action_stats
@@ -144,8 +189,11 @@ def write_release_workdir(
             f"{tokenizer} not found: the VLM's tokenizer.json must sit next to its config.json "
             f"(planning reads the release's vocabulary from it)"
         )
+    release_cameras(
+        FAMILY_OF_MODEL_TYPE[read_release_config(src)["model_type"]], cameras
+    )  # before the long part
     cfg, model, release = load_release(src, vlm=vlm)
-    config = release_run_config(cfg, release)
+    config = release_run_config(cfg, release, cameras)
     tmp = out.with_name(out.name + ".converting")
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / "assets").mkdir(parents=True)

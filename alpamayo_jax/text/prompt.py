@@ -3,7 +3,7 @@
 Layout (Qwen chat template; `[...]` are single special tokens, `(...)` encoded text):
 
     [im_start] (system\\n{system}) [im_end] (\\n) [im_start] (user\\n)
-      per camera: ({camera name}: ) then per frame [vision_start] N x [image_pad] [vision_end]
+      per camera: ({camera name}: ) then per frame (frame {k} ) [vision_start] N x [image_pad] [vision_end]
       [traj_history_start] 3H history tokens [traj_history_end]
       ({instruction}) [im_end] (\\n) [im_start] (assistant\\n) [cot_start]        <- end of the prompt
     target: (CoC) [cot_end] [traj_future_start] 2T future tokens [traj_future_end] [im_end]
@@ -49,10 +49,30 @@ def image_tokens_per_image(height: int, width: int, patch_size: int, spatial_mer
     return (height // unit) * (width // unit)
 
 
+def prompt_options(text_cfg) -> dict:
+    """The camera and frame label choices of a `text` config section (older configs lack the last
+    two: no camera labels, no frame labels)."""
+    return {
+        "camera_name_text": bool(text_cfg.camera_name_text),
+        "camera_labels": tuple(text_cfg.get("camera_labels", ())),
+        "frame_label_text": bool(text_cfg.get("frame_label_text", False)),
+    }
+
+
 def prompt_text_segments(
-    system_prompt: str, instruction: str, camera_names: Sequence[str], camera_name_text: bool
+    system_prompt: str,
+    instruction: str,
+    camera_names: Sequence[str],
+    camera_name_text: bool,
+    *,
+    camera_labels: Sequence[str] = (),
+    frame_label_text: bool = False,
+    frames_per_camera: int = 0,
 ) -> dict[str, str]:
-    """The text pieces of the template (also the tokenizer's training corpus, so they encode short)."""
+    """The text pieces of the template (also the tokenizer's training corpus, so they encode short).
+
+    A camera's label is its name unless `camera_labels` gives one per camera (Alpamayo 1.5 writes
+    "Front left camera: "); with `frame_label_text` each image is preceded by "frame {k} "."""
     segments = {
         "system": f"system\n{system_prompt}",
         "newline": "\n",
@@ -60,8 +80,21 @@ def prompt_text_segments(
         "instruction": instruction,
         "assistant": "assistant\n",
     }
-    if camera_name_text:
-        segments.update({f"camera:{name}": f"{name}: " for name in camera_names})
+    labels = tuple(camera_labels) or tuple(camera_names)
+    if len(labels) != len(camera_names):
+        raise ValueError(
+            f"text.camera_labels has {len(labels)} labels for {len(camera_names)} cameras "
+            f"(data.cameras {list(camera_names)})"
+        )
+    if frame_label_text:
+        # The text between two images is one piece, encoded whole as the release's chat template is
+        # ("Front camera: frame 0 " merges across the label and the frame number).
+        for name, label in zip(camera_names, labels):
+            for k in range(frames_per_camera):
+                camera = f"{label}: " if camera_name_text and k == 0 else ""
+                segments[f"image:{name}:{k}"] = f"{camera}frame {k} "
+    elif camera_name_text:
+        segments.update({f"camera:{name}": f"{label}: " for name, label in zip(camera_names, labels)})
     return segments
 
 
@@ -80,6 +113,8 @@ class PromptBuilder:
         system_prompt: str,
         instruction: str,
         camera_name_text: bool = True,
+        camera_labels: Sequence[str] = (),
+        frame_label_text: bool = False,
     ):
         if not camera_names:
             raise ValueError("camera_names is empty; the prompt needs at least one camera")
@@ -98,7 +133,13 @@ class PromptBuilder:
         text = {
             key: tokenizer.encode(value, what=f"prompt segment {key!r}")
             for key, value in prompt_text_segments(
-                system_prompt, instruction, self.camera_names, camera_name_text
+                system_prompt,
+                instruction,
+                self.camera_names,
+                camera_name_text,
+                camera_labels=camera_labels,
+                frame_label_text=frame_label_text,
+                frames_per_camera=self.frames_per_camera,
             ).items()
         }
 
@@ -111,8 +152,12 @@ class PromptBuilder:
         )  # fmt: skip
         vision = []
         for name in self.camera_names:
-            vision.append(text.get(f"camera:{name}", np.zeros(0, np.int32)))
-            vision.extend([image] * self.frames_per_camera)
+            if frame_label_text:
+                for k in range(self.frames_per_camera):
+                    vision.extend([text[f"image:{name}:{k}"], image])
+            else:
+                vision.append(text.get(f"camera:{name}", np.zeros(0, np.int32)))
+                vision.extend([image] * self.frames_per_camera)
         self._before_history = np.concatenate(
             [ids("im_start_id"), text["system"], ids("im_end_id"), text["newline"], ids("im_start_id"),
              text["user"], *vision, ids("traj_history_start_id")]

@@ -256,3 +256,15 @@ def expert_velocity(model: TinyRelease, ids, pv, thw, x, t, offset: int) -> np.n
             is_causal=False,
         ).last_hidden_state
         return model.action_out_proj(hidden).numpy()
+
+
+def as_alpamayo_1_5(src: pathlib.Path) -> dict:
+    """Turn a written R1 fixture into Alpamayo 1.5's layout in place: model_type alpamayo1_5 and no
+    Fourier-frequency buffers (1.5 does not save them); returns the remaining tensors."""
+    from safetensors.numpy import load_file, save_file
+
+    tensors = {k: v for k, v in load_file(str(src / "model.safetensors")).items() if not k.endswith(".freqs")}
+    save_file(tensors, str(src / "model.safetensors"))
+    config = json.loads((src / "config.json").read_text()) | {"model_type": "alpamayo1_5"}
+    (src / "config.json").write_text(json.dumps(config))
+    return tensors

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.parity
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from release_fixture import QWEN_TOKENIZER, STATS, build_release  # noqa: E402
+from release_fixture import QWEN_TOKENIZER, STATS, as_alpamayo_1_5, build_release  # noqa: E402
 
 pytestmark = [
     pytestmark,
@@ -115,14 +115,11 @@ def test_alpamayo_1_5_without_frequency_buffers(release_dir, tmp_path):
     """Alpamayo 1.5 saves no Fourier-frequency buffers; its config names model_type alpamayo1_5."""
     import shutil
 
-    from safetensors.numpy import load_file, save_file
+    from safetensors.numpy import load_file
 
     src = tmp_path / "a15"
     shutil.copytree(release_dir, src)
-    tensors = {k: v for k, v in load_file(str(src / "model.safetensors")).items() if not k.endswith(".freqs")}
-    save_file(tensors, str(src / "model.safetensors"))
-    config = json.loads((src / "config.json").read_text()) | {"model_type": "alpamayo1_5"}
-    (src / "config.json").write_text(json.dumps(config))
+    tensors = as_alpamayo_1_5(src)
     ours, back = tmp_path / "ours", tmp_path / "back"
     assert (
         convert("--family", "alpamayo_1_5", "--src", src, "--vlm", src / "vlm_src", "--out", ours).returncode

@@ -10,7 +10,7 @@ pytestmark = pytest.mark.parity
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from release_fixture import QWEN_TOKENIZER, STATS, WAYPOINTS, build_release  # noqa: E402
+from release_fixture import QWEN_TOKENIZER, STATS, WAYPOINTS, as_alpamayo_1_5, build_release  # noqa: E402
 
 pytestmark = [
     pytestmark,
@@ -62,3 +62,36 @@ def test_a_scene_of_the_releases_geometry_is_planned(policy):
     plan = policy.plan(scene)
     assert plan.poses.shape == (1, WAYPOINTS, 3) and np.isfinite(plan.poses).all()
     assert len(plan.reasoning_tokens[0]) <= 4
+
+
+def test_alpamayo_1_5_labels_cameras_and_frames_and_takes_a_camera_subset(tmp_path):
+    """1.5's prompt names each camera and numbers each frame, so a converted 1.5 plans with any
+    subset of the cameras (`--cameras`); R1 refuses one."""
+    from transformers import PreTrainedTokenizerFast
+
+    from alpamayo_jax.convert.hf import ConversionError
+    from alpamayo_jax.inference.policy import Policy
+    from alpamayo_jax.recipes.release_workdir import write_release_workdir
+
+    src = tmp_path / "release"
+    build_release(src, seed=6)
+    with pytest.raises(ConversionError, match="a subset needs Alpamayo 1.5"):
+        write_release_workdir(src, tmp_path / "r1", vlm=src / "vlm_src", cameras="front_wide_120fov")
+    as_alpamayo_1_5(src)
+    with pytest.raises(ConversionError, match="--cameras 'front_wide,rear': expected distinct names among"):
+        write_release_workdir(src, tmp_path / "bad", vlm=src / "vlm_src", cameras="front_wide,rear")
+    workdir = tmp_path / "w"
+    write_release_workdir(
+        src, workdir, vlm=src / "vlm_src", cameras="camera_front_tele_30fov,front_wide_120fov"
+    )
+    policy = Policy.from_workdir(workdir, max_reasoning_tokens=4)
+    assert policy.scene.camera_names == ("front_wide_120fov", "front_tele_30fov")  # the release's order
+    image = "<|vision_start|>" + "<|image_pad|>" * 180 + "<|vision_end|>"
+    frames = "".join(f"frame {k} " + image for k in range(4))
+    before = (
+        "<|im_start|>system\nYou are a driving assistant that generates safe and accurate actions.<|im_end|>\n"
+        f"<|im_start|>user\nFront camera: {frames}Front telephoto camera: {frames}<|traj_history_start|>"
+    )
+    theirs = PreTrainedTokenizerFast(tokenizer_object=policy.tokenizer.backend)
+    assert policy.spec.prompt_before.tolist() == theirs.encode(before, add_special_tokens=False)
+    assert policy.tokenizer.token_id("<|_padding_2|>") == policy.tokenizer.layout.cot_end_id + 1
