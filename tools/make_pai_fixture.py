@@ -37,16 +37,8 @@ import zipfile
 
 import numpy as np
 
-# The release's camera index of each of the 7 PhysicalAI-AV cameras.
-CAMERA_INDEX = {
-    "camera_cross_left_120fov": 0,
-    "camera_front_wide_120fov": 1,
-    "camera_cross_right_120fov": 2,
-    "camera_rear_left_70fov": 3,
-    "camera_rear_tele_30fov": 4,
-    "camera_rear_right_70fov": 5,
-    "camera_front_tele_30fov": 6,
-}
+from alpamayo_jax.data.pai import CAMERA_INDEX  # the release's index of the 7 cameras
+
 WRITTEN_CAMERAS = (  # the four the release reads; the other three are listed in features.csv only
     "camera_cross_left_120fov",
     "camera_front_wide_120fov",

@@ -37,7 +37,7 @@ class ConversionError(ValueError):
 # --- config.json -> model config --------------------------------------------------------------------
 
 
-def _text_section(hf: dict) -> dict:
+def text_section(hf: dict) -> dict:
     """Text hyper-parameters: nested `text_config` (transformers 5) or top level (hub Qwen2.5-VL)."""
     merged = dict(hf)
     merged.update(hf.get("text_config") or {})
@@ -54,7 +54,7 @@ def model_config_from_hf(hf: dict) -> ml_collections.ConfigDict:
             f"config.json model_type {model_type!r} is not supported; expected one of {sorted(FAMILY_OF_MODEL_TYPE)}"
         )
     family = FAMILY_OF_MODEL_TYPE[model_type]
-    t = _text_section(hf)
+    t = text_section(hf)
     v = hf["vision_config"]
     rope = t.get("rope_parameters") or t.get("rope_scaling") or {}
     head_dim = t.get("head_dim") or t["hidden_size"] // t["num_attention_heads"]
@@ -242,7 +242,7 @@ class Transform:
 IDENT = Transform("ident")
 
 
-def _linear(shape_out) -> Transform:
+def linear_transform(shape_out) -> Transform:
     """nn.Linear weight [out, in] -> our kernel [in, ...out axes] (or [...in axes, out])."""
     return Transform("linear", tuple(shape_out))
 
@@ -280,16 +280,18 @@ def decoder_layer_entries(
     add("input_layernorm.weight", (d,), ("attn_norm", "scale"), IDENT)
     add("post_attention_layernorm.weight", (d,), ("mlp_norm", "scale"), IDENT)
     for proj, name, heads in (("q", "wq", h), ("k", "wk", g), ("v", "wv", g)):
-        add(f"self_attn.{proj}_proj.weight", (heads * hd, d), ("attn", name), _linear((d, heads, hd)))
+        add(
+            f"self_attn.{proj}_proj.weight", (heads * hd, d), ("attn", name), linear_transform((d, heads, hd))
+        )
         if t.qkv_bias:
             add(f"self_attn.{proj}_proj.bias", (heads * hd,), ("attn", "b" + proj), _reshape((heads, hd)))
-    add("self_attn.o_proj.weight", (d, h * hd), ("attn", "wo"), _linear((h, hd, d)))
+    add("self_attn.o_proj.weight", (d, h * hd), ("attn", "wo"), linear_transform((h, hd, d)))
     if t.qk_norm:
         add("self_attn.q_norm.weight", (hd,), ("attn", "q_norm", "scale"), IDENT)
         add("self_attn.k_norm.weight", (hd,), ("attn", "k_norm", "scale"), IDENT)
     for proj in ("gate", "up"):
-        add(f"mlp.{proj}_proj.weight", (t.mlp, d), ("mlp", proj, "kernel"), _linear((d, t.mlp)))
-    add("mlp.down_proj.weight", (d, t.mlp), ("mlp", "down", "kernel"), _linear((t.mlp, d)))
+        add(f"mlp.{proj}_proj.weight", (t.mlp, d), ("mlp", proj, "kernel"), linear_transform((d, t.mlp)))
+    add("mlp.down_proj.weight", (d, t.mlp), ("mlp", "down", "kernel"), linear_transform((t.mlp, d)))
 
 
 def conversion_plan(cfg: ml_collections.ConfigDict, root: tuple = ()) -> Plan:
@@ -309,7 +311,7 @@ def conversion_plan(cfg: ml_collections.ConfigDict, root: tuple = ()) -> Plan:
     add("llm.embed_tokens.weight", (t.vocab, d), target(L + ("embedding",), None, IDENT))
     add("llm.norm.weight", (d,), target(L + ("final_norm", "scale"), None, IDENT))
     if not t.tied:
-        add("lm_head.weight", (t.vocab, d), target(L + ("lm_head",), None, _linear((d, t.vocab))))
+        add("lm_head.weight", (t.vocab, d), target(L + ("lm_head",), None, linear_transform((d, t.vocab))))
     for i in range(t.layers):
         decoder_layer_entries(plan, f"llm.layers.{i}.", root + L + ("layers",), t, i)
 
@@ -333,7 +335,11 @@ def conversion_plan(cfg: ml_collections.ConfigDict, root: tuple = ()) -> Plan:
     norm_parts = norm_names if v.norm == "layer" else norm_names[:1]
 
     def linear(prefix, ours, n_in, n_out, layer=None):
-        add(prefix + ".weight", (n_out, n_in), target(ours + ("kernel",), layer, _linear((n_in, n_out))))
+        add(
+            prefix + ".weight",
+            (n_out, n_in),
+            target(ours + ("kernel",), layer, linear_transform((n_in, n_out))),
+        )
         add(prefix + ".bias", (n_out,), target(ours + ("bias",), layer, IDENT))
 
     for i in range(v.depth):
@@ -359,7 +365,7 @@ def conversion_plan(cfg: ml_collections.ConfigDict, root: tuple = ()) -> Plan:
                 for k, x in parts
             ),
         )
-        add(p + "attn.proj.weight", (e, e), target(blk + ("attn", "wo"), i, _linear((vh, vhd, e))))
+        add(p + "attn.proj.weight", (e, e), target(blk + ("attn", "wo"), i, linear_transform((vh, vhd, e))))
         add(p + "attn.proj.bias", (e,), target(blk + ("attn", "bo"), i, IDENT))
         if v.mlp_type == "swiglu":
             for proj, n_in, n_out in (("gate", e, v.mlp), ("up", e, v.mlp), ("down", v.mlp, e)):

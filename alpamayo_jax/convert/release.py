@@ -42,15 +42,15 @@ from alpamayo_jax.convert.hf import (
     Entry,
     Plan,
     Target,
-    _linear,
-    _text_section,
     canonical_name,
     conversion_plan,
     decoder_layer_entries,
     flat_arrays,
     hf_tensor,
+    linear_transform,
     model_config_from_hf,
     read_checkpoint,
+    text_section,
 )
 
 # config.json model_type -> the `alpamayo convert --family` name.
@@ -139,7 +139,7 @@ def release_model_config(release: dict, vlm: dict) -> ml_collections.ConfigDict:
             f"the VLM's config.json has model_type {vlm.get('model_type')!r}, expected 'qwen3_vl'"
         )
     cfg = model_config_from_hf(vlm)
-    text = _text_section(vlm)
+    text = text_section(vlm)
     cfg.llm.vocab = int(release.get("vocab_size", cfg.llm.vocab))
     if not release.get("expert_non_causal_attention", True):
         raise ConversionError(
@@ -168,14 +168,14 @@ def release_model_config(release: dict, vlm: dict) -> ml_collections.ConfigDict:
         raise ConversionError(
             f"config.json action_in_proj_cfg.num_fourier_feats must be even, got {features}"
         )
+    # Only their targets are checked here: the stats and steps go to the run config.
     _section(release, "action_out_proj_cfg", "Linear")
-    space = _section(release, "action_space_cfg", "UnicycleAccelCurvatureActionSpace")
+    _section(release, "action_space_cfg", "UnicycleAccelCurvatureActionSpace")
     diffusion = _section(release, "diffusion_cfg", "FlowMatching")
     if diffusion.get("int_method", "euler") != "euler":
         raise ConversionError(
             f"config.json diffusion_cfg.int_method {diffusion['int_method']!r}: only euler is supported"
         )
-    del space  # its stats and sizes are read by `action_stats` and the planner, not the model
     cfg.expert = expert_config(
         hidden=int(overrides.get("hidden_size", text["hidden_size"])),
         heads=int(overrides.get("num_attention_heads", text["num_attention_heads"])),
@@ -216,7 +216,7 @@ def release_plan(cfg: ml_collections.ConfigDict) -> Plan:
 
     def linear(name, path, n_in, n_out):
         plan[name + ".weight"] = Entry(
-            (n_out, n_in), (Target(path + ("kernel",), None, _linear((n_in, n_out))),)
+            (n_out, n_in), (Target(path + ("kernel",), None, linear_transform((n_in, n_out))),)
         )
         plan[name + ".bias"] = Entry((n_out,), (Target(path + ("bias",), None, IDENT),))
 

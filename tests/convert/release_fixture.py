@@ -20,6 +20,7 @@ import shutil
 import sys
 
 import numpy as np
+import pytest
 import torch
 from torch import nn
 
@@ -204,6 +205,11 @@ def _qwen_tokenizer() -> pathlib.Path | None:
 
 
 QWEN_TOKENIZER = _qwen_tokenizer()
+# What the tests of a converted workdir need: transformers (the parity mark) and a real tokenizer.
+WITH_TOKENIZER = [
+    pytest.mark.parity,
+    pytest.mark.skipif(QWEN_TOKENIZER is None, reason="needs the dev extra's Qwen tokenizer.json"),
+]
 
 
 def prompt(cfg, seed: int = 0):

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import pathlib
@@ -17,17 +16,10 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 pytest.importorskip("av")
 
+from pai_tool import pai_fixture_tool  # noqa: E402
 from release_fixture import QWEN_TOKENIZER, WAYPOINTS, build_release  # noqa: E402
 
 REPO = pathlib.Path(__file__).parents[2]
-
-
-def _make_pai_fixture(out):
-    spec = importlib.util.spec_from_file_location("make_pai_fixture", REPO / "tools" / "make_pai_fixture.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module.make_fixture(out, clips=2)
 
 
 def alpamayo(*args):
@@ -42,7 +34,7 @@ def alpamayo(*args):
 def test_convert_then_plan_a_physical_ai_av_clip(tmp_path):
     src, workdir, pai = tmp_path / "release", tmp_path / "w", tmp_path / "pai"
     build_release(src, seed=7, vlm_next_to_weights=True)
-    _make_pai_fixture(pai)
+    pai_fixture_tool().make_fixture(pai, clips=2)
     done = alpamayo("convert", "--family", "alpamayo_r1", "--src", src, "--out", workdir)
     assert done.returncode == 0, done.stderr
     done = alpamayo(

@@ -6,16 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-pytestmark = pytest.mark.parity
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from release_fixture import QWEN_TOKENIZER, STATS, WAYPOINTS, as_alpamayo_1_5, build_release  # noqa: E402
+from release_fixture import STATS, WAYPOINTS, WITH_TOKENIZER, as_alpamayo_1_5, build_release  # noqa: E402
 
-pytestmark = [
-    pytestmark,
-    pytest.mark.skipif(QWEN_TOKENIZER is None, reason="needs the dev extra's Qwen tokenizer.json"),
-]
+pytestmark = WITH_TOKENIZER
 
 
 @pytest.fixture(scope="module")

@@ -1,30 +1,17 @@
 """`alpamayo data inspect` on a PhysicalAI-AV root (data/pai_inspect.py), run in-process."""
 
-import importlib.util
 import json
-import pathlib
 import shutil
-import sys
 
 import pytest
+from pai_tool import pai_fixture_tool
 
 pytest.importorskip("av")
 pytest.importorskip("pyarrow")
 
 from alpamayo_jax import cli  # noqa: E402
 
-REPO = pathlib.Path(__file__).resolve().parents[2]
-
-
-def _tool():
-    spec = importlib.util.spec_from_file_location("make_pai_fixture", REPO / "tools" / "make_pai_fixture.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-fx = _tool()
+fx = pai_fixture_tool()
 
 
 @pytest.fixture(scope="module")

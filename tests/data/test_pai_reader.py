@@ -2,17 +2,16 @@
 (tools/make_pai_fixture.py): poses and actions of a closed-form unicycle path, frames that carry
 their own index, CoC events at known times, and one broken copy per error."""
 
-import importlib.util
 import json
 import pathlib
 import pickle
 import shutil
-import sys
 import zipfile
 
 import grain
 import numpy as np
 import pytest
+from pai_tool import pai_fixture_tool
 
 pytest.importorskip("av")
 pytest.importorskip("pyarrow")
@@ -37,15 +36,7 @@ POSE_TOL_M, HEADING_TOL_RAD, V0_TOL = 1e-3, 1e-4, 0.05
 ACTION_TOL = {"release": (0.02, 5e-4), "first": (0.05, 1e-5)}
 
 
-def _tool():
-    spec = importlib.util.spec_from_file_location("make_pai_fixture", REPO / "tools" / "make_pai_fixture.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-fx = _tool()
+fx = pai_fixture_tool()
 
 
 @pytest.fixture(scope="module")
@@ -241,16 +232,24 @@ def test_missing_camera_zip(fixture, tmp_path):
     assert str(err.value) == f"{path}: not found (camera_front_tele_30fov of clip {clip}, chunk 0)"
 
 
+def _replace_member(path, member: str, data: bytes | None) -> None:
+    """Rewrite a zip with `member` replaced by `data` (None: left out)."""
+    with zipfile.ZipFile(path) as zf:
+        members = {name: zf.read(name) for name in zf.namelist()}
+    members.pop(member)
+    if data is not None:
+        members[member] = data
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, content in members.items():
+            zf.writestr(name, content)
+
+
 def test_missing_member_in_the_zip(fixture, tmp_path):
     root = _copy(fixture, tmp_path)
     path = root / "camera/camera_front_wide_120fov/camera_front_wide_120fov.chunk_0000.zip"
     clip = fixture["clip_ids"][1]
     gone = f"{clip}.camera_front_wide_120fov.mp4"
-    with zipfile.ZipFile(path) as zf:
-        kept = {name: zf.read(name) for name in zf.namelist() if name != gone}
-    with zipfile.ZipFile(path, "w") as zf:
-        for name, data in kept.items():
-            zf.writestr(name, data)
+    _replace_member(path, gone, None)
     ds = PaiDataset(root, image_size=SIZE)
     ds[0]  # the other clip of the chunk still reads
     with pytest.raises(PaiError) as err:
@@ -272,12 +271,7 @@ def test_corrupt_video(fixture, tmp_path):
     path = root / "camera/camera_cross_left_120fov/camera_cross_left_120fov.chunk_0000.zip"
     clip = fixture["clip_ids"][0]
     member = f"{clip}.camera_cross_left_120fov.mp4"
-    with zipfile.ZipFile(path) as zf:
-        members = {name: zf.read(name) for name in zf.namelist()}
-    members[member] = b"\x00" * 4096
-    with zipfile.ZipFile(path, "w") as zf:
-        for name, data in members.items():
-            zf.writestr(name, data)
+    _replace_member(path, member, b"\x00" * 4096)
     with pytest.raises(PaiError, match=rf"^{path}:{member}: cannot decode the video \(.+\)$"):
         PaiDataset(root, image_size=SIZE)[0]
 
