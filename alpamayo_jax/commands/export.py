@@ -33,6 +33,7 @@ PLATFORMS = ("cpu", "cuda", "rocm", "tpu")
 # rejected in any float input). v0: 0 to 100 m/s (360 km/h). history_xyz: 1 km either way of t0 in
 # the ego frame, far beyond any history window at that speed.
 INPUT_RANGES = {"v0": (0.0, 100.0), "history_xyz": (-1000.0, 1000.0)}
+GUIDANCE_RANGE = (-10.0, 10.0)  # classifier-free guidance weights (1: the guided flow alone)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -95,6 +96,8 @@ def artifact_metadata(policy) -> dict:
             "max_reasoning_tokens": spec.max_reasoning_tokens,
             "trajectory": spec.trajectory,
             "flow_steps": spec.flow_steps,
+            "route_tokens": spec.route_tokens,
+            "guidance": spec.guidance,
             "temperature": spec.sampling.temperature,
             "top_p": spec.sampling.top_p,
         },
@@ -115,6 +118,20 @@ def artifact_metadata(policy) -> dict:
             "history_xyz": "float32 [b, history_steps, 3], t0 ego frame, oldest first, ends at t0",
             "v0": "float32 [b], speed at t0 in m/s, in [0, 100]",
             "seed": "uint32 [b], sampling seed per scene",
+            **(
+                {
+                    "route": f"int32 [b, {spec.route_tokens}], each scene's navigation text ids "
+                    "(the artifact's tokenizer), pad after them",
+                    "route_len": "int32 [b], how many ids of route are the text (0: no navigation)",
+                }
+                if spec.route_tokens
+                else {}
+            ),
+            **(
+                {"guidance_weight": "float32 [b], (1 - w) v_unguided + w v_guided; 1: no guidance"}
+                if spec.guidance
+                else {}
+            ),
         },
     }
 
@@ -133,7 +150,8 @@ def export_policy(
     log(f"exporting the planner for {', '.join(platforms)} (tracing and lowering) ...")
     exported, calling = stablehlo.export_function(
         policy.planning_function(), policy.state, policy.example_inputs(1),
-        platforms=platforms, disabled_checks=disabled, input_ranges=INPUT_RANGES,
+        platforms=platforms, disabled_checks=disabled,
+        input_ranges=INPUT_RANGES | ({"guidance_weight": GUIDANCE_RANGE} if policy.spec.guidance else {}),
     )  # fmt: skip
     if static_batches:
         log(f"specialising the module to static batch sizes {', '.join(map(str, static_batches))} ...")

@@ -42,6 +42,17 @@ def add_planner_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--flow-steps", type=int, default=10, help="Euler steps of the expert (default 10)")
     parser.add_argument("--temperature", type=float, default=0.0, help="0 = greedy reasoning (default)")
     parser.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass (default 1)")
+    parser.add_argument(
+        "--navigation-tokens",
+        type=int,
+        default=None,
+        help="take a navigation text of up to N tokens (Alpamayo 1.5; default 32 with --navigation, else none)",
+    )
+    parser.add_argument(
+        "--guidance",
+        action="store_true",
+        help="classifier-free guidance over the navigation text (also plan without it and mix the velocities)",
+    )
 
 
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
@@ -63,6 +74,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_data_arguments(parser)
     parser.add_argument("--png", metavar="OUT", help="write the cameras with planned and true paths here")
     add_planner_arguments(parser)
+    add_navigation_arguments(parser)
+
+
+def add_navigation_arguments(parser: argparse.ArgumentParser) -> None:
+    """The navigation text of the scene (plan, run-exported)."""
+    parser.add_argument(
+        "--navigation", default=None, help='navigation text, e.g. "Turn right in 30m" (Alpamayo 1.5)'
+    )
+    parser.add_argument(
+        "--guidance-weight",
+        type=float,
+        default=1.0,
+        help="with --guidance: w of (1 - w) v_unguided + w v_guided (default 1: the guided flow alone)",
+    )
 
 
 def planner_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -75,6 +100,14 @@ def planner_options(args: argparse.Namespace) -> dict[str, Any]:
     }
     if args.no_reasoning:
         options["reasoning"] = False
+    tokens = args.navigation_tokens
+    if tokens is None and getattr(args, "navigation", None):
+        tokens = 32
+    if tokens:
+        options["navigation_tokens"] = tokens
+    if args.guidance:
+        options["guidance"] = True
+        options["guidance_weight"] = getattr(args, "guidance_weight", 1.0)
     if args.trajectory is not None:
         options["trajectory"] = args.trajectory
     return options
@@ -194,7 +227,11 @@ def run(args: argparse.Namespace, overrides: list[str]) -> int:
         policy = Policy.from_workdir(args.workdir, seed=args.seed, **planner_options(args))
         check_cameras(reader, policy.scene.camera_names, policy.scene.frames_per_camera)
         _log("planning (the first call compiles the planner) ...")
-        plan = policy.plan(sample)
+        scene = sample
+        if args.navigation:  # a dataset sample carries no navigation text: the command line's
+            scene = {"images": sample.images, "history_xyz": sample.history_xyz, "v0": sample.v0,
+                     "navigation": args.navigation}  # fmt: skip
+        plan = policy.plan(scene)
     except (FileNotFoundError, CheckpointError, ShardError, IndexError, PolicyInputError,
             TokenizerError, ValueError) as err:  # fmt: skip
         print(f"alpamayo plan: {err}", file=sys.stderr)

@@ -24,7 +24,7 @@ import pathlib
 import sys
 import time
 
-from alpamayo_jax.commands.plan import add_data_arguments
+from alpamayo_jax.commands.plan import add_data_arguments, add_navigation_arguments
 
 HELP = "Run an exported StableHLO artifact on one scene, without model code."
 ACCEPTS_OVERRIDES = False
@@ -33,10 +33,14 @@ ACCEPTS_OVERRIDES = False
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("artifact", help="artifact directory written by alpamayo export")
     add_data_arguments(parser)
+    add_navigation_arguments(parser)
 
 
-def artifact_inputs(metadata: dict, sample, seed: int) -> dict:
-    """Batch-of-one inputs of `sample`, checked against the artifact's camera setup."""
+def artifact_inputs(
+    metadata: dict, sample, seed: int, navigation_ids=(), guidance_weight: float = 1.0
+) -> dict:
+    """Batch-of-one inputs of `sample`, checked against the artifact's camera setup; an artifact
+    exported with navigation also gets the text's ids (none: no navigation) and the guidance weight."""
     import numpy as np
 
     from alpamayo_jax.inference.errors import PolicyInputError
@@ -50,12 +54,27 @@ def artifact_inputs(metadata: dict, sample, seed: int) -> dict:
         )
     if not 0 <= seed < 2**32:
         raise PolicyInputError(f"seed: expected an integer in [0, 2**32), got {seed}")
-    return {
+    inputs = {
         "images": sample.images[None],
         "history_xyz": np.asarray(sample.history_xyz, np.float32)[None],
         "v0": np.asarray([sample.v0], np.float32),
         "seed": np.asarray([seed], np.uint32),
     }
+    planner = metadata.get("planner", {})
+    r = int(planner.get("route_tokens", 0))
+    if navigation_ids and not r:
+        raise PolicyInputError(
+            "navigation: the artifact was exported without navigation (--navigation-tokens)"
+        )
+    if len(navigation_ids) > r:
+        raise PolicyInputError(f"navigation: {len(navigation_ids)} tokens, the artifact takes at most {r}")
+    if r:
+        route = np.full((1, r), int(metadata["token_ids"]["pad_id"]), np.int32)
+        route[0, : len(navigation_ids)] = navigation_ids
+        inputs |= {"route": route, "route_len": np.asarray([len(navigation_ids)], np.int32)}
+    if planner.get("guidance"):
+        inputs["guidance_weight"] = np.asarray([guidance_weight], np.float32)
+    return inputs
 
 
 def run(args: argparse.Namespace, overrides: list[str]) -> int:
@@ -76,7 +95,11 @@ def run(args: argparse.Namespace, overrides: list[str]) -> int:
         meta = artifact.metadata
         sample, reader = read_sample(args.data, args.index, args.split)
         check_cameras(reader, meta["camera_names"], meta["frames_per_camera"])
-        inputs = artifact_inputs(meta, sample, args.seed)
+        navigation = ()
+        if args.navigation:  # encoded with the artifact's own tokenizer
+            tok = tokenizers.Tokenizer.from_file(str(pathlib.Path(args.artifact) / meta["tokenizer"]))
+            navigation = tok.encode(args.navigation, add_special_tokens=False).ids
+        inputs = artifact_inputs(meta, sample, args.seed, navigation, args.guidance_weight)
         log("running the exported planner (compiles on the first call) ...")
         t0 = time.perf_counter()
         out = artifact(**inputs)

@@ -29,12 +29,13 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-from jaxtyping import Array, Float, Int, UInt8, UInt32
+from jaxtyping import Array, Bool, Float, Int, UInt8, UInt32
 
 from alpamayo_jax.config.scene import SceneSpec
 from alpamayo_jax.inference import noise
 from alpamayo_jax.inference.sampler import SamplingParams, decode_loop, repeat_batch
 from alpamayo_jax.models.policy_model import PolicyCache, PolicyModel
+from alpamayo_jax.trajectory.flow import euler_sample
 from alpamayo_jax.trajectory.stitch import current_acceleration, stitch_acceleration
 from alpamayo_jax.trajectory.tokenize import decode_future, encode_history
 from alpamayo_jax.trajectory.unicycle import actions_to_poses, clip_actions, denormalize_actions
@@ -74,12 +75,25 @@ class PlannerSpec:
     flow_steps: int = 10
     sampling: SamplingParams = SamplingParams()
     stitch_steps: int = 0  # plans start at the current acceleration, blended back over these steps
+    # Navigation (Alpamayo 1.5): up to `route_tokens` ids of a per-scene instruction, written as
+    # <|route_start|> text <|route_end|> after the history (0: no navigation input). `guidance`:
+    # also plan without it and mix the expert's velocities, (1 - w) v_unguided + w v_guided.
+    route_tokens: int = 0
+    route_start_id: int = -1
+    route_end_id: int = -1
+    guidance: bool = False
 
     def __post_init__(self):
         if self.trajectory not in TRAJECTORY_HEADS:
             raise ValueError(f"trajectory must be one of {TRAJECTORY_HEADS}, got {self.trajectory!r}")
         if self.samples < 1:
             raise ValueError(f"samples must be >= 1, got {self.samples}")
+        if self.route_tokens and min(self.route_start_id, self.route_end_id) < 0:
+            raise ValueError("navigation needs the vocabulary's <|route_start|> / <|route_end|> ids")
+        if self.guidance and (not self.route_tokens or self.trajectory != "flow"):
+            raise ValueError(
+                "guidance mixes the flow expert's velocities with and without navigation: it needs route_tokens > 0 and the flow head"
+            )
         if self.reasoning and self.max_reasoning_tokens < 2:
             raise ValueError(
                 f"max_reasoning_tokens must be >= 2 (room for <|cot_end|><|traj_future_start|>), "
@@ -92,6 +106,7 @@ class PlannerSpec:
     @property
     def prompt_length(self) -> int:
         n = len(self.prompt_before) + 3 * self.history_steps + len(self.prompt_after)
+        n += self.route_tokens + 2 if self.route_tokens else 0  # the longest navigation span
         return n if self.reasoning else n + 2
 
     @property
@@ -130,6 +145,9 @@ class PlannerSpec:
         vocab = int(config.model.llm.vocab)
         if allowed.shape[0] < vocab:  # embedding rows beyond the tokenizer: never sampled
             allowed = np.concatenate([allowed, np.zeros(vocab - allowed.shape[0], bool)])
+        if options.get("route_tokens"):  # an error naming the token for a vocabulary without them
+            options["route_start_id"] = tokenizer.token_id("<|route_start|>")
+            options["route_end_id"] = tokenizer.token_id("<|route_end|>")
         return cls(
             prompt_before=template[:split].astype(np.int32),
             prompt_after=template[split + 3 * h_steps :].astype(np.int32),
@@ -171,6 +189,36 @@ def build_prompt(spec: PlannerSpec, history_xyz: Float[Array, "b h 3"]) -> Int[A
     return jnp.concatenate(parts, axis=1)
 
 
+def build_route_prompt(
+    spec: PlannerSpec,
+    history_xyz: Float[Array, "b h 3"],
+    route: Int[Array, "b r"],
+    route_len: Int[Array, " b"],
+) -> tuple[Int[Array, "b p"], Bool[Array, "b p"]]:
+    """(prompt, valid) with each scene's navigation span <|route_start|> route <|route_end|> right
+    after <|traj_history_end|> (none where `route_len` is 0), the prompt's tokens moved left over
+    the unused route slots so every prompt is a contiguous, right-padded sequence."""
+    plain = build_prompt(spec, history_xyz)
+    b, r = route.shape
+    split = len(spec.prompt_before) + 3 * spec.history_steps + 1  # after <|traj_history_end|>
+    used = route_len > 0
+    span = jnp.concatenate(
+        [jnp.full((b, 1), spec.route_start_id, jnp.int32), route.astype(jnp.int32),
+         jnp.full((b, 1), spec.route_end_id, jnp.int32)], axis=1
+    )  # fmt: skip
+    span_valid = jnp.concatenate(
+        [used[:, None], jnp.arange(r)[None, :] < route_len[:, None], used[:, None]], axis=1
+    )
+    tokens = jnp.concatenate([plain[:, :split], span, plain[:, split:]], axis=1)
+    valid = jnp.concatenate(
+        [jnp.ones((b, split), bool), span_valid, jnp.ones((b, plain.shape[1] - split), bool)], axis=1
+    )
+    order = jnp.argsort(~valid, axis=1, stable=True)  # the valid tokens first, in their order
+    tokens = jnp.take_along_axis(tokens, order, axis=1)
+    valid = jnp.take_along_axis(valid, order, axis=1)
+    return jnp.where(valid, tokens, spec.pad_id), valid
+
+
 def sample_keys(seed: Int[Array, " b"], samples: int) -> UInt32[Array, "bk 2"]:
     """Key words of row (scene b, sample k) = fold_in(key(seed[b]), k), scene-major like
     `repeat_batch` (raw uint32 words: `jax.random.key_data` of those keys)."""
@@ -204,16 +252,23 @@ def reason(
     images: UInt8[Array, "b n h w 3"],
     history_xyz: Float[Array, "b hist 3"],
     seed: Int[Array, " b"],
+    route: Int[Array, "b r"] | None = None,
+    route_len: Int[Array, " b"] | None = None,
 ) -> Reasoned:
     """Prefill every scene once, broadcast to `spec.samples` rows per scene (scene-major), and
-    decode the reasoning of every row (or end the prompt with the delimiters: no reasoning)."""
+    decode the reasoning of every row (or end the prompt with the delimiters: no reasoning).
+    With navigation (`spec.route_tokens`), each scene's `route` ids (`route_len` of them) go into
+    its prompt."""
     b, k = images.shape[0], spec.samples
-    prompt = build_prompt(spec, history_xyz)
-    valid = jnp.ones(prompt.shape, bool)
+    if spec.route_tokens:
+        prompt, valid = build_route_prompt(spec, history_xyz, route, route_len)
+    else:
+        prompt = build_prompt(spec, history_xyz)
+        valid = jnp.ones(prompt.shape, bool)
     logits, cache = model.prefill(prompt, images, valid, cache_len=spec.cache_length)
     logits, cache = repeat_batch((logits, cache), k, batch_axis=(0, PolicyCache.batch_axes()))
     keys = sample_keys(seed, k)
-    start = jnp.full((b * k,), prompt.shape[1], jnp.int32)
+    start = jnp.repeat(jnp.sum(jnp.where(valid, 1, 0), axis=1).astype(jnp.int32), k)
     if not spec.reasoning:
         empty = jnp.zeros((b * k, 0), jnp.int32)
         return Reasoned(repeat_batch(prompt, k), cache, start, empty, jnp.zeros((b * k,), jnp.int32), keys)
@@ -253,6 +308,52 @@ def to_trajectory(
     return actions, actions_to_poses(actions, jnp.repeat(v0.astype(jnp.float32), k), spec.dt)
 
 
+def unguided_prefix(
+    model: PolicyModel,
+    spec: PlannerSpec,
+    images: UInt8[Array, "b n h w 3"],
+    history_xyz: Float[Array, "b hist 3"],
+    r: Reasoned,
+) -> tuple[PolicyCache, Int[Array, " bk"]]:
+    """The cache and prefix length of every row's prompt *without* its navigation span, holding the
+    reasoning sampled with it (fed token by token, not re-sampled), as the release's guidance does:
+    the expert's unguided velocity reads this prefix."""
+    plain = spec.replace(route_tokens=0, guidance=False)
+    prompt = build_prompt(plain, history_xyz)
+    _, cache = model.prefill(prompt, images, jnp.ones(prompt.shape, bool), cache_len=plain.cache_length)
+    cache = repeat_batch(cache, spec.samples, batch_axis=PolicyCache.batch_axes())
+    start = prompt.shape[1]
+    rows = r.reasoning.shape[0]
+
+    def feed(cache, i):  # slots past a row's reasoning get pads: beyond its prefix, never read
+        _, cache = model.decode_step(cache, r.reasoning[:, i], jnp.full((rows,), start + i, jnp.int32))
+        return cache, None
+
+    cache, _ = jax.lax.scan(feed, cache, jnp.arange(r.reasoning.shape[1]))
+    return cache, start + r.reasoning_len
+
+
+def guided_actions(
+    model: PolicyModel,
+    spec: PlannerSpec,
+    guided: tuple[PolicyCache, Int[Array, " bk"]],
+    unguided: tuple[PolicyCache, Int[Array, " bk"]],
+    noise_draws: Float[Array, "bk t 2"],
+    weight: Float[Array, " bk"],
+) -> Float[Array, "bk t 2"]:
+    """Euler integration of (1 - w) v_unguided + w v_guided (classifier-free guidance over the
+    navigation text; w = 1: the guided flow alone, w > 1 pushes further along the instruction)."""
+    steps = noise_draws.shape[1]
+    pg = model.expert_prefix(*guided, steps)
+    pu = model.expert_prefix(*unguided, steps)
+    w = weight.astype(jnp.float32)[:, None, None]
+
+    def velocity(x, t):
+        return (1.0 - w) * model.expert.velocity(pu, x, t) + w * model.expert.velocity(pg, x, t)
+
+    return euler_sample(velocity, model.expert.flow_noise(noise_draws), spec.flow_steps)
+
+
 def plan_scenes(
     model: PolicyModel,
     spec: PlannerSpec,
@@ -260,14 +361,25 @@ def plan_scenes(
     history_xyz: Float[Array, "b hist 3"],
     v0: Float[Array, " b"],
     seed: Int[Array, " b"],
+    route: Int[Array, "b r"] | None = None,
+    route_len: Int[Array, " b"] | None = None,
+    guidance_weight: Float[Array, " b"] | None = None,
 ) -> dict[str, jax.Array]:
     """Plan every scene of a batch: poses [B, K, T, 3], actions [B, K, T, 2] (raw units),
-    reasoning_tokens [B, K, R] (pad after the stop token) and reasoning_length [B, K]."""
+    reasoning_tokens [B, K, R] (pad after the stop token) and reasoning_length [B, K].
+    Navigation (`spec.route_tokens`): `route` ids and `route_len` per scene; with `spec.guidance`,
+    `guidance_weight` per scene."""
     b, k = images.shape[0], spec.samples
-    r = reason(model, spec, images, history_xyz, seed)
+    r = reason(model, spec, images, history_xyz, seed, route, route_len)
     cache, prefix_len, keys = r.cache, r.prefix_len, r.keys
     t = spec.future_steps
-    if spec.trajectory == "flow":
+    if spec.guidance:
+        unguided = unguided_prefix(model, spec, images, history_xyz, r)
+        weight = jnp.repeat(guidance_weight, k)
+        norm_actions = guided_actions(
+            model, spec, (cache, prefix_len), unguided, flow_noise(spec, keys), weight
+        )
+    elif spec.trajectory == "flow":
         norm_actions = model.sample_actions(cache, prefix_len, flow_noise(spec, keys), spec.flow_steps)
     else:
         # Logits after <|traj_future_start|>: re-feed it into its own slot (same K/V rewritten).

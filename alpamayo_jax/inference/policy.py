@@ -78,6 +78,11 @@ def _field(x: Any, name: str) -> Any:
     return getattr(x, name)
 
 
+def _optional(x: Any, name: str) -> Any:
+    """A scene's optional field (mapping key or attribute), None when absent."""
+    return x.get(name) if isinstance(x, Mapping) else getattr(x, name, None)
+
+
 def _is_scene(x: Any) -> bool:
     return isinstance(x, Mapping) or hasattr(x, "history_xyz")
 
@@ -100,6 +105,9 @@ class Policy:
         temperature: float = 0.0,
         top_p: float = 1.0,
         seed: int = 0,
+        navigation_tokens: int = 0,
+        guidance: bool = False,
+        guidance_weight: float = 1.0,
     ):
         self.config = config
         self.tokenizer = tokenizer
@@ -117,7 +125,10 @@ class Policy:
             trajectory=trajectory,
             flow_steps=int(flow_steps),
             sampling=SamplingParams(temperature=float(temperature), top_p=float(top_p)),
+            route_tokens=int(navigation_tokens),
+            guidance=bool(guidance),
         )
+        self.guidance_weight = float(guidance_weight)
         self.graphdef, self.state = nnx.split(model)
         # The jitted planning function, compiled once per batch size (`planner.compiled`).
         self.planner = BatchPlanner(self.planning_function())
@@ -170,20 +181,50 @@ class Policy:
 
         def fn(params, inputs):
             model = nnx.merge(graphdef, params)
+            navigation = (inputs["route"], inputs["route_len"]) if spec.route_tokens else (None, None)
             return plan_scenes(
-                model, spec, inputs["images"], inputs["history_xyz"], inputs["v0"], inputs["seed"]
-            )
+                model, spec, inputs["images"], inputs["history_xyz"], inputs["v0"], inputs["seed"],
+                *navigation, inputs.get("guidance_weight"),
+            )  # fmt: skip
 
         return fn
 
     def example_inputs(self, batch: int = 1) -> dict[str, np.ndarray]:
         """Zero inputs of the right shapes and dtypes (for export and benchmarks)."""
-        return {
+        inputs = {
             "images": np.zeros((batch, self.scene.num_images, *self.scene.image_hw, 3), np.uint8),
             "history_xyz": np.zeros((batch, self.scene.history_steps, 3), np.float32),
             "v0": np.zeros((batch,), np.float32),
             "seed": np.zeros((batch,), np.uint32),
         }
+        return inputs | self._navigation_inputs([None] * batch)
+
+    def _navigation_inputs(self, texts: Sequence[str | None], weights: Sequence[float | None] = ()) -> dict:
+        """route int32 [B, R] (pad after each text's ids), route_len int32 [B], and with guidance
+        guidance_weight f32 [B] (the policy's default where a scene gives none); {} without
+        navigation. A text longer than R tokens is an error naming the scene."""
+        r = self.spec.route_tokens
+        if not r:
+            return {}
+        route = np.full((len(texts), r), self.tokenizer.layout.pad_id, np.int32)
+        lengths = np.zeros((len(texts),), np.int32)
+        for i, text in enumerate(texts):
+            if not text:
+                continue
+            ids = self.tokenizer.encode(text, what=f"scene {i}: navigation")
+            if len(ids) > r:
+                raise PolicyInputError(
+                    f"scene {i}: navigation: {len(ids)} tokens, the planner takes at most {r} "
+                    f"(navigation_tokens): {text[:60]!r}"
+                )
+            route[i, : len(ids)], lengths[i] = ids, len(ids)
+        out = {"route": route, "route_len": lengths}
+        if self.spec.guidance:
+            given = list(weights) + [None] * (len(texts) - len(weights))
+            out["guidance_weight"] = np.asarray(
+                [self.guidance_weight if w is None else float(w) for w in given], np.float32
+            )
+        return out
 
     # -- input checks -------------------------------------------------------------------------
     def check_scene(self, scene: Any, where: str = "") -> _Scene:
@@ -256,12 +297,18 @@ class Policy:
         if not 0 <= seed < 2**32:
             raise PolicyInputError(f"seed: expected an integer in [0, 2**32), got {seed}")
         checked = [self.check_scene(s, f"scene {i}: " if prefixes else "") for i, s in enumerate(scenes)]
+        navigation = [_optional(s, "navigation") for s in scenes]
+        if any(navigation) and not self.spec.route_tokens:
+            raise PolicyInputError(
+                "navigation: this policy takes no navigation text (load it with navigation_tokens > 0; "
+                "the vocabulary needs <|route_start|>, as Alpamayo 1.5's has)"
+            )
         return {
             "images": np.stack([s.images for s in checked]),
             "history_xyz": np.stack([s.history_xyz for s in checked]),
             "v0": np.asarray([s.v0 for s in checked], np.float32),
             "seed": np.full((len(checked),), seed, np.uint32),
-        }
+        } | self._navigation_inputs(navigation, [_optional(s, "guidance_weight") for s in scenes])
 
     # -- planning -----------------------------------------------------------------------------
     def plan_arrays(

@@ -44,6 +44,12 @@ def test_convert_then_plan_a_physical_ai_av_clip(tmp_path):
     record = json.loads(done.stdout)
     assert len(record["poses"]) == 1 and len(record["poses"][0]) == WAYPOINTS
     assert record["clip_id"] and "planned" in done.stderr
+    done = alpamayo(
+        "plan", "--workdir", workdir, "--data", pai, "--index", "0", "--json", "--max-reasoning-tokens", "4",
+        "--navigation", "Turn right in 30m", "--guidance", "--guidance-weight", "1.5",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert len(json.loads(done.stdout)["poses"][0]) == WAYPOINTS
     done = alpamayo("plan", "--workdir", workdir, "--data", pai, "--index", "5")
     assert done.returncode == 2 and "--index 5: out of range" in done.stderr
 
