@@ -11,6 +11,7 @@ W/config.json                   the run config: the converted model, the release
 W/checkpoints/0/                the weights (model + meta items, with digests)
 W/assets/action_stats.json      the release's action normalisation
 W/assets/vlm_tokenizer.json     the VLM's base tokenizer.json (extended when read: text/tokenizer.py)
+W/assets/chat_template.jinja    the VLM's chat template, when its directory declares one
 W/assets/release.json           the release's config.json and its VLM's, to write the layout back
 ```
 
@@ -38,6 +39,7 @@ from alpamayo_jax.convert.release import (
     load_release,
     read_release_config,
 )
+from alpamayo_jax.text.chat_template import TEMPLATE_FILE, read_chat_template
 
 RELEASE_FILE = "release.json"
 VLM_TOKENIZER = "vlm_tokenizer.json"
@@ -198,6 +200,9 @@ def write_release_workdir(
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / "assets").mkdir(parents=True)
     shutil.copyfile(tokenizer, tmp / "assets" / VLM_TOKENIZER)
+    template = read_chat_template(tokenizer.parent)
+    if template is not None:  # kept with the vocabulary: what the PyTorch side renders
+        (tmp / "assets" / TEMPLATE_FILE).write_text(template)
     load_tokenizer(config, tmp / "assets" / VLM_TOKENIZER).check_model_vocab_size(
         cfg.llm.vocab, "config.json vocab_size"
     )
