@@ -274,3 +274,14 @@ def as_alpamayo_1_5(src: pathlib.Path) -> dict:
     config = json.loads((src / "config.json").read_text()) | {"model_type": "alpamayo1_5"}
     (src / "config.json").write_text(json.dumps(config))
     return tensors
+
+
+def converted_workdir(tmp_path_factory, seed: int) -> pathlib.Path:
+    """A tiny release (`build_release(seed)`) converted into a workdir, in fresh temporary dirs."""
+    from alpamayo_jax.recipes.release_workdir import write_release_workdir
+
+    src = tmp_path_factory.mktemp("release")
+    build_release(src, seed=seed)
+    out = tmp_path_factory.mktemp("converted") / "w"
+    write_release_workdir(src, out, vlm=src / "vlm_src")
+    return out

@@ -10,7 +10,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from release_fixture import WITH_TOKENIZER, build_release  # noqa: E402
+from release_fixture import WITH_TOKENIZER, converted_workdir  # noqa: E402
 
 pytestmark = [*WITH_TOKENIZER, pytest.mark.slow]
 NAV = "Turn right in 30m"
@@ -18,13 +18,7 @@ NAV = "Turn right in 30m"
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
-    from alpamayo_jax.recipes.release_workdir import write_release_workdir
-
-    src = tmp_path_factory.mktemp("release")
-    build_release(src, seed=9)
-    out = tmp_path_factory.mktemp("converted") / "w"
-    write_release_workdir(src, out, vlm=src / "vlm_src")
-    return out
+    return converted_workdir(tmp_path_factory, seed=9)
 
 
 def _policy(workdir, **options):

@@ -9,7 +9,14 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from release_fixture import STATS, WAYPOINTS, WITH_TOKENIZER, as_alpamayo_1_5, build_release  # noqa: E402
+from release_fixture import (  # noqa: E402
+    STATS,
+    WAYPOINTS,
+    WITH_TOKENIZER,
+    as_alpamayo_1_5,
+    build_release,
+    converted_workdir,
+)
 
 pytestmark = WITH_TOKENIZER
 
@@ -17,13 +24,8 @@ pytestmark = WITH_TOKENIZER
 @pytest.fixture(scope="module")
 def policy(tmp_path_factory):
     from alpamayo_jax.inference.policy import Policy
-    from alpamayo_jax.recipes.release_workdir import write_release_workdir
 
-    src = tmp_path_factory.mktemp("release")
-    build_release(src, seed=5)
-    workdir = tmp_path_factory.mktemp("converted") / "w"
-    write_release_workdir(src, workdir, vlm=src / "vlm_src")
-    return Policy.from_workdir(workdir, max_reasoning_tokens=4)
+    return Policy.from_workdir(converted_workdir(tmp_path_factory, seed=5), max_reasoning_tokens=4)
 
 
 def test_the_prompt_is_the_releases(policy):
