@@ -24,11 +24,12 @@ class ConfigError(ValueError):
     """A config file or override that cannot be applied; the message names the key."""
 
 
-def _tuples(value):
-    """JSON has no tuples; configs use them for every sequence."""
+def json_tuples(value):
+    """A config read from JSON with its sequences as tuples (JSON has none; configs use them for
+    every sequence)."""
     if isinstance(value, dict):
-        return {k: _tuples(v) for k, v in value.items()}
-    return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
+        return {k: json_tuples(v) for k, v in value.items()}
+    return tuple(json_tuples(v) for v in value) if isinstance(value, list) else value
 
 
 def load_json_config(path: pathlib.Path) -> ml_collections.ConfigDict:
@@ -36,7 +37,7 @@ def load_json_config(path: pathlib.Path) -> ml_collections.ConfigDict:
     import json
 
     try:
-        config = ml_collections.ConfigDict(_tuples(json.loads(path.read_text())))
+        config = ml_collections.ConfigDict(json_tuples(json.loads(path.read_text())))
     except ValueError as err:
         raise ConfigError(f"config file {str(path)!r} is not valid JSON: {err}") from None
     tokenizer = config.get("text", {}).get("tokenizer_path")

@@ -25,6 +25,7 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
+from alpamayo_jax.config.loader import json_tuples
 from alpamayo_jax.config.models import llm_config, vision_config
 
 FAMILY_OF_MODEL_TYPE = {"qwen2_5_vl": "qwen2_5_vl", "qwen3_vl": "qwen3_vl"}
@@ -179,10 +180,11 @@ def hf_config_from_model(cfg: ml_collections.ConfigDict) -> dict:
 
 @dataclass(frozen=True)
 class Transform:
-    """How one HF tensor (or a row range of a fused one) becomes one of our arrays, and back.
+    """How one HF tensor (or a row range of a fused one) becomes one of our arrays (`read_into`),
+    and back (`write_into`).
 
     Every conversion is a reshape or a transpose, so each has an exact inverse: export writes our
-    arrays back into the HF layout bit for bit (`write_into`)."""
+    arrays back into the HF layout bit for bit."""
 
     kind: str  # "ident" | "linear" (nn.Linear [out, in] -> [in, ...]) | "reshape" | "patch"
     shape: tuple[int, ...] = ()  # our shape ("linear", "reshape")
@@ -212,19 +214,6 @@ class Transform:
             dest[...] = a.reshape(a.shape[0], -1).T
         else:
             raise ValueError(f"unknown transform kind {self.kind!r}")
-
-    def __call__(self, a: np.ndarray) -> np.ndarray:
-        if self.rows is not None:
-            a = a[self.rows[0] : self.rows[1]]
-        if self.kind == "ident":
-            return a
-        if self.kind == "linear":
-            return np.ascontiguousarray(a.T).reshape(self.shape)
-        if self.kind == "reshape":
-            return a.reshape(self.shape)
-        if self.kind == "patch":  # Conv3d [out, c, t, p, p] -> [c*t*p*p, out]
-            return np.ascontiguousarray(a.reshape(a.shape[0], -1).T)
-        raise ValueError(f"unknown transform kind {self.kind!r}")
 
     def write_into(self, ours: np.ndarray, hf: np.ndarray) -> None:
         """The inverse: put `ours` where it came from in the HF tensor `hf`."""
@@ -565,12 +554,7 @@ def load_module(
         if not (src / name).exists():
             raise ConversionError(f"{src / name} not found (write it with `alpamayo convert`)")
 
-    def tuples(x):  # JSON has no tuples; the config's sequences are tuples
-        if isinstance(x, dict):
-            return {k: tuples(v) for k, v in x.items()}
-        return tuple(tuples(v) for v in x) if isinstance(x, list) else x
-
-    cfg = ml_collections.ConfigDict(tuples(json.loads((src / CONFIG_FILE).read_text())))
+    cfg = ml_collections.ConfigDict(json_tuples(json.loads((src / CONFIG_FILE).read_text())))
     tensors = load_file(str(src / weights_file))
     abstract = nnx.eval_shape(lambda: build(cfg))
     graphdef, state = nnx.split(abstract)

@@ -360,9 +360,10 @@ def release_config_for(cfg: ml_collections.ConfigDict, release: Release) -> dict
     return out
 
 
-def release_specs(cfg: ml_collections.ConfigDict, release: Release) -> dict[str, tuple[int, ...]]:
-    """On-disk name -> shape of every tensor of the release checkpoint: weights, then buffers."""
-    specs = {to_release_name(name): entry.hf_shape for name, entry in release_plan(cfg).items()}
+def release_specs(cfg: ml_collections.ConfigDict, release: Release, plan: Plan) -> dict[str, tuple[int, ...]]:
+    """On-disk name -> shape of every tensor of the release checkpoint: the weights of `plan` (on-
+    disk names), then the buffers."""
+    specs = {name: entry.hf_shape for name, entry in plan.items()}
     if release.family == "alpamayo_r1":  # Alpamayo 1.5 does not save the frequencies
         specs.update({name: fourier_buffer(cfg).shape for name in FOURIER_BUFFERS})
     specs.update({name: () for name in STAT_BUFFERS})
@@ -390,7 +391,8 @@ def save_release(
         raise ConversionError(f"--dtype: expected float32 or bfloat16, got {dtype!r}")
     np_dtype = np.float32 if dtype == "float32" else ml_dtypes.bfloat16
     itemsize = np.dtype(np_dtype).itemsize
-    specs = release_specs(cfg, release)
+    plan = {to_release_name(name): entry for name, entry in release_plan(cfg).items()}
+    specs = release_specs(cfg, release, plan)
     shards: list[dict[str, tuple[int, ...]]] = [{}]
     size = 0
     for name, shape in specs.items():
@@ -400,7 +402,6 @@ def save_release(
             size = 0
         shards[-1][name] = shape
         size += nbytes
-    plan = {to_release_name(name): entry for name, entry in release_plan(cfg).items()}
     ours = flat_arrays(model)
 
     def produce(name: str) -> np.ndarray:

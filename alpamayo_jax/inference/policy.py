@@ -27,7 +27,6 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import jax
 import ml_collections
 import numpy as np
 from flax import nnx
@@ -142,25 +141,11 @@ class Policy:
         The trajectory head defaults to the flow expert, except for a stage-1 checkpoint, whose
         expert was never trained: it plans with the discrete trajectory tokens it did learn.
         """
-        from alpamayo_jax.models.policy_model import build_policy
-        from alpamayo_jax.run.assets import find_action_stats, read_tokenizer, with_action_stats
-        from alpamayo_jax.run.checkpoint import restore_model_variables
-        from alpamayo_jax.run.config import load_run_config
+        from alpamayo_jax.run.assets import read_tokenizer
+        from alpamayo_jax.run.checkpoint import restore_policy_model
 
         workdir = pathlib.Path(workdir)
-        config = load_run_config(workdir)
-        abstract = nnx.eval_shape(lambda: build_policy(config, nnx.Rngs(0)))
-        graphdef, abstract_state = nnx.split(abstract)
-        device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-        target = jax.tree.map(
-            lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
-            nnx.to_pure_dict(abstract_state),
-        )
-        variables, meta = restore_model_variables(workdir, target, step=step)
-        # The run's stats win over the config's (they are what trained): its assets, else meta.
-        config = with_action_stats(config, find_action_stats(workdir, meta))
-        nnx.replace_by_pure_dict(abstract_state, variables)
-        model = nnx.merge(graphdef, abstract_state)
+        config, model, meta = restore_policy_model(workdir, step)
         tokenizer = read_tokenizer(config, workdir, meta)
         tokenizer.check_model_vocab_size(int(config.model.llm.vocab), "config.model.llm.vocab")
         if "trajectory" not in options:

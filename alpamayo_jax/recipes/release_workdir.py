@@ -223,12 +223,7 @@ def read_workdir_release(workdir: str | pathlib.Path, release_dir: str | pathlib
     """(model config, PolicyModel, Release) of a workdir (converted, or trained from one): its
     newest verified checkpoint, and the release files kept by the conversion (`release_dir`: the
     converted workdir, when `workdir` is a later run without them)."""
-    import jax
-
-    from alpamayo_jax.models.policy_model import build_policy
-    from alpamayo_jax.run.assets import find_action_stats
-    from alpamayo_jax.run.checkpoint import restore_model_variables
-    from alpamayo_jax.run.config import load_run_config
+    from alpamayo_jax.run.checkpoint import restore_policy_model
 
     workdir = pathlib.Path(workdir)
     kept = pathlib.Path(release_dir or workdir) / "assets" / RELEASE_FILE
@@ -237,15 +232,7 @@ def read_workdir_release(workdir: str | pathlib.Path, release_dir: str | pathlib
             f"{kept} not found: --src must be a workdir written by `alpamayo convert --family "
             f"alpamayo_r1` (or pass --release with that workdir)"
         )
-    config = load_run_config(workdir)
-    abstract = nnx.eval_shape(lambda: build_policy(config, nnx.Rngs(0)))
-    graphdef, state = nnx.split(abstract)
-    device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-    target = jax.tree.map(
-        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), nnx.to_pure_dict(state)
-    )
-    variables, meta = restore_model_variables(workdir, target)
-    nnx.replace_by_pure_dict(state, variables)
-    stats = find_action_stats(workdir, meta) or (tuple(config.action.mean), tuple(config.action.std))
+    config, model, _ = restore_policy_model(workdir)
+    stats = (tuple(config.action.mean), tuple(config.action.std))
     files = json.loads(kept.read_text())
-    return config.model, nnx.merge(graphdef, state), Release(files["config"], files["vlm_config"], stats)
+    return config.model, model, Release(files["config"], files["vlm_config"], stats)

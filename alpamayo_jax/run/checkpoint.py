@@ -168,3 +168,27 @@ def read_meta(workdir: str | pathlib.Path, step: int | None = None) -> dict:
         step = select_verified_step(directory, list(manager.all_steps()), items=MODEL_ITEMS, requested=step)
         out = manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
     return dict(out["meta"])
+
+
+def restore_policy_model(workdir: str | pathlib.Path, step: int | None = None):
+    """(run config with the run's action stats, PolicyModel with the weights, meta) of a workdir's
+    checkpoint (the newest that verifies unless `step`), on the first device: what planning and
+    writing a model back out both start from."""
+    from flax import nnx
+
+    from alpamayo_jax.models.policy_model import build_policy
+    from alpamayo_jax.run.assets import find_action_stats, with_action_stats
+    from alpamayo_jax.run.config import load_run_config
+
+    config = load_run_config(workdir)
+    abstract = nnx.eval_shape(lambda: build_policy(config, nnx.Rngs(0)))
+    graphdef, state = nnx.split(abstract)
+    device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    target = jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), nnx.to_pure_dict(state)
+    )
+    variables, meta = restore_model_variables(workdir, target, step=step)
+    # The run's stats win over the config's (they are what trained): its assets, else meta.
+    config = with_action_stats(config, find_action_stats(workdir, meta))
+    nnx.replace_by_pure_dict(state, variables)
+    return config, nnx.merge(graphdef, state), meta

@@ -12,6 +12,8 @@ import pathlib
 import jax
 import ml_collections
 
+from alpamayo_jax.config.loader import json_tuples
+
 CONFIG_FILE = "config.json"
 
 
@@ -24,15 +26,6 @@ def save_run_config(workdir: str | pathlib.Path, config: ml_collections.ConfigDi
     path.write_text(config.to_json_best_effort(indent=2, sort_keys=True) + "\n")
 
 
-def _tuples(value):
-    """JSON has no tuples; configs use them for every sequence, so restore them."""
-    if isinstance(value, dict):
-        return {k: _tuples(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return tuple(_tuples(v) for v in value)
-    return value
-
-
 def load_run_config(workdir: str | pathlib.Path) -> ml_collections.ConfigDict:
     """The config a workdir was trained with (sequences as tuples), locked."""
     path = pathlib.Path(workdir) / CONFIG_FILE
@@ -40,6 +33,6 @@ def load_run_config(workdir: str | pathlib.Path) -> ml_collections.ConfigDict:
         raise FileNotFoundError(
             f"{path} does not exist: {workdir} is not a training workdir (run `alpamayo train` first)"
         )
-    config = ml_collections.ConfigDict(_tuples(json.loads(path.read_text())))
+    config = ml_collections.ConfigDict(json_tuples(json.loads(path.read_text())))
     config.lock()
     return config
