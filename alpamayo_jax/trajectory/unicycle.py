@@ -182,7 +182,7 @@ def poses_to_actions(
     single displacement constrains the final speed and the ridge's bias shows), curvature within
     ~2e-5 1/m, and re-integrated poses within 1 mm over 6.4 s. Position noise is amplified by
     1/dt^2 into accel (1 cm of jitter is ~10 m/s^2 at this ridge). Logged (noisy) poses take the
-    release's fit instead, `release_fit.poses_to_actions_release` (19 vs 0.8 m/s^2 RMS worst-case
+    release's fit instead, `release_fit.poses_to_actions_release` (22 vs 0.57 m/s^2 RMS worst-case
     accel error at 1 cm / 1 mrad of noise, tests/trajectory/test_release_fit.py).
     """
     poses = _float_array("poses", poses, 3, "x m, y m, heading rad")
