@@ -1,0 +1,1 @@
+"""Experiments on alpamayo_jax: sweeps, scaling laws and the paper's ablations (see README.md here)."""
