@@ -32,7 +32,7 @@ def point_shell_command(sweep_file: str, quick: bool, out: str, point: Point) ->
 
 
 def pending(sweep: Sweep, points: Sequence[Point], out: pathlib.Path) -> list[Point]:
-    return [p for p in points if not point_done(sweep, point_dir(out, p))]
+    return [p for p in points if not point_done(sweep, p, point_dir(out, p))]
 
 
 def submit(

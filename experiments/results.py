@@ -23,7 +23,7 @@ import pathlib
 from collections.abc import Mapping
 from typing import Any
 
-from experiments.runner import point_dir, point_done
+from experiments.runner import point_dir, point_done, point_stages
 from experiments.sweep import Sweep
 
 PROVENANCE_KEYS = ("commit", "dirty", "machine", "host", "finished_at", "wall_s")
@@ -78,7 +78,7 @@ def param_counts(config_json: str) -> dict[str, int]:
     model = nnx.eval_shape(lambda: PolicyModel(config.model, rngs=nnx.Rngs(0)))
     counts = {"params": 0, "params_non_embedding": 0, "params_vlm_non_embedding": 0}
     for path, leaf in nnx.to_flat_state(nnx.state(model, nnx.Param)):
-        size = int(leaf.value.size)
+        size = int(leaf.get_value().size)
         name = "/".join(str(k) for k in path)
         counts["params"] += size
         if "embed" not in name and "lm_head" not in name:
@@ -96,7 +96,7 @@ def point_row(sweep: Sweep, out: pathlib.Path, point) -> dict[str, Any]:
     if first_train is not None:
         config_json = pdir / first_train.name / "config.json"
         row.update(param_counts(str(config_json.resolve())))
-    for stage in sweep.stages:
+    for stage in point_stages(sweep, point):
         if stage.command == "eval":
             row.update(eval_columns(stage.name, json.loads((pdir / stage.name / "eval.json").read_text())))
         else:
@@ -117,7 +117,7 @@ def collect(
     out = pathlib.Path(out)
     rows, missing = [], []
     for point in sweep.points():
-        if point_done(sweep, point_dir(out, point)):
+        if point_done(sweep, point, point_dir(out, point)):
             rows.append(point_row(sweep, out, point))
         else:
             missing.append(point.name)

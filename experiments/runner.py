@@ -34,7 +34,10 @@ REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
 def alpamayo_executable() -> str:
-    """The `alpamayo` next to this Python (the venv's), else the one on PATH."""
+    """`$ALPAMAYO_EXECUTABLE` if set (a wrapper, a container entry point), else the `alpamayo` next
+    to this Python (the venv's), else the one on PATH."""
+    if os.environ.get("ALPAMAYO_EXECUTABLE"):
+        return os.environ["ALPAMAYO_EXECUTABLE"]
     beside = pathlib.Path(sys.executable).parent / "alpamayo"
     return str(beside) if beside.exists() else "alpamayo"
 
@@ -74,8 +77,15 @@ def stage_done(pdir: pathlib.Path, stage: Stage) -> bool:
     return (pdir / f"{stage.name}.done").is_file()
 
 
-def point_done(sweep: Sweep, pdir: pathlib.Path) -> bool:
-    return all(stage_done(pdir, s) for s in sweep.stages) and (pdir / "provenance.json").is_file()
+def point_stages(sweep: Sweep, point: Point) -> list[Stage]:
+    """The stages that run at `point` (`Stage.only`)."""
+    return [s for s in sweep.stages if s.applies_to(point)]
+
+
+def point_done(sweep: Sweep, point: Point, pdir: pathlib.Path) -> bool:
+    return (
+        all(stage_done(pdir, s) for s in point_stages(sweep, point)) and (pdir / "provenance.json").is_file()
+    )
 
 
 def _write_json(path: pathlib.Path, payload: dict) -> None:
@@ -98,7 +108,8 @@ def run_point(
     """
     pdir = point_dir(out, point)
     pdir.mkdir(parents=True, exist_ok=True)
-    commands = {s.name: stage_command(point, s, pdir) for s in sweep.stages}
+    stages = point_stages(sweep, point)
+    commands = {s.name: stage_command(point, s, pdir) for s in stages}
     _write_json(
         pdir / "point.json",
         {
@@ -109,11 +120,11 @@ def run_point(
             "commands": {name: shlex.join(cmd) for name, cmd in commands.items()},
         },
     )
-    if point_done(sweep, pdir):
+    if point_done(sweep, point, pdir):
         log(f"[{sweep.name}] {point.name}: done, skipped")
         return pdir
     started = time.time()
-    for stage in sweep.stages:
+    for stage in stages:
         if stage_done(pdir, stage):
             log(f"[{sweep.name}] {point.name}/{stage.name}: done, skipped")
             continue

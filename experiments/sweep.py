@@ -52,6 +52,8 @@ class Stage:
     init_from: the earlier stage this one starts from (`train`: `train.init_from`; `rl`: `--init`)
       or, for `eval`, the stage it evaluates.
     args: further command-line arguments, verbatim.
+    only: run this stage only at points with these axis labels (e.g. `{"reasoning": "on"}`: GRPO
+      of the reasoning arm alone); elsewhere it is skipped and reports nothing.
     """
 
     name: str
@@ -59,6 +61,11 @@ class Stage:
     config: str | None = None
     init_from: str | None = None
     args: tuple[str, ...] = ()
+    only: Mapping[str, str] | None = None
+
+    def applies_to(self, point: Point) -> bool:
+        labels = dict(point.labels)
+        return self.only is None or all(labels.get(k) == v for k, v in self.only.items())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,6 +146,12 @@ class Sweep:
                 raise SweepError(
                     f"sweep {self.name!r}: stage {stage.name!r} init_from must name an earlier stage "
                     f"({names[:i]}), got {stage.init_from!r}"
+                )
+            source = next((s for s in self.stages if s.name == stage.init_from), None)
+            if source is not None and source.only is not None and dict(source.only) != dict(stage.only or {}):
+                raise SweepError(
+                    f"sweep {self.name!r}: stage {stage.name!r} starts from {source.name!r}, which runs only "
+                    f"at {dict(source.only)}; give {stage.name!r} the same `only`"
                 )
             if stage.command in ("rl", "eval") and stage.init_from is None:
                 raise SweepError(

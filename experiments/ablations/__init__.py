@@ -1,0 +1,1 @@
+"""The paper's ablations in miniature, on the demo's policy (see experiments/README.md)."""
