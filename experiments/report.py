@@ -5,25 +5,24 @@ from __future__ import annotations
 import json
 import pathlib
 import shlex
-import sys
 from collections.abc import Sequence
 from typing import Any
 
 from experiments.provenance import provenance
 
 
-def command_line() -> str:
-    """This process's command as a user would type it (`python -m module args` under -m)."""
-    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
-    head = ["python", "-m", spec.name] if spec is not None else ["python", sys.argv[0]]
-    return shlex.join(head + sys.argv[1:])
+def script_command(module: str, *args: str, quick: bool = False) -> str:
+    """The command that reproduces a result: `python -m module args [--quick]`."""
+    return shlex.join(["python", "-m", module, *args] + (["--quick"] if quick else []))
 
 
-def write_run_record(results_dir: pathlib.Path, *, extra: dict[str, Any] | None = None) -> pathlib.Path:
-    """results_dir/run.json: the command that wrote the results, the commit and the machine."""
+def write_run_record(
+    results_dir: pathlib.Path, command: str, *, name: str = "run", extra: dict[str, Any] | None = None
+) -> pathlib.Path:
+    """results_dir/<name>.json: the command that writes these results, the commit and the machine."""
     results_dir.mkdir(parents=True, exist_ok=True)
-    record = {"command": command_line(), **provenance(), **(extra or {})}
-    path = results_dir / "run.json"
+    record = {"command": command, **provenance(), **(extra or {})}
+    path = results_dir / f"{name}.json"
     path.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
     return path
 

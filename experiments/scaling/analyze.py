@@ -125,6 +125,16 @@ def _plot_frontier(rows: list[dict], fits: dict[str, FitResult], k: float):
 
 
 def analyze(out: pathlib.Path, results: pathlib.Path, *, quick: bool, resamples: int) -> dict:
+    command = report.script_command(
+        "experiments.scaling.analyze",
+        "--out",
+        str(out),
+        "--results",
+        str(results),
+        "--resamples",
+        str(resamples),
+        quick=quick,
+    )
     sweep = load_sweep(SWEEP_FILE, quick=quick)
     rows, missing = collect(sweep, out, results / "results.csv")
     for row in rows:  # N: the VLM's non-embedding parameters; D: training scenes
@@ -142,14 +152,14 @@ def analyze(out: pathlib.Path, results: pathlib.Path, *, quick: bool, resamples:
         name = metric.split(".")[-1].replace("/", "_").lower()
         report.save_figure(_plot_metric(rows, metric, fit), results / f"scaling_{name}.png")
     report.save_figure(_plot_frontier(rows, fits, k), results / "frontier.png")
-    text = ["# Scaling sweep results\n"]
+    text = ["# Scaling sweep results\n", "    " + command + "\n"]
     for metric in METRICS:
         text += [f"## {METRICS[metric]}\n", _grid_table(rows, metric)]
     text += [f"## Fits (95% bootstrap intervals, {resamples} resamples)\n", _fit_table(fits)]
     if missing:
         text.append(f"\nUnfinished points (not fitted): {', '.join(missing)}\n")
     (results / "scaling.md").write_text("\n".join(text))
-    report.write_run_record(results)
+    report.write_run_record(results, command)
     return summary
 
 

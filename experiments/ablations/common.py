@@ -1,0 +1,133 @@
+"""What the ablation scripts share: reading the ablation sweep, intervals over seeds and scenes, output.
+
+Intervals over seeds and scenes: every evaluation reports its mean over scenes with a 95% bootstrap
+interval over those scenes (`alpamayo eval`). Across seeds the mean is the mean of the seeds' means,
+and its standard error adds the spread between seeds to the scenes' own uncertainty:
+
+    se^2 = var_between_seeds / S + mean_s(se_scenes_s^2) / S,   se_scenes_s = (hi_s - lo_s) / 3.92
+
+and the interval is mean +- 1.96 se. With one seed the first term is unknown and the interval is the
+scenes' alone (the tables say how many seeds each number has).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import pathlib
+from collections.abc import Sequence
+
+import numpy as np
+
+from experiments import report
+from experiments.results import collect
+from experiments.sweep import load_sweep
+
+SWEEP_FILE = pathlib.Path(__file__).with_name("sweep.py")
+
+
+@dataclasses.dataclass(frozen=True)
+class Estimate:
+    mean: float
+    lo: float
+    hi: float
+    seeds: int
+
+    def cell(self) -> str:
+        return f"{report.fmt(self.mean)} [{report.fmt(self.lo)}, {report.fmt(self.hi)}]"
+
+
+def estimate(rows: Sequence[dict], column: str) -> Estimate | None:
+    """Mean over `rows` (one per seed) of `column`, with the interval of the module docstring."""
+    cells = [(r.get(column), r.get(f"{column}_lo"), r.get(f"{column}_hi")) for r in rows]
+    cells = [(float(m), lo, hi) for m, lo, hi in cells if m not in (None, "")]
+    if not cells:
+        return None
+    means = np.array([m for m, _, _ in cells])
+    scene_se = np.array(
+        [
+            (float(hi) - float(lo)) / 3.92 if lo not in (None, "") and hi not in (None, "") else 0.0
+            for _, lo, hi in cells
+        ]
+    )
+    s = len(means)
+    var = (means.var(ddof=1) / s if s > 1 else 0.0) + float(np.mean(scene_se**2)) / s
+    half = 1.96 * math.sqrt(var)
+    mean = float(means.mean())
+    return Estimate(mean, mean - half, mean + half, s)
+
+
+def load_rows(out: pathlib.Path, results: pathlib.Path, *, quick: bool) -> list[dict]:
+    """The ablation sweep's finished points (also written to results/results.csv)."""
+    sweep = load_sweep(SWEEP_FILE, quick=quick)
+    rows, missing = collect(sweep, out, results / "results.csv")
+    if not rows:
+        raise SystemExit(f"error: no finished points in {out}; run the ablation sweep first")
+    if missing:
+        print(f"note: unfinished points left out: {', '.join(missing)}")
+    return rows
+
+
+def arm(rows: Sequence[dict], **labels) -> list[dict]:
+    return [r for r in rows if all(str(r.get(k)) == str(v) for k, v in labels.items())]
+
+
+def comparison_plot(
+    title: str, metrics: Sequence[tuple[str, str]], arms: dict[str, dict[str, Estimate | None]]
+):
+    """One panel per metric (name, label), one bar per arm with its interval."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(metrics), figsize=(2.6 * len(metrics) + 1, 3.4), squeeze=False)
+    colors = plt.get_cmap("tab10")
+    for ax, (metric, label) in zip(axes[0], metrics):
+        for i, (name, estimates) in enumerate(arms.items()):
+            e = estimates.get(metric)
+            if e is None:
+                continue
+            ax.bar(i, e.mean, color=colors(i), yerr=[[e.mean - e.lo], [e.hi - e.mean]], capsize=4, label=name)
+        ax.set_xticks(range(len(arms)), list(arms), fontsize=8)
+        ax.set_title(label, fontsize=9)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def comparison_table(metrics: Sequence[tuple[str, str]], arms: dict[str, dict[str, Estimate | None]]) -> str:
+    """Rows: metrics; columns: arms (mean [95% interval]) and the change from the first arm to the last."""
+    names = list(arms)
+    rows = []
+    for metric, label in metrics:
+        cells = [label]
+        for name in names:
+            e = arms[name].get(metric)
+            cells.append(e.cell() if e else "-")
+        first, last = arms[names[0]].get(metric), arms[names[-1]].get(metric)
+        change = f"{100 * (last.mean / first.mean - 1):+.0f}%" if first and last and first.mean else "-"
+        rows.append(cells + [change])
+    seeds = {name: max((e.seeds for e in arms[name].values() if e), default=0) for name in names}
+    header = ["metric"] + [f"{n} ({seeds[n]} seed{'s' if seeds[n] != 1 else ''})" for n in names]
+    return report.markdown_table(header + [f"{names[-1]} vs {names[0]}"], rows)
+
+
+def write_outputs(
+    out: pathlib.Path, results: pathlib.Path, name: str, title: str, table: str, fig, *, quick: bool
+) -> None:
+    """results/<name>.md (the table under its command), <name>.png and <name>.run.json."""
+    command = report.script_command(
+        f"experiments.ablations.{name}", "--out", str(out), "--results", str(results), quick=quick
+    )
+    results.mkdir(parents=True, exist_ok=True)
+    (results / f"{name}.md").write_text(f"# {title}\n\n    {command}\n\n{table}")
+    report.save_figure(fig, results / f"{name}.png")
+    report.write_run_record(results, command, name=f"{name}.run")
+
+
+def parser(doc: str, *, sweep: str = "ablation") -> argparse.ArgumentParser:
+    """--out (the `sweep` sweep's output directory), --results, --quick."""
+    p = argparse.ArgumentParser(description=doc.splitlines()[0])
+    p.add_argument("--out", required=True, help=f"the {sweep} sweep's output directory")
+    p.add_argument("--results", required=True, help="where the table, plot and CSV go")
+    p.add_argument("--quick", action="store_true", help="the sweep was run with --quick")
+    return p
