@@ -50,20 +50,21 @@ def run(scaling_out: pathlib.Path, results: pathlib.Path, *, quick: bool) -> dic
     for row in sorted(chosen, key=lambda r: r["params_vlm_non_embedding"]):
         point_dir = scaling_out / row["point"]
         columns = evaluate(point_dir / "sft", point_dir / "backbone_eval" / "eval.json", quick=quick)
-        label = f"{row['model']} ({row['params_vlm_non_embedding'] / 1e3:.0f}k)"
-        arms[label] = {m: common.estimate([columns], f"eval.{m}") for m, _ in METRICS}
-    table = common.comparison_table(METRICS, arms)
-    table += f"\nEach backbone trained on {largest} scenes (one epoch, stage 1); one seed each.\n"
-    fig = common.comparison_plot(f"Backbone size ({largest} training scenes, token plans)", METRICS, arms)
-    common.write_outputs(scaling_out, results, "backbone", "Backbone size", table, fig, quick=quick)
-    return arms
+        arms[f"{row['model']} ({row['params_vlm_non_embedding'] / 1e3:.0f}k)"] = ([columns], "eval.")
+    return common.compare(
+        scaling_out,
+        results,
+        quick=quick,
+        name="backbone",
+        title=f"Backbone size ({largest} training scenes, token plans)",
+        metrics=METRICS,
+        arms=arms,
+        notes=f"\nEach backbone trained on {largest} scenes (one epoch, stage 1); one seed each.\n",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = common.parser(__doc__, sweep="scaling").parse_args(argv)
-    run(pathlib.Path(args.out), pathlib.Path(args.results), quick=args.quick)
-    print((pathlib.Path(args.results) / "backbone.md").read_text())
-    return 0
+    return common.main(__doc__, "backbone", run, argv, sweep="scaling")
 
 
 if __name__ == "__main__":

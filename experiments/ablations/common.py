@@ -16,7 +16,7 @@ import argparse
 import dataclasses
 import math
 import pathlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -131,3 +131,36 @@ def parser(doc: str, *, sweep: str = "ablation") -> argparse.ArgumentParser:
     p.add_argument("--results", required=True, help="where the table, plot and CSV go")
     p.add_argument("--quick", action="store_true", help="the sweep was run with --quick")
     return p
+
+
+def compare(
+    out: pathlib.Path,
+    results: pathlib.Path,
+    *,
+    quick: bool,
+    name: str,
+    title: str,
+    metrics: Sequence[tuple[str, str]],
+    arms: dict[str, tuple[Sequence[dict], str]],
+    notes: str = "",
+    decorate: Callable | None = None,
+) -> dict[str, dict[str, Estimate | None]]:
+    """Estimate every metric of every arm (label -> (its rows, its column prefix)), then write
+    results/<name>.md (table + `notes`) and <name>.png (`decorate(fig)` may add to it)."""
+    estimates = {
+        label: {m: estimate(rows, f"{prefix}{m}") for m, _ in metrics}
+        for label, (rows, prefix) in arms.items()
+    }
+    fig = comparison_plot(title, metrics, estimates)
+    if decorate is not None:
+        decorate(fig)
+    write_outputs(out, results, name, title, comparison_table(metrics, estimates) + notes, fig, quick=quick)
+    return estimates
+
+
+def main(doc: str, name: str, run: Callable, argv: list[str] | None, *, sweep: str = "ablation") -> int:
+    """The command line of an ablation script: parse, `run(out, results, quick=)`, print the table."""
+    args = parser(doc, sweep=sweep).parse_args(argv)
+    run(pathlib.Path(args.out), pathlib.Path(args.results), quick=args.quick)
+    print((pathlib.Path(args.results) / f"{name}.md").read_text())
+    return 0

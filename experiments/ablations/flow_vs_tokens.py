@@ -60,44 +60,37 @@ def latency_rows(bench: dict, future_steps: int) -> list[list]:
 
 def run(out: pathlib.Path, results: pathlib.Path, *, quick: bool) -> dict:
     rows = common.arm(common.load_rows(out, results, quick=quick), reasoning="on")
-    arms = {
-        label: {m: common.estimate(rows, f"{stage}.{m}") for m, _ in METRICS}
-        for label, stage in (("discrete tokens", "eval_tokens"), ("flow expert", "eval_flow"))
-    }
     bench = measure_latency(results / "flow_vs_tokens_latency.json", repeats=1 if quick else 5)
     future_steps = 64
     lat = latency_rows(bench, future_steps)
-    table = common.comparison_table(METRICS, arms)
-    table += (
-        "\nPlan latency without reasoning (ms, median of the bench's runs; tokens derived per token):\n\n"
-    )
-    table += report.markdown_table(
-        [
-            "samples",
-            "prefill",
-            "flow: prefill + 10 Euler steps",
-            f"tokens: prefill + {2 * future_steps + 1} decode steps",
-            "tokens / flow",
-        ],
-        lat,
-    )
-    fig = common.comparison_plot("Discrete trajectory tokens vs flow expert (reasoning arm)", METRICS, arms)
-    ax = fig.add_axes([1.0, 0.15, 0.18, 0.7])
-    for i, (_, _, flow_ms, token_ms, _) in enumerate(lat):
-        ax.bar([3 * i, 3 * i + 1], [token_ms, flow_ms], color=["tab:blue", "tab:orange"])
-    ax.set_xticks([3 * i + 0.5 for i in range(len(lat))], [f"K={r[0]}" for r in lat], fontsize=8)
-    ax.set_title("plan latency (ms)", fontsize=9)
-    common.write_outputs(
-        out, results, "flow_vs_tokens", "Flow expert vs discrete trajectory tokens", table, fig, quick=quick
+    header = ["samples", "prefill", "flow: prefill + 10 Euler steps",
+              f"tokens: prefill + {2 * future_steps + 1} decode steps", "tokens / flow"]  # fmt: skip
+    notes = "\nPlan latency without reasoning (ms, median of the bench's runs; tokens derived per token):\n\n"
+    notes += report.markdown_table(header, lat)
+
+    def latency_panel(fig):
+        ax = fig.add_axes([1.0, 0.15, 0.18, 0.7])
+        for i, (_, _, flow_ms, token_ms, _) in enumerate(lat):
+            ax.bar([3 * i, 3 * i + 1], [token_ms, flow_ms], color=["tab:blue", "tab:orange"])
+        ax.set_xticks([3 * i + 0.5 for i in range(len(lat))], [f"K={r[0]}" for r in lat], fontsize=8)
+        ax.set_title("plan latency (ms)", fontsize=9)
+
+    arms = common.compare(
+        out,
+        results,
+        quick=quick,
+        name="flow_vs_tokens",
+        title="Discrete trajectory tokens vs flow expert (reasoning arm)",
+        metrics=METRICS,
+        arms={"discrete tokens": (rows, "eval_tokens."), "flow expert": (rows, "eval_flow.")},
+        notes=notes,
+        decorate=latency_panel,
     )
     return {"arms": arms, "latency": lat}
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = common.parser(__doc__).parse_args(argv)
-    run(pathlib.Path(args.out), pathlib.Path(args.results), quick=args.quick)
-    print((pathlib.Path(args.results) / "flow_vs_tokens.md").read_text())
-    return 0
+    return common.main(__doc__, "flow_vs_tokens", run, argv)
 
 
 if __name__ == "__main__":

@@ -28,21 +28,20 @@ METRICS = (
 
 def run(out: pathlib.Path, results: pathlib.Path, *, quick: bool) -> dict:
     rows = common.arm(common.load_rows(out, results, quick=quick), reasoning="on")
-    arms = {
-        label: {m: common.estimate(rows, f"{stage}.{m}") for m, _ in METRICS}
-        for label, stage in (("SFT", "eval_flow"), ("SFT + GRPO", "eval_rl"))
-    }
-    table = common.comparison_table(METRICS, arms)
-    fig = common.comparison_plot("SFT vs SFT + GRPO (reasoning arm)", METRICS, arms)
-    common.write_outputs(out, results, "grpo", "SFT vs SFT + GRPO", table, fig, quick=quick)
-    return arms
+    arms = {"SFT": (rows, "eval_flow."), "SFT + GRPO": (rows, "eval_rl.")}
+    return common.compare(
+        out,
+        results,
+        quick=quick,
+        name="grpo",
+        title="SFT vs SFT + GRPO (reasoning arm)",
+        metrics=METRICS,
+        arms=arms,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = common.parser(__doc__).parse_args(argv)
-    run(pathlib.Path(args.out), pathlib.Path(args.results), quick=args.quick)
-    print((pathlib.Path(args.results) / "grpo.md").read_text())
-    return 0
+    return common.main(__doc__, "grpo", run, argv)
 
 
 if __name__ == "__main__":

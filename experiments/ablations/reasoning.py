@@ -29,20 +29,22 @@ METRICS = (
 def run(out: pathlib.Path, results: pathlib.Path, *, quick: bool) -> dict:
     rows = common.load_rows(out, results, quick=quick)
     arms = {
-        label: {m: common.estimate(common.arm(rows, reasoning=key), m) for m, _ in METRICS}
+        label: (common.arm(rows, reasoning=key), "")
         for label, key in (("trajectory only", "off"), ("with reasoning", "on"))
     }
-    table = common.comparison_table(METRICS, arms)
-    fig = common.comparison_plot("Reasoning vs trajectory-only (flow plans, stage 2)", METRICS, arms)
-    common.write_outputs(out, results, "reasoning", "Reasoning vs trajectory-only", table, fig, quick=quick)
-    return arms
+    return common.compare(
+        out,
+        results,
+        quick=quick,
+        name="reasoning",
+        title="Reasoning vs trajectory-only (flow plans, stage 2)",
+        metrics=METRICS,
+        arms=arms,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = common.parser(__doc__).parse_args(argv)
-    run(pathlib.Path(args.out), pathlib.Path(args.results), quick=args.quick)
-    print((pathlib.Path(args.results) / "reasoning.md").read_text())
-    return 0
+    return common.main(__doc__, "reasoning", run, argv)
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ def get_sweep(quick: bool) -> Sweep:
     if quick:  # a few steps of each stage, no vision or joint stage, the cheapest evaluation
         for overrides in arms.values():
             overrides.update(
-                {"train.eval_plan_scenes": 2, "train.eval_batches": 1, "train.requires_init": ""}
+                {"train.eval_plan_scenes": 0, "train.eval_batches": 1, "train.requires_init": ""}
             )
             overrides.update({"rl.prompts_per_step": 2, "rl.group_size": 2})
             for stage, steps in (("stage1", 4), ("stage2", 4), ("rl", 2)):
