@@ -6,7 +6,8 @@ Layout of a sweep's output directory OUT:
     OUT/<point>/<stage>/          the stage's workdir (`train`, `rl`) or output (`eval`: eval.json)
     OUT/<point>/<stage>.done      written when the stage's command exits 0
     OUT/<point>/<stage>.log       the stage's stdout and stderr
-    OUT/<point>/provenance.json   commit, machine and wall time, written when the last stage is done
+    OUT/<point>/provenance.json   commit and machine (as the point started), finish time and wall
+                                  time, written when the last stage is done
 
 A point whose stages are all `.done` is skipped. A point killed half-way restarts at its first
 unfinished stage, and that stage's `alpamayo train` / `alpamayo rl` resumes from its own newest
@@ -123,7 +124,7 @@ def run_point(
     if point_done(sweep, point, pdir):
         log(f"[{sweep.name}] {point.name}: done, skipped")
         return pdir
-    started = time.time()
+    started, origin = time.time(), provenance()  # the commit that runs the stages, not a later one
     for stage in stages:
         if stage_done(pdir, stage):
             log(f"[{sweep.name}] {point.name}/{stage.name}: done, skipped")
@@ -138,7 +139,11 @@ def run_point(
         if rc != 0:
             raise StageFailed(f"{point.name}/{stage.name} exited with {rc}; see {log_path}")
         (pdir / f"{stage.name}.done").write_text(f"{time.time()}\n")
-    _write_json(pdir / "provenance.json", {**provenance(), "wall_s": round(time.time() - started, 1)})
+    finished = provenance()["finished_at"]
+    _write_json(
+        pdir / "provenance.json",
+        {**origin, "finished_at": finished, "wall_s": round(time.time() - started, 1)},
+    )
     return pdir
 
 
