@@ -61,7 +61,9 @@ def main(argv: list[str] | None = None) -> int:
         for p in points:
             print(p.name)
         return 0
-    out = pathlib.Path(args.out)
+    # Absolute paths: the stages run from the repository root, the printed commands from anywhere.
+    out = pathlib.Path(args.out).resolve()
+    args.sweep = str(pathlib.Path(args.sweep).resolve())
     if args.action == "collect":
         from experiments.results import collect
 

@@ -38,7 +38,7 @@ def _version(package: str) -> str:
 
 
 def provenance() -> dict[str, str | int | bool]:
-    """The commit, local changes, machine and library versions of this process, now."""
+    """The commit, local changes, machine and library versions of this process, and the time."""
     return {
         "commit": _git("rev-parse", "HEAD") or "unknown",
         "dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
@@ -47,5 +47,5 @@ def provenance() -> dict[str, str | int | bool]:
         "python": sys.version.split()[0],
         "jax": _version("jax"),
         "flax": _version("flax"),
-        "finished_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "recorded_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }

@@ -9,7 +9,8 @@ One row per finished point (all stages `.done`), in the sweep's point order. Col
 - `<stage>.<metric>`: a training stage's last validation record (`metrics.jsonl`, split `val`) and
   its `step`; an eval stage's `model` rows, flattened (`ev.open_loop.minADE`,
   `ev.open_loop.hard.minADE`, `ev.closed_loop.collision_rate`, a 95% interval as `..._lo`, `..._hi`);
-- `commit`, `dirty`, `machine`, `host`, `finished_at`, `wall_s` (provenance.json);
+- `commit` (where the point started), `stage_commits` (where each stage ran: one unless it was
+  resumed at another commit), `dirty`, `machine`, `host`, `finished_at`, `wall_s` (provenance.json);
 - `config`: the first training stage's `config.json`, relative to the sweep's output directory,
   and `overrides`: the point's overrides as JSON.
 """
@@ -26,19 +27,15 @@ from typing import Any
 from experiments.runner import point_dir, point_done, point_stages
 from experiments.sweep import Sweep
 
-PROVENANCE_KEYS = ("commit", "dirty", "machine", "host", "finished_at", "wall_s")
+PROVENANCE_KEYS = ("commit", "stage_commits", "dirty", "machine", "host", "finished_at", "wall_s")
 
 
 def last_val_record(workdir: pathlib.Path) -> dict[str, Any]:
-    """The last `split: val` line of a workdir's metrics.jsonl ({} if it has none)."""
-    last: dict[str, Any] = {}
-    path = workdir / "metrics.jsonl"
-    if path.is_file():
-        for line in path.read_text().splitlines():
-            record = json.loads(line)
-            if record.get("split") == "val":
-                last = record
-    return {k: v for k, v in last.items() if k != "split"}
+    """The last `split: val` record of a workdir's metrics.jsonl ({} if it has none)."""
+    from alpamayo_jax.training.metrics import read_metrics
+
+    records = read_metrics(workdir, split="val")
+    return {k: v for k, v in (records[-1] if records else {}).items() if k != "split"}
 
 
 def flatten(prefix: str, tree: Any, out: dict[str, Any]) -> dict[str, Any]:
@@ -92,11 +89,12 @@ def point_row(sweep: Sweep, out: pathlib.Path, point) -> dict[str, Any]:
     """The CSV row of one finished point."""
     pdir = point_dir(out, point)
     row: dict[str, Any] = {"point": point.name, **dict(point.labels)}
-    first_train = next((s for s in sweep.stages if s.command in ("train", "rl")), None)
+    stages = point_stages(sweep, point)
+    first_train = next((s for s in stages if s.command in ("train", "rl")), None)
     if first_train is not None:
         config_json = pdir / first_train.name / "config.json"
         row.update(param_counts(str(config_json.resolve())))
-    for stage in point_stages(sweep, point):
+    for stage in stages:
         if stage.command == "eval":
             row.update(eval_columns(stage.name, json.loads((pdir / stage.name / "eval.json").read_text())))
         else:
@@ -104,6 +102,8 @@ def point_row(sweep: Sweep, out: pathlib.Path, point) -> dict[str, Any]:
                 row[f"{stage.name}.{key}"] = value
     prov = json.loads((pdir / "provenance.json").read_text())
     row.update({k: prov.get(k) for k in PROVENANCE_KEYS})
+    if isinstance(row["stage_commits"], list):
+        row["stage_commits"] = " ".join(row["stage_commits"])
     if first_train is not None:
         row["config"] = str((pdir / first_train.name / "config.json").relative_to(out))
     row["overrides"] = json.dumps(dict(point.overrides), sort_keys=True, default=str)

@@ -4,10 +4,11 @@ Layout of a sweep's output directory OUT:
 
     OUT/<point>/point.json        the point: sweep, labels, overrides, the commands of its stages
     OUT/<point>/<stage>/          the stage's workdir (`train`, `rl`) or output (`eval`: eval.json)
-    OUT/<point>/<stage>.done      written when the stage's command exits 0
+    OUT/<point>/started.json      commit and machine when the point first started
+    OUT/<point>/<stage>.done      written when the stage's command exits 0: its arguments and commit
     OUT/<point>/<stage>.log       the stage's stdout and stderr
-    OUT/<point>/provenance.json   commit and machine (as the point started), finish time and wall
-                                  time, written when the last stage is done
+    OUT/<point>/provenance.json   started.json + the commits its stages ran at, finish time, wall
+                                  time since the first start; written when the last stage is done
 
 A point whose stages are all `.done` is skipped. A point killed half-way restarts at its first
 unfinished stage, and that stage's `alpamayo train` / `alpamayo rl` resumes from its own newest
@@ -18,6 +19,7 @@ stage killed at any moment is never taken for finished.
 from __future__ import annotations
 
 import concurrent.futures
+import datetime
 import json
 import os
 import pathlib
@@ -78,6 +80,15 @@ def stage_done(pdir: pathlib.Path, stage: Stage) -> bool:
     return (pdir / f"{stage.name}.done").is_file()
 
 
+def done_record(pdir: pathlib.Path, stage: Stage) -> dict:
+    """What `<stage>.done` recorded: the command's arguments, the commit, the time ({} if unreadable)."""
+    try:
+        record = json.loads((pdir / f"{stage.name}.done").read_text())
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
 def point_stages(sweep: Sweep, point: Point) -> list[Stage]:
     """The stages that run at `point` (`Stage.only`)."""
     return [s for s in sweep.stages if s.applies_to(point)]
@@ -96,7 +107,8 @@ def _write_json(path: pathlib.Path, payload: dict) -> None:
 
 
 class StageFailed(RuntimeError):
-    """A stage's command exited non-zero; its log names why."""
+    """A stage's command exited non-zero (its log names why), or a finished stage no longer matches
+    the sweep."""
 
 
 def run_point(
@@ -105,12 +117,21 @@ def run_point(
     """Run `point`'s unfinished stages in order; returns the point's directory.
 
     Raises StageFailed (naming the stage, its exit code and its log) if a command fails; the
-    stages before it stay `.done`, so running the point again continues there.
+    stages before it stay `.done`, so running the point again continues there. A `.done` stage
+    whose recorded arguments differ from the sweep's present ones (the sweep file was edited) is an
+    error too, naming the file to delete: its results would otherwise pass for the new setting.
     """
     pdir = point_dir(out, point)
     pdir.mkdir(parents=True, exist_ok=True)
     stages = point_stages(sweep, point)
     commands = {s.name: stage_command(point, s, pdir) for s in stages}
+    for stage in stages:
+        recorded = done_record(pdir, stage).get("args")
+        if recorded is not None and recorded != commands[stage.name][1:]:
+            raise StageFailed(
+                f"{point.name}/{stage.name} finished with other arguments than the sweep now gives "
+                f"({shlex.join(recorded)}); delete {pdir / (stage.name + '.done')} to run it again"
+            )
     _write_json(
         pdir / "point.json",
         {
@@ -124,7 +145,15 @@ def run_point(
     if point_done(sweep, point, pdir):
         log(f"[{sweep.name}] {point.name}: done, skipped")
         return pdir
-    started, origin = time.time(), provenance()  # the commit that runs the stages, not a later one
+    started_path = pdir / "started.json"
+    if not started_path.is_file():  # the first start of the point: its commit and machine
+        earlier = pdir / "provenance.json"  # finished before the sweep gained a stage
+        if earlier.is_file():
+            record = json.loads(earlier.read_text())
+            record["started_at"] = time.time() - float(record.get("wall_s", 0.0))
+        else:
+            record = {**provenance(), "started_at": time.time()}
+        _write_json(started_path, record)
     for stage in stages:
         if stage_done(pdir, stage):
             log(f"[{sweep.name}] {point.name}/{stage.name}: done, skipped")
@@ -138,11 +167,22 @@ def run_point(
             )
         if rc != 0:
             raise StageFailed(f"{point.name}/{stage.name} exited with {rc}; see {log_path}")
-        (pdir / f"{stage.name}.done").write_text(f"{time.time()}\n")
-    finished = provenance()["finished_at"]
+        record = {
+            "args": commands[stage.name][1:],
+            "commit": provenance()["commit"],
+            "finished_at": time.time(),
+        }
+        _write_json(pdir / f"{stage.name}.done", record)
+    started = json.loads(started_path.read_text())
+    commits = sorted({done_record(pdir, s).get("commit", started["commit"]) for s in stages})
     _write_json(
         pdir / "provenance.json",
-        {**origin, "finished_at": finished, "wall_s": round(time.time() - started, 1)},
+        {
+            **{k: v for k, v in started.items() if k not in ("started_at", "finished_at")},
+            "stage_commits": commits,  # more than one: the point was resumed at another commit
+            "finished_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            "wall_s": round(time.time() - started["started_at"], 1),
+        },
     )
     return pdir
 
@@ -164,8 +204,8 @@ def run_local(
     def one(point: Point) -> None:
         try:
             run_point(sweep, point, out, log=log)
-        except StageFailed as err:
-            log(f"[{sweep.name}] FAILED {err}")
+        except Exception as err:  # one point's failure (or a missing executable) spares the others
+            log(f"[{sweep.name}] FAILED {point.name}: {err}")
             failed.append(point.name)
 
     if jobs <= 1:

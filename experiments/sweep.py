@@ -10,7 +10,7 @@ committed under `experiments/results/`.
         axes=(
             Axis("model", {"s32": {"model.llm.hidden": 32}, "s64": {"model.llm.hidden": 64}}),
             Axis("data.num_train", (500, 2000)),
-            Axis("train.seed", (0, 1)),
+            Axis("seed", (0, 1)),
         ),
     )
 
@@ -161,8 +161,26 @@ class Sweep:
         if len(set(axis_names)) != len(axis_names):
             raise SweepError(f"sweep {self.name!r}: axis names repeat: {axis_names}")
         for axis in self.axes:
-            if not axis.settings():
+            settings = axis.settings()
+            if not settings:
                 raise SweepError(f"sweep {self.name!r}: axis {axis.name!r} has no values")
+            labels = [label for label, _ in settings]
+            bad = [label for label in labels if any(c in label for c in ",=/") or not label]
+            if bad:
+                raise SweepError(
+                    f"sweep {self.name!r}: axis {axis.name!r} label {bad[0]!r} is empty or has ',', '=' or '/' "
+                    "(labels name folders)"
+                )
+            if len(set(labels)) != len(labels):
+                raise SweepError(f"sweep {self.name!r}: axis {axis.name!r} labels repeat: {labels}")
+            for _, overrides in settings:
+                for key in overrides:
+                    target, sep, _ = key.rpartition(":")
+                    if sep and target not in names:
+                        raise SweepError(
+                            f"sweep {self.name!r}: override {key!r} of axis {axis.name!r} names no stage "
+                            f"(stages: {names})"
+                        )
         return self
 
 
@@ -175,6 +193,8 @@ def load_sweep(path: str | pathlib.Path, *, quick: bool) -> Sweep:
     path = pathlib.Path(path)
     if not path.is_file():
         raise SweepError(f"sweep file {str(path)!r} does not exist")
+    if path.suffix != ".py":
+        raise SweepError(f"sweep file {str(path)!r}: expected a Python file (.py)")
     spec = importlib.util.spec_from_file_location(f"sweep_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

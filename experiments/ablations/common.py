@@ -1,13 +1,15 @@
 """What the ablation scripts share: reading the ablation sweep, intervals over seeds and scenes, output.
 
 Intervals over seeds and scenes: every evaluation reports its mean over scenes with a 95% bootstrap
-interval over those scenes (`alpamayo eval`). Across seeds the mean is the mean of the seeds' means,
-and its standard error adds the spread between seeds to the scenes' own uncertainty:
+interval over those scenes (`alpamayo eval`). Every seed is scored on the same scenes, so averaging
+seeds does not shrink the scenes' part of the uncertainty; the two parts add in quadrature around
+the mean of the S seeds' means:
 
-    se^2 = var_between_seeds / S + mean_s(se_scenes_s^2) / S,   se_scenes_s = (hi_s - lo_s) / 3.92
+    half-width = sqrt( (t_{S-1} * sd(seed means) / sqrt(S))^2 + (1.96 * rms_s(se_scenes_s))^2 )
+    se_scenes_s = (hi_s - lo_s) / 3.92
 
-and the interval is mean +- 1.96 se. With one seed the first term is unknown and the interval is the
-scenes' alone (the tables say how many seeds each number has).
+(t_{S-1}: Student's t for S - 1 degrees of freedom, 12.7 for two seeds). With one seed the first
+term is unknown and the interval is the scenes' alone (the tables say how many seeds each number has).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import pathlib
 from collections.abc import Callable, Sequence
 
 import numpy as np
+from scipy import stats
 
 from experiments import report
 from experiments.results import collect
@@ -39,31 +42,45 @@ class Estimate:
 
 
 def estimate(rows: Sequence[dict], column: str) -> Estimate | None:
-    """Mean over `rows` (one per seed) of `column`, with the interval of the module docstring."""
+    """Mean over `rows` (one per seed) of `column`, with the interval of the module docstring; None
+    if every row's cell is empty (e.g. a rate the evaluation did not measure). ValueError naming the
+    columns there are if no row has `column` at all (a misspelt metric must not print as "-")."""
+    if rows and not any(column in r for r in rows):
+        known = sorted({k for r in rows for k in r if not k.endswith(("_lo", "_hi"))})
+        raise ValueError(f"no row has the column {column!r}; the rows have {known}")
     cells = [(r.get(column), r.get(f"{column}_lo"), r.get(f"{column}_hi")) for r in rows]
     cells = [(float(m), lo, hi) for m, lo, hi in cells if m not in (None, "")]
     if not cells:
         return None
     means = np.array([m for m, _, _ in cells])
     scene_se = np.array(
-        [
-            (float(hi) - float(lo)) / 3.92 if lo not in (None, "") and hi not in (None, "") else 0.0
-            for _, lo, hi in cells
-        ]
+        [(float(hi) - float(lo)) / 3.92 if _given(lo) and _given(hi) else 0.0 for _, lo, hi in cells]
     )
     s = len(means)
-    var = (means.var(ddof=1) / s if s > 1 else 0.0) + float(np.mean(scene_se**2)) / s
-    half = 1.96 * math.sqrt(var)
+    seed_half = float(stats.t.ppf(0.975, s - 1)) * means.std(ddof=1) / math.sqrt(s) if s > 1 else 0.0
+    scene_half = 1.96 * math.sqrt(float(np.mean(scene_se**2)))
+    half = math.hypot(seed_half, scene_half)
     mean = float(means.mean())
     return Estimate(mean, mean - half, mean + half, s)
 
 
-def load_rows(out: pathlib.Path, results: pathlib.Path, *, quick: bool) -> list[dict]:
-    """The ablation sweep's finished points (also written to results/results.csv)."""
-    sweep = load_sweep(SWEEP_FILE, quick=quick)
-    rows, missing = collect(sweep, out, results / "results.csv")
+def _given(value) -> bool:
+    return value not in (None, "")
+
+
+def load_rows(
+    out: pathlib.Path,
+    results: pathlib.Path,
+    *,
+    quick: bool,
+    sweep_file: pathlib.Path = SWEEP_FILE,
+    csv_name: str = "results.csv",
+) -> list[dict]:
+    """A sweep's finished points (the ablation sweep by default), also written to results/csv_name."""
+    sweep = load_sweep(sweep_file, quick=quick)
+    rows, missing = collect(sweep, out, results / csv_name)
     if not rows:
-        raise SystemExit(f"error: no finished points in {out}; run the ablation sweep first")
+        raise SystemExit(f"error: no finished points in {out}; run {sweep_file} first")
     if missing:
         print(f"note: unfinished points left out: {', '.join(missing)}")
     return rows

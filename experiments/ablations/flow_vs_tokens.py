@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import json
 import pathlib
+import shlex
 import subprocess
 import sys
 
+from alpamayo_jax.config import load_config
 from experiments import report
 from experiments.ablations import common
 from experiments.runner import REPO_ROOT, alpamayo_executable
@@ -39,7 +41,9 @@ def measure_latency(path: pathlib.Path, *, repeats: int) -> dict:
     """Run `alpamayo bench latency` into `path` (JSON) and return it."""
     cmd = [alpamayo_executable(), "bench", "latency", "--config", LATENCY_CONFIG, "--json", str(path)]
     cmd += ["--steps", str(repeats), "--samples", "6"]
-    subprocess.run(cmd, check=True, cwd=REPO_ROOT, capture_output=True, text=True)
+    done = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"error: {shlex.join(cmd)} exited with {done.returncode}:\n{done.stderr[-2000:]}")
     return json.loads(path.read_text())
 
 
@@ -61,9 +65,9 @@ def latency_rows(bench: dict, future_steps: int) -> list[list]:
 def run(out: pathlib.Path, results: pathlib.Path, *, quick: bool) -> dict:
     rows = common.arm(common.load_rows(out, results, quick=quick), reasoning="on")
     bench = measure_latency(results / "flow_vs_tokens_latency.json", repeats=1 if quick else 5)
-    future_steps = 64
+    future_steps = int(load_config(REPO_ROOT / LATENCY_CONFIG).action.future_steps)
     lat = latency_rows(bench, future_steps)
-    header = ["samples", "prefill", "flow: prefill + 10 Euler steps",
+    header = ["samples", "prefill", f"flow: prefill + {bench['flow_steps']} Euler steps",
               f"tokens: prefill + {2 * future_steps + 1} decode steps", "tokens / flow"]  # fmt: skip
     notes = "\nPlan latency without reasoning (ms, median of the bench's runs; tokens derived per token):\n\n"
     notes += report.markdown_table(header, lat)

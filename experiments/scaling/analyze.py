@@ -35,6 +35,12 @@ def _tokens_per_sample(out: pathlib.Path, row: dict) -> int:
 
 
 def fit_metrics(rows: list[dict], *, resamples: int, seed: int = 0) -> dict[str, FitResult]:
+    for metric in METRICS:
+        bad = [r["point"] for r in rows if not np.isfinite(float(r.get(metric) or "nan"))]
+        if bad:
+            raise SystemExit(
+                f"error: {metric} is missing or not finite at {', '.join(bad)}; rerun those points"
+            )
     n = np.array([r[N_COLUMN] for r in rows], float)
     d = np.array([r["D"] for r in rows], float)
     return {

@@ -133,7 +133,8 @@ def fit_with_bootstrap(n, d, loss, *, resamples: int = 300, seed: int = 0) -> Fi
         idx = rng.integers(0, len(n), len(n))
         # Each refit starts from the full fit and from a few grid points (a resample can move the
         # minimum to another basin).
-        starts = [theta] + _starts(loss[idx])[::27]
+        grid = _starts(loss[idx])
+        starts = [theta] + [grid[i] for i in rng.choice(len(grid), 6, replace=False)]
         samples.append(_theta_to_row(fit_law(n[idx], d[idx], loss[idx], starts=starts)))
     samples = np.array(samples)
     intervals = {

@@ -14,6 +14,7 @@ per-step updates comparable as width grows. D is the number of training scenes, 
 from experiments.sweep import Axis, Stage, Sweep
 
 BATCH = 8
+EVAL = ("--policies", "model", "--pictures", "0")  # the discrete-token plans of stage 1, open loop
 
 
 def model_size(
@@ -49,15 +50,24 @@ def data_size(scenes: int) -> dict:
 def get_sweep(quick: bool) -> Sweep:
     if quick:
         sizes = {k: SIZES[k] for k in ("xs", "s")}
+        scenes = (64, 128)
         data = {
-            str(n): {**data_size(n), "train.eval_batches": 1, "train.eval_plan_scenes": 4} for n in (64, 128)
+            str(n): {**data_size(n), "train.eval_batches": 1, "train.eval_plan_scenes": 4} for n in scenes
         }
+        eval_args = EVAL + ("--max-samples", "16", "--trajectory-samples", "2")
     else:
         sizes = SIZES
-        data = {str(n): data_size(n) for n in (1000, 2000, 4000, 8000)}
+        scenes = (1000, 2000, 4000, 8000)
+        data = {str(n): data_size(n) for n in scenes}
+        eval_args = EVAL
     return Sweep(
         name="scaling",
-        stages=(Stage("sft", "train", config="experiments/scaling/base.py"),),
+        stages=(
+            Stage("sft", "train", config="experiments/scaling/base.py"),
+            # The backbone-size ablation (experiments/ablations/backbone.py): every size at the
+            # largest data size, evaluated on the test split with intervals over its scenes.
+            Stage("backbone_eval", "eval", init_from="sft", args=eval_args, only={"data": str(max(scenes))}),
+        ),
         axes=(
             Axis("model", {label: model_size(*spec) for label, spec in sizes.items()}),
             Axis("data", data),

@@ -27,7 +27,10 @@ with open(os.environ["FAKE_CALLS"], "a") as f:
 if command == "eval":
     out = pathlib.Path(value("--json"))
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"open_loop": {"model": {"minADE": 1.5, "ci95": {"minADE": [1.0, 2.0]}}}}))
+    # The shape `alpamayo eval --json` writes (a rate it could not measure has a null interval).
+    row = {"minADE": 1.5, "ci95": {"minADE": [1.0, 2.0], "min_ttc_s": None}}
+    model = {**row, "common": row, "hard": {"minADE": 3.0, "ci95": {"minADE": [2.0, 4.0]}}}
+    out.write_text(json.dumps({"open_loop": {"model": model, "constant_velocity": row}, "closed_loop": {}}))
     sys.exit(0)
 
 workdir = pathlib.Path(value("--workdir"))

@@ -26,14 +26,16 @@ def plain_env():
 @pytest.fixture(scope="module")
 def scaling_out(tmp_path_factory, plain_env):
     out = tmp_path_factory.mktemp("scaling")
-    assert cli.main(["run", "experiments/scaling/sweep.py", "--quick", "--out", str(out)]) == 0
+    assert cli.main(["run", "experiments/scaling/sweep.py", "--quick", "--out", str(out), "--jobs", "2"]) == 0
     return out
 
 
 @pytest.fixture(scope="module")
 def ablations_out(tmp_path_factory, plain_env):
     out = tmp_path_factory.mktemp("ablations")
-    assert cli.main(["run", "experiments/ablations/sweep.py", "--quick", "--out", str(out)]) == 0
+    assert (
+        cli.main(["run", "experiments/ablations/sweep.py", "--quick", "--out", str(out), "--jobs", "2"]) == 0
+    )
     return out
 
 
@@ -65,7 +67,7 @@ def test_scaling_quick_fits_both_metrics_and_plots_them(scaling_out, tmp_path):
     )
 
 
-def test_backbone_quick_evaluates_each_size(scaling_out, tmp_path, plain_env):
+def test_backbone_quick_tabulates_each_size_at_the_largest_data(scaling_out, tmp_path):
     arms = backbone.run(scaling_out, tmp_path, quick=True)
     assert list(arms) == ["xs (52k)", "s (120k)"]
     assert (tmp_path / "backbone.png").stat().st_size > 10_000

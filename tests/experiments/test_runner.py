@@ -88,6 +88,8 @@ def test_cli_runs_in_parallel_then_collects_one_row_per_point(
     )
     assert float(row["ev.open_loop.minADE"]) == 1.5
     assert (row["ev.open_loop.minADE_lo"], row["ev.open_loop.minADE_hi"]) == ("1.0", "2.0")
+    assert (row["ev.open_loop.hard.minADE"], row["ev.open_loop.hard.minADE_hi"]) == ("3.0", "4.0")
+    assert "ev.open_loop.min_ttc_s_lo" not in row  # a null interval is left out, not written as "None"
     assert int(row["params"]) == 425391 and int(row["params_vlm_non_embedding"]) < int(
         row["params_non_embedding"]
     )
@@ -124,3 +126,41 @@ def test_cli_rejects_a_bad_sweep_and_bad_jobs_with_rc_2(tmp_path, toy_sweep_file
     assert capsys.readouterr().err == f"error: sweep file {str(tmp_path / 'missing.py')!r} does not exist\n"
     assert cli.main(["run", str(toy_sweep_file), "--out", str(tmp_path), "--jobs", "0"]) == 2
     assert capsys.readouterr().err == "error: --jobs must be at least 1, got 0\n"
+
+
+def test_a_finished_stage_whose_arguments_changed_is_an_error(fake_alpamayo, toy_sweep_file, tmp_path):
+    sweep = load_sweep(toy_sweep_file, quick=True)
+    out = tmp_path / "out"
+    run_point(sweep, sweep.point("model=a,seed=0"), out, log=lambda _: None)
+    toy_sweep_file.write_text(toy_sweep_file.read_text().replace('"train.lr": 0.1', '"train.lr": 0.3'))
+    edited = load_sweep(toy_sweep_file, quick=True)
+    done = out / "model=a,seed=0" / "sft.done"
+    with pytest.raises(
+        StageFailed,
+        match=rf"^model=a,seed=0/sft finished with other arguments than the sweep now gives \(train .*--config.train.lr=0.1 .*\); delete {done} to run it again$",
+    ):
+        run_point(edited, edited.point("model=a,seed=0"), out, log=lambda _: None)
+
+
+def test_a_stage_added_later_runs_alone_and_keeps_the_first_commit(fake_alpamayo, toy_sweep_file, tmp_path):
+    sweep = load_sweep(toy_sweep_file, quick=True)
+    out = tmp_path / "out"
+    point = sweep.point("model=a,seed=0")
+    run_point(sweep, point, out, log=lambda _: None)
+    pdir = out / point.name
+    first = json.loads((pdir / "provenance.json").read_text())
+    # As if the point had finished before started.json existed, at another commit.
+    (pdir / "started.json").unlink()
+    (pdir / "provenance.json").write_text(json.dumps({**first, "commit": "0" * 40, "wall_s": 5.0}))
+    for stage in ("sft", "post", "ev"):
+        (pdir / f"{stage}.done").write_text("1765000000.0\n")  # the first format: a time only
+    toy_sweep_file.write_text(toy_sweep_file.read_text().replace(
+        'args=("--policies", "model")),', 'args=("--policies", "model")),\n            Stage("ev2", "eval", init_from="sft"),'))  # fmt: skip
+    grown = load_sweep(toy_sweep_file, quick=True)
+    before = len(fake_alpamayo())
+    run_point(grown, grown.point(point.name), out, log=lambda _: None)
+    assert _names(fake_alpamayo()[before:]) == [("eval", "ev2")]
+    provenance = json.loads((pdir / "provenance.json").read_text())
+    assert provenance["commit"] == "0" * 40
+    assert provenance["stage_commits"] == sorted({"0" * 40, first["commit"]})
+    assert provenance["wall_s"] >= 5.0

@@ -95,3 +95,30 @@ def test_unknown_point_and_missing_file_are_named(tmp_path, toy_sweep_file):
     empty.write_text("x = 1\n")
     with pytest.raises(SweepError, match=r"defines no get_sweep\(quick\)$"):
         load_sweep(empty, quick=True)
+
+
+@pytest.mark.parametrize(
+    "axis, message",
+    [
+        (
+            Axis("k", {"a,b": {}}),
+            "sweep 't': axis 'k' label 'a,b' is empty or has ',', '=' or '/' (labels name folders)",
+        ),
+        (Axis("k", ("a/b", "a_b")), "sweep 't': axis 'k' labels repeat: ['a_b', 'a_b']"),
+        (
+            Axis("k", {"x": {"sft2:train.lr": 1}}),
+            "sweep 't': override 'sft2:train.lr' of axis 'k' names no stage (stages: ['a'])",
+        ),
+    ],
+)
+def test_bad_axes_are_named(axis, message):
+    with pytest.raises(SweepError) as err:
+        Sweep(name="t", stages=(Stage("a", "train", config="c.py"),), axes=(axis,)).validate()
+    assert str(err.value) == message
+
+
+def test_a_sweep_file_must_be_python(tmp_path):
+    path = tmp_path / "sweep.yaml"
+    path.write_text("x: 1\n")
+    with pytest.raises(SweepError, match=r"sweep\.yaml': expected a Python file \(\.py\)$"):
+        load_sweep(path, quick=True)
