@@ -112,7 +112,7 @@ def _plot_metric(rows: list[dict], metric: str, fit: FitResult):
 def _plot_frontier(rows: list[dict], fits: dict[str, FitResult], k: float):
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(fits), figsize=(5.5 * len(fits), 4.2))
+    fig, axes = plt.subplots(1, len(fits), figsize=(6.5 * len(fits), 4.4), layout="constrained")
     compute = np.array([k * r[N_COLUMN] * r["D"] for r in rows])
     grid = np.geomspace(compute.min() / 2, compute.max() * 4, 60)
     for ax, (metric, fit) in zip(np.atleast_1d(axes), fits.items()):
