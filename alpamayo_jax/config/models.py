@@ -63,6 +63,9 @@ def vision_config(
     # Classes of the decision classifier on the merged tokens that the vision stage trains
     # (`train.stage = "vision"`, models/losses.py `decision`); 0 = no classifier (pretrained ViTs).
     c.decision_classes = 0
+    # Fewer vision tokens for the LLM (models/vision_reducer.py): kind "none" (every merged patch
+    # token) or "flex" (`tokens` learned queries over all cameras and frames, `heads` heads).
+    c.reducer = ml_collections.ConfigDict({"kind": "none", "tokens": 0, "heads": 4})
     c.update(overrides)
     return c
 
