@@ -89,7 +89,7 @@ class Backbone(nnx.Module):
             n = images.shape[1]
             grids = [self.merged_grid(images.shape[2], images.shape[3])] * n
             if self.reducer is not None:  # each image block holds an equal share of the budget
-                features, deep = self.reducer(features, deep)
+                features, deep = self.reducer(features, deep, image_hw=(images.shape[2], images.shape[3]))
                 grids = [(1, features.shape[1] // n)] * n
         return self._finish(tokens, valid, features, deep, grids)
 

@@ -9,10 +9,12 @@ and the test split's minADE (discrete-token plans, 95% interval over scenes; one
 
 from __future__ import annotations
 
-import json
 import pathlib
 import sys
 
+from alpamayo_jax.config.scene import SceneSpec
+from alpamayo_jax.models.vision_reducer import llm_tokens_per_image
+from alpamayo_jax.run.config import load_run_config
 from experiments.ablations import common
 
 SWEEP_FILE = pathlib.Path(__file__).with_name("sweep.py")
@@ -22,20 +24,18 @@ METRICS = (
     ("eval.open_loop.hard.minADE", "minADE (m), hard"),
     ("eval.open_loop.decision_accuracy", "decision accuracy"),
 )
-IMAGES = 8  # 4 cameras x 2 frames (configs/tiny.py)
-PER_IMAGE = 8  # merged tokens of a 64 x 128 image (patch 16 x merge 2)
 
 
-def tokens_per_scene(row: dict) -> int:
-    overrides = json.loads(row["overrides"])
-    if overrides.get("model.vision.reducer.kind", "none") == "none":
-        return IMAGES * PER_IMAGE
-    return int(overrides["model.vision.reducer.tokens"])
+def tokens_per_scene(out: pathlib.Path, row: dict) -> int:
+    """Vision tokens the LLM reads per scene in this point's run (its saved config)."""
+    config = load_run_config((out / row["config"]).parent)
+    scene = SceneSpec.from_config(config)
+    return scene.num_images * llm_tokens_per_image(config.model.vision, *scene.image_hw, scene.num_images)
 
 
 def run(out: pathlib.Path, results: pathlib.Path, *, quick: bool) -> dict:
     rows = common.load_rows(out, results, quick=quick, sweep_file=SWEEP_FILE)
-    arms = {f"{r['vision']} ({tokens_per_scene(r)} tokens)": ([r], "") for r in rows}
+    arms = {f"{r['vision']} ({tokens_per_scene(out, r)} tokens)": ([r], "") for r in rows}
     return common.compare(
         out,
         results,

@@ -97,7 +97,12 @@ def test_vision_tokens_quick_tabulates_tokens_per_scene(tmp_path_factory, tmp_pa
         == 0
     )
     arms = vision_tokens.run(out, tmp_path, quick=True)
-    assert list(arms) == ["per_image (64 tokens)", "flex16 (16 tokens)", "flex8 (8 tokens)"]
+    assert list(arms) == [
+        "per_image (64 tokens)",
+        "flex16 (16 tokens)",
+        "flex8 (8 tokens)",
+        "triplane16 (16 tokens)",
+    ]
     assert (tmp_path / "vision_tokens.png").stat().st_size > 10_000
     command = f"python -m experiments.vision_tokens.analyze --out {out} --results {tmp_path} --quick"
     assert json.loads((tmp_path / "vision_tokens.run.json").read_text())["command"] == command

@@ -37,9 +37,10 @@ def test_configs_written_before_reducers_have_none():
     del vision["reducer"]
     assert reducer_kind(vision) == "none"
     bad = _flex().vision
-    bad.reducer.kind = "triplane?"
+    bad.reducer.kind = "bev?"
     with pytest.raises(
-        ValueError, match=r"^model.vision.reducer.kind must be one of \('none', 'flex'\), got 'triplane\?'$"
+        ValueError,
+        match=r"^model.vision.reducer.kind must be one of \('none', 'flex', 'triplane'\), got 'bev\?'$",
     ):
         reducer_kind(bad)
 
@@ -101,3 +102,47 @@ def test_bad_reducer_sizes_are_refused():
     ):
         FlexReducer(8, 0, 3, rngs=nnx.Rngs(0))
     assert isinstance(_flex().vision.reducer, ml_collections.ConfigDict)
+
+
+def _triplane_mask(cameras, extent, planes=(1, 1, 1), hw=(64, 128)):
+    from alpamayo_jax.models.vision_reducer import TriplaneGeometry, triplane_mask
+
+    return triplane_mask(TriplaneGeometry(planes, extent, tuple(cameras), 1, 32), hw)
+
+
+def test_triplane_cells_see_the_tokens_their_points_project_to():
+    # A small box 30 m ahead, 1-3 m right, 0.3-0.5 m below the front wide camera: its points land
+    # just right of and below the image centre (64 x 128 px, 32 px tokens: row 1, column 2 -> token
+    # 6), from all three planes' cells.
+    mask = _triplane_mask(["front_wide_120fov"], (29.0, 31.0, -3.0, -1.0, 1.0, 1.2))
+    assert mask.shape == (3, 8)
+    np.testing.assert_array_equal(mask, np.eye(8, dtype=bool)[[6, 6, 6]])
+    # 9.5 degrees to the left is outside the right cross camera (yaw -60, 120 degrees): nothing
+    # sees the cell, so it may attend to every token rather than to none.
+    assert _triplane_mask(["cross_right_120fov"], (29.0, 31.0, 4.0, 6.0, 1.4, 1.6)).all()
+
+
+def test_triplane_of_the_tiny_rig_splits_left_and_right_and_rounds_to_the_images():
+    cfg = tiny()
+    cfg.vision.reducer.kind = "triplane"
+    cfg.vision.reducer.cameras = (
+        "cross_left_120fov",
+        "front_wide_120fov",
+        "cross_right_120fov",
+        "front_tele_30fov",
+    )
+    cfg.vision.reducer.frames = 2
+    assert llm_tokens_per_image(cfg.vision, 64, 128, 8) == 2  # 3x2 + 3x2 + 2x2 = 16 cells over 8 images
+    cfg.vision.reducer.planes = (3, 2, 1)  # 6 + 3 + 2 = 11 cells -> 16 queries, 5 of them free
+    assert llm_tokens_per_image(cfg.vision, 64, 128, 8) == 2
+    mask = _triplane_mask(cfg.vision.reducer.cameras, tuple(cfg.vision.reducer.extent), planes=(3, 2, 2))
+    per_camera = mask.reshape(16, 4, 8).any(axis=2)  # frames=1 here: one image per camera
+    # Bird's-eye cells x-major then y: cell 0 is near and right (y < 0), cell 1 near and left.
+    assert per_camera[0].tolist() == [False, False, True, False]
+    assert per_camera[1].tolist() == [True, False, False, False]
+    model = Backbone(cfg, rngs=nnx.Rngs(0))
+    assert model.reducer.queries.shape == (16, cfg.llm.hidden)
+    padded = model.reducer.mask((64, 128), 64)
+    assert padded.shape == (16, 64) and padded[11:].all()  # the free queries see everything
+    with pytest.raises(ValueError, match="give 64 tokens, the vision tower gave 32"):
+        model.reducer.mask((64, 128), 32)
