@@ -37,4 +37,6 @@ def policy_config(
     config.model.vision_end_token_id = config.text.get_ref("vision_end_id")
     vision = config.model.vision
     config.data.image_multiple = vision.patch_size * vision.merge_size
+    vision.reducer.cameras = config.data.get_ref("cameras")  # the triplane reducer's rig
+    vision.reducer.frames = config.data.get_ref("frames_per_camera")
     return config

@@ -63,6 +63,21 @@ def vision_config(
     # Classes of the decision classifier on the merged tokens that the vision stage trains
     # (`train.stage = "vision"`, models/losses.py `decision`); 0 = no classifier (pretrained ViTs).
     c.decision_classes = 0
+    # Fewer vision tokens for the LLM (models/vision_reducer.py): kind "none" (every merged patch
+    # token), "flex" (`tokens` learned queries over all cameras and frames, `heads` heads) or
+    # "triplane" (plane cells, `planes` per axis over `extent` metres, masked by the rig's geometry:
+    # `cameras` and `frames`, linked to the data section by config/compose.py).
+    c.reducer = ml_collections.ConfigDict(
+        {
+            "kind": "none",
+            "tokens": 0,
+            "heads": 4,
+            "planes": (3, 2, 2),
+            "extent": (-10.0, 70.0, -20.0, 20.0, 0.0, 4.0),
+            "cameras": (),
+            "frames": 1,
+        }
+    )
     c.update(overrides)
     return c
 

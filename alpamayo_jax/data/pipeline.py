@@ -39,9 +39,9 @@ from jaxtyping import Float
 from alpamayo_jax.config.scene import SceneSpec
 from alpamayo_jax.data.decisions import decision_id
 from alpamayo_jax.models.batch import Batch
+from alpamayo_jax.models.vision_reducer import llm_tokens_per_image
 from alpamayo_jax.text.prompt import (
     PromptBuilder,
-    image_tokens_per_image,
     prompt_options,
     prompt_text_segments,
 )
@@ -379,7 +379,7 @@ def encoder_from_config(
     length from `config.data.max_tokens`, cameras from `config.data` unless `images` is given."""
     images = images or SceneSpec.from_config(config)
     vision = config.model.vision
-    per_image = image_tokens_per_image(*images.image_hw, int(vision.patch_size), int(vision.merge_size))
+    per_image = llm_tokens_per_image(vision, *images.image_hw, images.num_images)
     tokenizer.check_model_vocab_size(config.model.llm.vocab, what="config.model.llm.vocab")
     return SampleEncoder(
         config, tokenizer, images, max_tokens=int(config.data.max_tokens), tokens_per_image=per_image

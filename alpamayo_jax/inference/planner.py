@@ -123,7 +123,8 @@ class PlannerSpec:
     ) -> PlannerSpec:
         """The spec of a config + tokenizer + scene geometry (cameras, frames, pixels, steps:
         usually `SceneSpec.from_config(config)`); `options` set the sampling choices."""
-        from alpamayo_jax.text.prompt import PromptBuilder, image_tokens_per_image, prompt_options
+        from alpamayo_jax.models.vision_reducer import llm_tokens_per_image
+        from alpamayo_jax.text.prompt import PromptBuilder, prompt_options
 
         vision = config.model.vision
         h_steps, t_steps = int(scene.history_steps), int(scene.future_steps)
@@ -131,7 +132,7 @@ class PlannerSpec:
             tokenizer,
             camera_names=scene.camera_names,
             frames_per_camera=scene.frames_per_camera,
-            tokens_per_image=image_tokens_per_image(*scene.image_hw, vision.patch_size, vision.merge_size),
+            tokens_per_image=llm_tokens_per_image(vision, *scene.image_hw, scene.num_images),
             history_tokens=3 * h_steps,
             future_tokens=2 * t_steps,
             system_prompt=config.text.system_prompt,

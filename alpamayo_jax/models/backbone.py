@@ -21,6 +21,7 @@ from jaxtyping import Array, Bool, Float, Int, UInt8
 from alpamayo_jax.models.language import LanguageModel, dtype_of
 from alpamayo_jax.models.rope_index import mrope_positions
 from alpamayo_jax.models.vision import VisionEncoder
+from alpamayo_jax.models.vision_reducer import build_reducer
 
 
 def scatter_image_tokens(
@@ -46,6 +47,8 @@ class Backbone(nnx.Module):
         self.vision = VisionEncoder(
             cfg.vision, rngs=rngs, dtype=dtype, param_dtype=param_dtype, remat_policy=remat_policy
         )
+        # Fewer vision tokens for the LLM (models/vision_reducer.py); None keeps every image token.
+        self.reducer = build_reducer(cfg.vision, rngs=rngs, dtype=dtype, param_dtype=param_dtype)
         self.llm = LanguageModel(
             cfg.llm,
             rngs=rngs,
@@ -83,7 +86,11 @@ class Backbone(nnx.Module):
             grids: list[tuple[int, int]] = []
         else:
             features, deep = self.vision(images)
-            grids = [self.merged_grid(images.shape[2], images.shape[3])] * images.shape[1]
+            n = images.shape[1]
+            grids = [self.merged_grid(images.shape[2], images.shape[3])] * n
+            if self.reducer is not None:  # each image block holds an equal share of the budget
+                features, deep = self.reducer(features, deep, image_hw=(images.shape[2], images.shape[3]))
+                grids = [(1, features.shape[1] // n)] * n
         return self._finish(tokens, valid, features, deep, grids)
 
     def embed_hf(
@@ -94,6 +101,10 @@ class Backbone(nnx.Module):
         grid_thw: Sequence[tuple[int, int, int]],
     ):
         """As `embed`, from HF processor outputs; images are split evenly over the batch, in order."""
+        if self.reducer is not None:
+            raise ValueError(
+                "embed_hf: HF processor inputs have one token per merged patch; model.vision.reducer must be 'none'"
+            )
         features, deep = self.vision.encode_patches(pixel_values, grid_thw)
         b = tokens.shape[0]
         m = self.cfg.vision.merge_size

@@ -129,11 +129,20 @@ def comparison_table(metrics: Sequence[tuple[str, str]], arms: dict[str, dict[st
 
 
 def write_outputs(
-    out: pathlib.Path, results: pathlib.Path, name: str, title: str, table: str, fig, *, quick: bool
+    out: pathlib.Path,
+    results: pathlib.Path,
+    name: str,
+    title: str,
+    table: str,
+    fig,
+    *,
+    quick: bool,
+    module: str | None = None,
 ) -> None:
-    """results/<name>.md (the table under its command), <name>.png and <name>.run.json."""
+    """results/<name>.md (the table under its command), <name>.png and <name>.run.json; `module`
+    (default experiments.ablations.<name>) is the script that writes them."""
     command = report.script_command(
-        f"experiments.ablations.{name}", "--out", str(out), "--results", str(results), quick=quick
+        module or f"experiments.ablations.{name}", "--out", str(out), "--results", str(results), quick=quick
     )
     results.mkdir(parents=True, exist_ok=True)
     (results / f"{name}.md").write_text(f"# {title}\n\n    {command}\n\n{table}")
@@ -161,6 +170,7 @@ def compare(
     arms: dict[str, tuple[Sequence[dict], str]],
     notes: str = "",
     decorate: Callable | None = None,
+    module: str | None = None,
 ) -> dict[str, dict[str, Estimate | None]]:
     """Estimate every metric of every arm (label -> (its rows, its column prefix)), then write
     results/<name>.md (table + `notes`) and <name>.png (`decorate(fig)` may add to it)."""
@@ -171,7 +181,16 @@ def compare(
     fig = comparison_plot(title, metrics, estimates)
     if decorate is not None:
         decorate(fig)
-    write_outputs(out, results, name, title, comparison_table(metrics, estimates) + notes, fig, quick=quick)
+    write_outputs(
+        out,
+        results,
+        name,
+        title,
+        comparison_table(metrics, estimates) + notes,
+        fig,
+        quick=quick,
+        module=module,
+    )
     return estimates
 
 

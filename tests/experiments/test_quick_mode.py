@@ -10,6 +10,7 @@ import pytest
 from experiments import __main__ as cli
 from experiments.ablations import backbone, flow_vs_tokens, grpo, reasoning
 from experiments.scaling import analyze
+from experiments.vision_tokens import analyze as vision_tokens
 
 pytestmark = pytest.mark.slow
 
@@ -87,3 +88,21 @@ def test_ablations_quick_write_their_tables_and_plots(ablations_out, tmp_path, p
         assert json.loads((tmp_path / f"{name}.run.json").read_text())["commit"]
     assert [row[0] for row in result["latency"]] == [1, 6]  # samples
     assert all(row[2] > 0 and row[3] > 0 for row in result["latency"])
+
+
+def test_vision_tokens_quick_tabulates_tokens_per_scene(tmp_path_factory, tmp_path, plain_env):
+    out = tmp_path_factory.mktemp("vision_tokens")
+    assert (
+        cli.main(["run", "experiments/vision_tokens/sweep.py", "--quick", "--out", str(out), "--jobs", "2"])
+        == 0
+    )
+    arms = vision_tokens.run(out, tmp_path, quick=True)
+    assert list(arms) == [
+        "per_image (64 tokens)",
+        "flex16 (16 tokens)",
+        "flex8 (8 tokens)",
+        "triplane16 (16 tokens)",
+    ]
+    assert (tmp_path / "vision_tokens.png").stat().st_size > 10_000
+    command = f"python -m experiments.vision_tokens.analyze --out {out} --results {tmp_path} --quick"
+    assert json.loads((tmp_path / "vision_tokens.run.json").read_text())["command"] == command

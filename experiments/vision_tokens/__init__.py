@@ -1,0 +1,1 @@
+"""Efficient vision encoding: fewer vision tokens at equal training budget (see experiments/README.md)."""
