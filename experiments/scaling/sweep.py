@@ -57,7 +57,7 @@ def get_sweep(quick: bool) -> Sweep:
         eval_args = EVAL + ("--max-samples", "16", "--trajectory-samples", "2")
     else:
         sizes = SIZES
-        scenes = (1000, 2000, 4000, 8000)
+        scenes = (500, 1000, 2000, 4000, 8000)
         data = {str(n): data_size(n) for n in scenes}
         eval_args = EVAL
     return Sweep(

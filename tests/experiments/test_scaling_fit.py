@@ -7,7 +7,7 @@ import pytest
 from experiments.scaling.fit import Law, fit_law, fit_with_bootstrap
 
 TRUE = Law(E=1.2, A=40.0, alpha=0.35, B=25.0, beta=0.3)
-# The shape of the committed sweep: 5 model sizes over 32x, 4 data sizes over 8x.
+# The shape of the committed sweep: 5 model sizes over 32x, data sizes over 8x (a subset of its 16x).
 N = np.array([5.2e4, 1.2e5, 2.0e5, 6.7e5, 1.7e6])
 D = np.array([1e3, 2e3, 4e3, 8e3])
 
