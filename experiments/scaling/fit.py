@@ -48,9 +48,14 @@ class Law:
     def compute_optimal(self, compute, k: float) -> tuple[np.ndarray, np.ndarray]:
         """(N_opt, D_opt) for training compute `compute` (C = k N D)."""
         budget = np.asarray(compute, float) / k
-        g = (self.alpha * self.A / (self.beta * self.B)) ** (1.0 / (self.alpha + self.beta))
-        n_opt = g * budget**self.n_exponent
-        return n_opt, budget / n_opt
+        with np.errstate(
+            over="ignore", divide="ignore", invalid="ignore"
+        ):  # a degenerate fit: inf, not a crash
+            g = np.power(
+                np.float64(self.alpha * self.A) / (self.beta * self.B), 1.0 / (self.alpha + self.beta)
+            )
+            n_opt = g * budget**self.n_exponent
+            return n_opt, budget / n_opt
 
 
 def _unpack(theta: np.ndarray) -> Law:
