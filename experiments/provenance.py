@@ -41,7 +41,17 @@ def provenance() -> dict[str, str | int | bool]:
     """The commit, local changes, machine and library versions of this process, and the time."""
     return {
         "commit": _git("rev-parse", "HEAD") or "unknown",
-        "dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
+        # Local changes to anything but committed results (which a results run itself rewrites).
+        "dirty": bool(
+            _git(
+                "status",
+                "--porcelain",
+                "--untracked-files=no",
+                "--",
+                ":/",
+                ":(exclude,top)experiments/results",
+            )
+        ),
         "host": platform.node(),
         "machine": f"{_cpu_model()}, {os.cpu_count()} cores, {platform.system()} {platform.machine()}",
         "python": sys.version.split()[0],
