@@ -40,6 +40,7 @@ from flax import nnx
 from jaxtyping import Array, Float
 
 from alpamayo_jax.config.cameras import get_camera
+from alpamayo_jax.models.vision import tokens_per_image
 from alpamayo_jax.nn.layers import Dense, GeluMLP, LayerNorm, make_param
 
 KINDS = ("none", "flex", "triplane")
@@ -58,8 +59,7 @@ def llm_tokens_per_image(vision: ml_collections.ConfigDict, height: int, width: 
     """Vision tokens in each image's block of the prompt: the merged patch grid, or under a reducer
     its budget split evenly over the `images` blocks."""
     if reducer_kind(vision) == "none":
-        step = vision.patch_size * vision.merge_size
-        return (height // step) * (width // step)
+        return tokens_per_image(vision, height, width)
     if reducer_kind(vision) == "triplane":
         return -(-triplane_cells(vision.reducer.planes) // images)
     budget = int(vision.reducer.tokens)
