@@ -4,7 +4,7 @@
 
 The paper reports multi-camera encoders (Triplane, Flex) that cut vision tokens up to 20x at equal
 quality. Here: the sweep's arms (sweep.py) by tokens per scene, with the validation loss of training
-and the test split's minADE (discrete-token plans, 95% interval over scenes; one seed per arm).
+and the test split's minADE (discrete-token plans, 95% interval over seeds and scenes).
 """
 
 from __future__ import annotations
@@ -35,7 +35,10 @@ def tokens_per_scene(out: pathlib.Path, row: dict) -> int:
 
 def run(out: pathlib.Path, results: pathlib.Path, *, quick: bool) -> dict:
     rows = common.load_rows(out, results, quick=quick, sweep_file=SWEEP_FILE)
-    arms = {f"{r['vision']} ({tokens_per_scene(out, r)} tokens)": ([r], "") for r in rows}
+    arms = {}
+    for r in rows:  # the sweep's order: per_image first, so the last column compares with it
+        label = f"{r['vision']} ({tokens_per_scene(out, r)} tokens)"
+        arms.setdefault(label, ([], ""))[0].append(r)
     return common.compare(
         out,
         results,
@@ -45,7 +48,8 @@ def run(out: pathlib.Path, results: pathlib.Path, *, quick: bool) -> dict:
         metrics=METRICS,
         arms=arms,
         module="experiments.vision_tokens.analyze",
-        notes="\nOne seed per arm: the intervals are over test scenes only (the validation loss has none).\n",
+        notes="\nIntervals: over seeds and test scenes (common.py); with one seed, over scenes only (the "
+        "validation loss then has none).\n",
     )
 
 

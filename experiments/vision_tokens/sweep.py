@@ -8,7 +8,8 @@ weights, 1000 steps of 8: experiments/scaling/) with a different vision-to-LLM p
 (models/vision_reducer.py): `per_image` (4 cameras x 2 frames x 8 merged tokens = 64 tokens per
 scene), `flex16` and `flex8` (16 and 8 learned queries over all 8 images: 4x and 8x fewer) and
 `triplane16` (16 plane cells around the ego, each attending to the tokens that see it: 4x fewer).
-Each is then evaluated open loop on the test split (its discrete-token plans).
+Each is then evaluated open loop on the test split (its discrete-token plans). Two seeds per arm
+(one in quick mode).
 """
 
 from experiments.scaling.sweep import SIZES, data_size, model_size
@@ -39,5 +40,8 @@ def get_sweep(quick: bool) -> Sweep:
             Stage("sft", "train", config="experiments/scaling/base.py"),
             Stage("eval", "eval", init_from="sft", args=eval_args),
         ),
-        axes=(Axis("vision", {k: {**train, **v} for k, v in arms.items()}), Axis("seed", (0,))),
+        axes=(
+            Axis("vision", {k: {**train, **v} for k, v in arms.items()}),
+            Axis("seed", (0,) if quick else (0, 1)),
+        ),
     )
