@@ -19,14 +19,16 @@ progress bar, NaN guard and preemption handling. What differs is bound here:
 5. the evaluation: the same planning eval as SFT (`recipes/plan_eval.py`: minADE and decision
    accuracy of greedy plans of the first val scenes) every `train.eval_every` steps.
 
-One process (any number of devices): the rollout runs on this host's copy of the prompts.
+Several processes (`jax.distributed`): each loads its own share of the prompts (whole groups:
+`rl.prompts_per_step` a multiple of the process count); the rollout gathers every process's
+prompts and samples and scores them in one program over all devices, and each process keeps its
+own rows of the result for the update (rl/rollout.py).
 """
 
 from __future__ import annotations
 
 import pathlib
 
-import grain
 import jax
 import ml_collections
 
@@ -104,7 +106,7 @@ def prepare(
     config: ml_collections.ConfigDict, workdir: str | pathlib.Path, init: str
 ) -> tuple[TrainTask, ml_collections.ConfigDict]:
     """The GRPO task and the run's config (`config` itself is not changed). Writes the assets."""
-    from alpamayo_jax.data.pipeline import encoder_from_config, iterator_from_config
+    from alpamayo_jax.data.pipeline import encoder_from_config, iterator_from_config, process_shard_options
     from alpamayo_jax.data.shards import ShardReader
     from alpamayo_jax.eval.critic import get_critic
     from alpamayo_jax.inference.planner import PlannerSpec, future_banned
@@ -114,8 +116,11 @@ def prepare(
     from alpamayo_jax.rl.rollout import RolloutMaker, RolloutOptions
     from alpamayo_jax.rl.scoring import ScoreSpec
 
-    if jax.process_count() > 1:
-        raise TrainConfigError("alpamayo rl runs in one process (any number of devices) for now")
+    if config.rl.prompts_per_step % jax.process_count():
+        raise TrainConfigError(
+            f"rl.prompts_per_step must be a multiple of the process count {jax.process_count()} "
+            f"(each process rolls out whole groups), got {config.rl.prompts_per_step!r}"
+        )
     workdir = pathlib.Path(workdir)
     config = rl_run_config(config, init)
     rl = config.rl
@@ -174,10 +179,10 @@ def prepare(
         tokenizer.save(assets.tokenizer_path(workdir))
 
     def make_train_iter(shard: HostShard):
-        del shard  # one process: the prompts of every step are this process's
+        maker.bind(shard)  # which rows of every rollout are this process's
         return iterator_from_config(
-            config, train_source, encoder, batch_size=int(rl.prompts_per_step),
-            shard=grain.sharding.ShardOptions(shard_index=0, shard_count=1, drop_remainder=True),
+            config, train_source, encoder, batch_size=shard.size // int(rl.group_size),
+            shard=process_shard_options(shard.process_index, shard.process_count),
         )  # fmt: skip
 
     task = TrainTask(

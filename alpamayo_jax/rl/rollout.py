@@ -18,6 +18,12 @@ One rollout per training step (on-policy GRPO):
 
 Randomness: scene b of step s draws from `key((seed, s, b))`, so a resumed run samples exactly
 what an uninterrupted one did.
+
+Several processes: every process passes its own prompts; they are gathered (in the order of the
+processes' rows of the global batch), so every process runs the same program on the same global
+prompts (its outputs replicated), scores the rewards of every row and computes the same
+advantages and metrics, then keeps its own rows. The rewards are host work repeated per process:
+cheap for the built-in ones, and the simulator's (`sim_*`) cost as much on every process.
 """
 
 from __future__ import annotations
@@ -165,16 +171,43 @@ class RolloutMaker:
         self.advantage = get_advantage(options.advantage)
         self._sample = None
         self._score = None
+        self.rows = None  # this process's rows of the rollout batch (a slice), set by `bind`
 
-    def _compile(self, layout) -> None:
+    def bind(self, shard) -> None:
+        """Make this process's rows of every rollout the rows [start, stop) of `shard` (a
+        training.feed.HostShard of the global batch of prompts x group rows)."""
+        self.rows = slice(shard.start, shard.stop)
+
+    def _all_prompts(self, prompts):
+        """Every process's prompts, in the order of their rows in the global batch (identical on
+        every process), and this process's rows of the rollout."""
+        if jax.process_count() == 1:
+            return prompts, slice(None)
+        from jax.experimental import multihost_utils
+
+        if self.rows is None:
+            raise RuntimeError("RolloutMaker.bind(shard) must be called before a multi-process rollout")
+        starts = np.asarray(multihost_utils.process_allgather(np.asarray(self.rows.start, np.int64)))
+        stacked = multihost_utils.process_allgather(prompts)  # every leaf [processes, local rows, ...]
+        order = np.argsort(starts.reshape(-1), kind="stable")
+        merged = jax.tree.map(lambda x: np.concatenate([np.asarray(x)[i] for i in order]), stacked)
+        return merged, self.rows
+
+    def _compile(self, layout, state) -> None:
         spec, score_spec, level = self.spec, self.score_spec, self.score_spec.flow_noise
+        outputs = {}
+        if jax.process_count() > 1:  # every process reads the whole rollout back
+            mesh = jax.tree.leaves(state.params)[0].sharding.mesh
+            outputs["out_shardings"] = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
         self._sample = jax.jit(
             lambda params, frozen, images, history, v0, seed: sample_group(
                 layout.merge(params, frozen), spec, level, images, history, v0, seed
-            )
+            ),
+            **outputs,
         )
         self._score = jax.jit(
-            lambda params, frozen, batch: score_rollout(layout.merge(params, frozen), batch, score_spec)
+            lambda params, frozen, batch: score_rollout(layout.merge(params, frozen), batch, score_spec),
+            **outputs,
         )
 
     def _reference(self, layout, state):
@@ -240,7 +273,8 @@ class RolloutMaker:
 
     def __call__(self, layout, state, prompts, step: int) -> tuple[RolloutBatch, dict[str, float]]:
         if self._sample is None:
-            self._compile(layout)
+            self._compile(layout, state)
+        prompts, mine = self._all_prompts(prompts)
         p, g = len(prompts.v0), self.options.group_size
         seeds = scene_seeds(self.options.seed, step, p)
         out = jax.device_get(
@@ -289,4 +323,4 @@ class RolloutMaker:
         metrics["rollout/reasoning_tokens"] = float(out["reasoning_len"].mean())
         if self.score_spec.expert:
             metrics["rollout/step_logp_gap"] = float(np.abs(out["step_logp"] - old_step).max())
-        return batch, metrics
+        return jax.tree.map(lambda x: x[mine], batch), metrics

@@ -149,3 +149,24 @@ def test_all_three_kinds_train_with_the_sft_policy_as_kl_reference_starting_on_p
         assert np.isfinite(first[f"loss/policy_{kind}"]), kind
     assert {f"reward_token_plan/{k}" for k in ("consistency", "expert", "comfort")} <= set(first)
     assert result.final_step == 1
+
+
+def test_prompts_that_do_not_split_into_whole_groups_per_process_are_refused(
+    tmp_path, capsys, init, monkeypatch
+):
+    monkeypatch.setattr(jax, "process_count", lambda: 2)
+    rc = alpamayo_rl(tmp_path, init, "--config.rl.prompts_per_step=3")
+    assert rc == 2
+    assert capsys.readouterr().err == (
+        "alpamayo rl: rl.prompts_per_step must be a multiple of the process count 2 "
+        "(each process rolls out whole groups), got 3\n"
+    )
+    assert not any(tmp_path.iterdir())
+
+
+def test_incomplete_multi_host_flags_are_one_line_and_exit_2(tmp_path, capsys, init):
+    rc = alpamayo_rl(tmp_path / "w", init, "--coordinator", "127.0.0.1:5")
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert err.startswith("alpamayo rl: multi-process run needs coordinator, num_processes and process_id")
+    assert err.count("\n") == 1 and not (tmp_path / "w").exists()
