@@ -2,52 +2,26 @@
 its own prompts, the rollout covers both, and both take the same update."""
 
 import json
-import os
 import pathlib
-import socket
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+from process_group import run_process_group
 from rl_fixture import rl_config
 
 HERE = pathlib.Path(__file__).parent
 TIMEOUT_S = 400
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_two_processes_roll_out_together_and_agree(tmp_path, policy_workdir):
     rl_config(tmp_path)  # the dataset, made once here: the processes only read it
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-    env["JAX_PLATFORMS"] = "cpu"
-    procs = []
-    for pid in range(2):
-        cmd = [
-            sys.executable, str(HERE / "multiprocess_rl.py"), "--coordinator", f"127.0.0.1:{port}",
-            "--process-id", str(pid), "--root", str(tmp_path), "--init", str(policy_workdir[0]),
-            "--workdir", str(tmp_path / "multi"), "--out", str(tmp_path / f"out{pid}.json"),
-        ]  # fmt: skip
-        log = open(tmp_path / f"log{pid}.txt", "w")
-        procs.append((subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT), log))
-    try:
-        for proc, _ in procs:
-            proc.wait(timeout=TIMEOUT_S)
-    finally:
-        for proc, log in procs:
-            if proc.poll() is None:
-                proc.kill()
-            log.close()
-    for pid, (proc, _) in enumerate(procs):
-        assert proc.returncode == 0, (tmp_path / f"log{pid}.txt").read_text()[-3000:]
-    outs = [json.loads((tmp_path / f"out{pid}.json").read_text()) for pid in range(2)]
+    outs = run_process_group(
+        HERE / "multiprocess_rl.py", 2,
+        lambda pid: ["--root", str(tmp_path), "--init", str(policy_workdir[0]),
+                     "--workdir", str(tmp_path / "multi"), "--out", str(tmp_path / f"out{pid}.json")],
+        tmp_path, TIMEOUT_S,
+    )  # fmt: skip
     assert [o["devices"] for o in outs] == [8, 8]
     assert outs[0]["losses"] == outs[1]["losses"] and sorted(outs[0]["losses"]) == ["1", "2"]
     assert outs[0]["checkpoints"] == [2]
