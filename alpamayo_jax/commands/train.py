@@ -22,8 +22,9 @@ run could not save within the grace period.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
+
+from alpamayo_jax.commands.multi_host import add_multi_host_arguments, check_multi_host, join
 
 HELP = "Supervised fine-tuning (stage 1 reasoning + trajectory tokens, stage 2 flow-matching expert)."
 ACCEPTS_OVERRIDES = True
@@ -32,27 +33,18 @@ ACCEPTS_OVERRIDES = True
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", required=True, help="a configs/*.py file")
     parser.add_argument("--workdir", required=True, help="checkpoints, metrics and logs go here")
-    parser.add_argument("--coordinator", default=None, help="HOST:PORT of process 0 (multi-host)")
-    parser.add_argument("--num-processes", type=int, default=None, help="processes in the job")
-    parser.add_argument("--process-id", type=int, default=None, help="this process's index")
+    add_multi_host_arguments(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
 
 
 def run(args: argparse.Namespace, overrides: list[str]) -> int:
     from alpamayo_jax.config import load_config
-    from alpamayo_jax.parallel.distributed import DistributedError, initialize, resolve_spec
 
-    try:
-        spec = resolve_spec(args.coordinator, args.num_processes, args.process_id)
-    except DistributedError as err:
-        print(f"alpamayo train: {err}", file=sys.stderr)
+    spec = check_multi_host(args, "train")
+    if spec is None:
         return 2
     config = load_config(args.config, overrides)  # ConfigError -> exit 2 in cli.py
-    initialize(spec)
-    if config.mesh.distributed and not spec.multi_process:
-        from alpamayo_jax.parallel.mesh import initialize_distributed
-
-        initialize_distributed(config.mesh)
+    join(spec, config)
 
     from alpamayo_jax.commands.training_errors import run_training
     from alpamayo_jax.recipes.sft import train_sft

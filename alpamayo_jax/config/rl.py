@@ -9,14 +9,19 @@ from __future__ import annotations
 
 import ml_collections
 
-TRAINABLE = ("reasoning", "expert")  # what an update may train (any non-empty subset)
+# What an update may train (any non-empty subset): the reasoning tokens, the discrete trajectory
+# tokens (both of the VLM) and the flow expert.
+TRAINABLE = ("reasoning", "trajectory_tokens", "expert")
 
 
 def rl_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
-    # What the policy loss trains: the reasoning tokens (the VLM), the flow expert, or both. What
-    # is not trained is frozen (`train.frozen` gains its parameters).
-    c.train = TRAINABLE
+    # What the policy loss trains: the reasoning tokens and the discrete trajectory tokens (the
+    # VLM), the flow expert, any combination. What is not trained is frozen (`train.frozen` gains
+    # its parameters: the VLM when neither kind of token trains, the expert when it does not). With
+    # "trajectory_tokens" every sample also plans with the VLM's discrete head (the public
+    # release's token-level GRPO); that plan is rewarded on its own.
+    c.train = ("reasoning", "expert")
     c.prompts_per_step = 4  # scenes per update; each is sampled group_size times
     c.group_size = 12
     c.temperature = 0.6  # reasoning sampling
@@ -37,6 +42,7 @@ def rl_config() -> ml_collections.ConfigDict:
     c.kl_weight = 0.0  # k3 KL to the SFT policy; > 0 keeps a frozen copy of it in memory
     c.token_weight = 1.0  # weight of the reasoning tokens' policy loss
     c.flow_weight = 1.0  # weight of the expert's policy loss
+    c.trajectory_token_weight = 1.0  # weight of the discrete trajectory tokens' policy loss
     # Rewards (rl/rewards.py) and their weights in the total the advantages are taken of.
     c.rewards = ml_collections.ConfigDict(
         {
@@ -60,6 +66,8 @@ def rl_config() -> ml_collections.ConfigDict:
     # lives.
     c.token_rewards = ("reasoning",)
     c.flow_rewards = ("consistency", "expert", "collision", "off_road", "comfort")
+    # ... and the discrete trajectory tokens, judged on the plan they decode to (not the expert's).
+    c.trajectory_token_rewards = ("consistency", "expert", "collision", "off_road", "comfort")
     # How long the closed-loop rewards (sim_collision, sim_off_road, sim_progress) drive each
     # sampled plan in the simulator (rl/rewards.py).
     c.sim_seconds = 4.0

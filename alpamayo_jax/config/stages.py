@@ -90,6 +90,18 @@ STAGES: dict[str, Stage] = {
 }
 
 
+def planning_head(stage: str | None, rl_train=()) -> str | None:
+    """The trajectory head a run of `stage` plans with (`rl_train`: an RL run's `rl.train`): the
+    stage's, except that an RL run that trained the discrete trajectory tokens and not the expert
+    plans with those tokens. None for an unknown stage (a checkpoint older than its field)."""
+    known = STAGES.get(stage) if isinstance(stage, str) else None
+    if known is None:
+        return None
+    if known.command == "rl" and "trajectory_tokens" in rl_train and "expert" not in rl_train:
+        return "tokens"
+    return known.planning_head
+
+
 def get_stage(name: str) -> Stage:
     """The declaration of stage `name`; StageError naming the known stages if there is none."""
     stage = STAGES.get(name) if isinstance(name, str) else None

@@ -405,6 +405,13 @@ def iterator_from_config(
     )  # fmt: skip
 
 
+def process_shard_options(process_index: int, process_count: int) -> grain.sharding.ShardOptions:
+    """This process's share of a split's records (each process reads a disjoint part)."""
+    return grain.sharding.ShardOptions(
+        shard_index=process_index, shard_count=process_count, drop_remainder=True
+    )
+
+
 # -- dataset-level helpers -----------------------------------------------------------------------
 
 

@@ -228,10 +228,11 @@ def sample_keys(seed: Int[Array, " b"], samples: int) -> UInt32[Array, "bk 2"]:
     return rows.reshape(-1, 2)
 
 
-def _future_mask(spec: PlannerSpec, vocab: int) -> jax.Array:
-    ids = jnp.arange(vocab)
+def future_banned(spec: PlannerSpec, vocab: int) -> np.ndarray:
+    """bool [vocab]: every id but the future-trajectory bins (what the discrete head may not say)."""
+    ids = np.arange(vocab)
     lo = spec.future_token_offset
-    return (ids < lo) | (ids >= lo + spec.future_bins)  # banned: everything but future bins
+    return (ids < lo) | (ids >= lo + spec.future_bins)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -309,6 +310,25 @@ def to_trajectory(
     return actions, actions_to_poses(actions, jnp.repeat(v0.astype(jnp.float32), k), spec.dt)
 
 
+def decode_token_plan(
+    model: PolicyModel, spec: PlannerSpec, r: Reasoned
+) -> tuple[Int[Array, "bk t2"], Float[Array, "bk t 2"]]:
+    """The discrete trajectory head's plan of every row: 2T future-bin tokens sampled after
+    `<|traj_future_start|>` (at `spec.sampling`, every other id banned) and the normalised actions
+    they decode to. The cache must have room for them (`spec.trajectory == "tokens"`)."""
+    rows = r.prefix_len.shape[0]
+    # Logits after <|traj_future_start|>: re-feed it into its own slot (same K/V rewritten).
+    stop = jnp.full((rows,), spec.traj_future_start_id, jnp.int32)
+    logits, cache = model.decode_step(r.cache, stop, r.prefix_len - 1)
+    result = decode_loop(
+        model.decode_step, cache, logits, r.prefix_len, noise.fold_in(r.keys, _TOKENS_STREAM),
+        max_new_tokens=2 * spec.future_steps, stop_token_id=-1, pad_id=spec.pad_id, params=spec.sampling,
+        banned=future_banned(spec, logits.shape[-1]),
+    )  # fmt: skip
+    bins = jnp.clip(result.tokens - spec.future_token_offset, 0, spec.future_bins - 1)
+    return result.tokens, decode_future(bins, types.SimpleNamespace(**spec.tokens_cfg))
+
+
 def unguided_prefix(
     model: PolicyModel,
     spec: PlannerSpec,
@@ -383,17 +403,7 @@ def plan_scenes(
     elif spec.trajectory == "flow":
         norm_actions = model.sample_actions(cache, prefix_len, flow_noise(spec, keys), spec.flow_steps)
     else:
-        # Logits after <|traj_future_start|>: re-feed it into its own slot (same K/V rewritten).
-        stop = jnp.full((b * k,), spec.traj_future_start_id, jnp.int32)
-        logits, cache = model.decode_step(cache, stop, prefix_len - 1)
-        token_keys = noise.fold_in(keys, _TOKENS_STREAM)
-        result = decode_loop(
-            model.decode_step, cache, logits, prefix_len, token_keys,
-            max_new_tokens=2 * t, stop_token_id=-1, pad_id=spec.pad_id, params=spec.sampling,
-            banned=_future_mask(spec, logits.shape[-1]),
-        )  # fmt: skip
-        bins = jnp.clip(result.tokens - spec.future_token_offset, 0, spec.future_bins - 1)
-        norm_actions = decode_future(bins, types.SimpleNamespace(**spec.tokens_cfg))
+        _, norm_actions = decode_token_plan(model, spec, r)
 
     actions, poses = to_trajectory(spec, norm_actions, history_xyz, v0)
     return {

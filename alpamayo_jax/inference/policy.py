@@ -33,7 +33,7 @@ from flax import nnx
 from jaxtyping import Float
 
 from alpamayo_jax.config.scene import SceneSpec
-from alpamayo_jax.config.stages import STAGES
+from alpamayo_jax.config.stages import planning_head
 from alpamayo_jax.inference.batch_planner import BatchPlanner
 from alpamayo_jax.inference.errors import PolicyInputError
 from alpamayo_jax.inference.planner import PlannerSpec, plan_scenes
@@ -139,7 +139,8 @@ class Policy:
         planning choices of `__init__` (samples, reasoning, trajectory, temperature, seed, ...).
 
         The trajectory head defaults to the flow expert, except for a stage-1 checkpoint, whose
-        expert was never trained: it plans with the discrete trajectory tokens it did learn.
+        expert was never trained, and an RL run that trained only the discrete trajectory tokens:
+        they plan with the discrete trajectory tokens they did learn.
         """
         from alpamayo_jax.run.assets import read_tokenizer
         from alpamayo_jax.run.checkpoint import restore_policy_model
@@ -149,8 +150,8 @@ class Policy:
         tokenizer = read_tokenizer(config, workdir, meta)
         tokenizer.check_model_vocab_size(int(config.model.llm.vocab), "config.model.llm.vocab")
         if "trajectory" not in options:
-            stage = STAGES.get(meta.get("stage"))
-            options["trajectory"] = (stage and stage.planning_head) or "flow"
+            rl_train = tuple(config.rl.train) if "rl" in config else ()
+            options["trajectory"] = planning_head(meta.get("stage"), rl_train) or "flow"
         policy = cls(config, model, tokenizer, **options)
         policy.workdir = workdir
         policy.meta = meta

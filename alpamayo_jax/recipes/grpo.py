@@ -1,5 +1,5 @@
-"""GRPO post-training of the policy (`alpamayo rl`): reasoning tokens and the flow expert in one
-jitted, sharded loop, starting from an SFT run.
+"""GRPO post-training of the policy (`alpamayo rl`): reasoning tokens, discrete trajectory tokens
+and the flow expert in one jitted, sharded loop, starting from an SFT run.
 
 The generic loop (`training/loop.py`) runs it like SFT: same checkpoints, exact resume, metrics,
 progress bar, NaN guard and preemption handling. What differs is bound here:
@@ -8,8 +8,9 @@ progress bar, NaN guard and preemption handling. What differs is bound here:
    normalisation stats and its tokenizer are the RL run's (copied into the RL workdir's assets),
    so the policy plans and is scored exactly as it was trained; with `rl.kl_weight` > 0 its weights
    are also kept, frozen, as the KL reference;
-2. what trains: `train.stage = "rl"`, everything `rl.train` does not name is frozen (the expert
-   alone, the VLM alone, or both), plus `train.frozen` (tiny freezes the vision tower);
+2. what trains: `train.stage = "rl"`, everything `rl.train` does not name is frozen (the VLM
+   when neither kind of its tokens trains, the expert when it does not), plus `train.frozen`
+   (tiny freezes the vision tower);
 3. the batch: the data iterator yields `rl.prompts_per_step` train scenes; the task's `rollout`
    hook (`rl/rollout.py`) samples `rl.group_size` plans of each with the current weights, scores
    them and hands the step a `RolloutBatch` of prompts x group rows (`train.batch_size` is set to
@@ -18,14 +19,16 @@ progress bar, NaN guard and preemption handling. What differs is bound here:
 5. the evaluation: the same planning eval as SFT (`recipes/plan_eval.py`: minADE and decision
    accuracy of greedy plans of the first val scenes) every `train.eval_every` steps.
 
-One process (any number of devices): the rollout runs on this host's copy of the prompts.
+Several processes (`jax.distributed`): each loads its own share of the prompts (whole groups:
+`rl.prompts_per_step` a multiple of the process count); the rollout gathers every process's
+prompts and samples and scores them in one program over all devices, and each process keeps its
+own rows of the result for the update (rl/rollout.py).
 """
 
 from __future__ import annotations
 
 import pathlib
 
-import grain
 import jax
 import ml_collections
 
@@ -58,6 +61,11 @@ def _check_rl(rl: ml_collections.ConfigDict) -> None:
             rl.token_weight > 0 or "reasoning" not in trains,
             "> 0 when rl.train has 'reasoning'",
         ),
+        (
+            "trajectory_token_weight",
+            rl.trajectory_token_weight > 0 or "trajectory_tokens" not in trains,
+            "> 0 when rl.train has 'trajectory_tokens'",
+        ),
         ("flow_weight", rl.flow_weight > 0 or "expert" not in trains, "> 0 when rl.train has 'expert'"),
         ("min_reward_std", rl.min_reward_std >= 0, ">= 0"),
         ("keep_fraction", 0 < rl.keep_fraction <= 1, "in (0, 1]"),
@@ -80,7 +88,7 @@ def rl_run_config(config: ml_collections.ConfigDict, init: str) -> ml_collection
     config = ml_collections.ConfigDict(config.to_dict())
     trains = tuple(config.rl.train)
     frozen = list(config.train.frozen)
-    if "reasoning" not in trains:
+    if "reasoning" not in trains and "trajectory_tokens" not in trains:
         frozen.append("^backbone/")
     if "expert" not in trains:
         frozen.append("^expert/")
@@ -98,18 +106,21 @@ def prepare(
     config: ml_collections.ConfigDict, workdir: str | pathlib.Path, init: str
 ) -> tuple[TrainTask, ml_collections.ConfigDict]:
     """The GRPO task and the run's config (`config` itself is not changed). Writes the assets."""
-    from alpamayo_jax.data.pipeline import encoder_from_config, iterator_from_config
+    from alpamayo_jax.data.pipeline import encoder_from_config, iterator_from_config, process_shard_options
     from alpamayo_jax.data.shards import ShardReader
     from alpamayo_jax.eval.critic import get_critic
-    from alpamayo_jax.inference.planner import PlannerSpec
+    from alpamayo_jax.inference.planner import PlannerSpec, future_banned
     from alpamayo_jax.inference.sampler import SamplingParams
     from alpamayo_jax.models.policy_model import build_policy
     from alpamayo_jax.rl.loss import grpo_loss_weights, make_grpo_loss_fn
     from alpamayo_jax.rl.rollout import RolloutMaker, RolloutOptions
     from alpamayo_jax.rl.scoring import ScoreSpec
 
-    if jax.process_count() > 1:
-        raise TrainConfigError("alpamayo rl runs in one process (any number of devices) for now")
+    if config.rl.prompts_per_step % jax.process_count():
+        raise TrainConfigError(
+            f"rl.prompts_per_step must be a multiple of the process count {jax.process_count()} "
+            f"(each process rolls out whole groups), got {config.rl.prompts_per_step!r}"
+        )
     workdir = pathlib.Path(workdir)
     config = rl_run_config(config, init)
     rl = config.rl
@@ -129,7 +140,9 @@ def prepare(
         spec = PlannerSpec.from_config(
             config, tokenizer, SceneSpec.from_config(config),
             samples=int(rl.group_size), reasoning=True, max_reasoning_tokens=int(rl.max_reasoning_tokens),
-            trajectory="flow", flow_steps=int(config.flow.num_steps),
+            # "tokens" makes room in the cache for the discrete head's plan; the expert's is always sampled
+            trajectory="tokens" if "trajectory_tokens" in trains else "flow",
+            flow_steps=int(config.flow.num_steps),
             sampling=SamplingParams(temperature=float(rl.temperature), top_p=float(rl.top_p)),
         )  # fmt: skip
         score_spec = ScoreSpec(
@@ -139,6 +152,8 @@ def prepare(
             text_allowed=spec.text_allowed,
             flow_noise=float(rl.flow_noise),
             flow_into_vlm=bool(rl.flow_into_vlm),
+            trajectory_tokens="trajectory_tokens" in trains,
+            future_allowed=~future_banned(spec, len(spec.text_allowed)),
         )
         options = RolloutOptions(
             group_size=int(rl.group_size),
@@ -146,6 +161,7 @@ def prepare(
             reward_weights=dict(rl.rewards.to_dict()),
             token_rewards=tuple(rl.token_rewards),
             flow_rewards=tuple(rl.flow_rewards),
+            trajectory_token_rewards=tuple(rl.trajectory_token_rewards),
             kl_weight=float(rl.kl_weight),
             min_reward_std=float(rl.min_reward_std),
             keep_fraction=float(rl.keep_fraction),
@@ -163,10 +179,10 @@ def prepare(
         tokenizer.save(assets.tokenizer_path(workdir))
 
     def make_train_iter(shard: HostShard):
-        del shard  # one process: the prompts of every step are this process's
+        maker.bind(shard)  # which rows of every rollout are this process's
         return iterator_from_config(
-            config, train_source, encoder, batch_size=int(rl.prompts_per_step),
-            shard=grain.sharding.ShardOptions(shard_index=0, shard_count=1, drop_remainder=True),
+            config, train_source, encoder, batch_size=shard.size // int(rl.group_size),
+            shard=process_shard_options(shard.process_index, shard.process_count),
         )  # fmt: skip
 
     task = TrainTask(

@@ -11,7 +11,7 @@ import ml_collections
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
-from alpamayo_jax.config.stages import get_stage
+from alpamayo_jax.config.stages import get_stage, planning_head
 from alpamayo_jax.training.loop import TrainConfigError
 from alpamayo_jax.training.state import ModelLayout, TrainState
 
@@ -46,8 +46,8 @@ class PlanEvaluator:
         self.tokenizer = tokenizer
         self.dt = float(action.dt)
         self.chunk = max(1, min(int(chunk), len(samples)))
-        # The stage's planning head: a stage-1 expert is untrained, so stage 1 plans with tokens.
-        self.trajectory = get_stage(config.train.stage).planning_head or "flow"
+        # The run's planning head: a stage-1 expert is untrained, so stage 1 plans with tokens.
+        self.trajectory = planning_head(config.train.stage, tuple(config.rl.train)) or "flow"
         self.spec = PlannerSpec.from_config(
             config,
             tokenizer,

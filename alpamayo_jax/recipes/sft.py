@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import pathlib
 
-import grain
 import jax
 import ml_collections
 
@@ -96,6 +95,7 @@ def prepare(
         dataset_tokenizer,
         encoder_from_config,
         iterator_from_config,
+        process_shard_options,
     )
     from alpamayo_jax.data.shards import ShardReader
     from alpamayo_jax.models.losses import make_sft_loss_fn
@@ -131,20 +131,19 @@ def prepare(
     except ValueError as err:  # e.g. data.max_tokens shorter than the prompt of this tokenizer
         raise TrainConfigError(str(err)) from None
 
-    def process_shard(shard: HostShard) -> grain.sharding.ShardOptions:
-        return grain.sharding.ShardOptions(
-            shard_index=shard.process_index, shard_count=shard.process_count, drop_remainder=True
-        )
-
     def make_train_iter(shard: HostShard):
         return iterator_from_config(
-            config, train_source, encoder, batch_size=shard.size, shard=process_shard(shard)
+            config,
+            train_source,
+            encoder,
+            batch_size=shard.size,
+            shard=process_shard_options(shard.process_index, shard.process_count),
         )
 
     def make_eval_batches(shard: HostShard):
         batches = iterator_from_config(
             config, val_source, encoder, batch_size=shard.size, train=False,
-            shard=process_shard(shard),
+            shard=process_shard_options(shard.process_index, shard.process_count),
         )  # fmt: skip
         out = []
         for batch in batches:

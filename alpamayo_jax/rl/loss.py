@@ -1,9 +1,10 @@
 """The GRPO loss function handed to the generic training step: `loss_fn(model, batch, rng)`.
 
-Terms (each a `(sum, count)`; `training/step.py` weights and divides): `policy_tokens` and
-`policy_flow` (the clipped surrogate over reasoning tokens and over Euler steps of the expert),
-`kl_tokens` / `kl_flow` (k3 to the reference; weighted only when `rl.kl_weight` > 0) and
-`clipped_tokens` / `clipped_flow` (the share of actions outside the clip range; logged only).
+Terms (each a `(sum, count)`; `training/step.py` weights and divides), per kind of action that
+trains, `tokens` (reasoning), `traj` (the discrete head's trajectory tokens) and `flow` (the
+expert's Euler steps): `policy_<kind>` (the clipped surrogate), `kl_<kind>` (k3 to the reference;
+weighted only when `rl.kl_weight` > 0) and `clipped_<kind>` (the share of actions outside the clip
+range; logged only).
 """
 
 from __future__ import annotations
@@ -26,10 +27,12 @@ def make_grpo_loss_fn(
 
     def loss_fn(model: PolicyModel, batch: RolloutBatch, rng: PRNGKeyArray) -> dict[str, SumCount]:
         del rng  # the rollout drew all the randomness
-        token_logp, step_logp = score_rollout(model, batch, score_spec)
+        token_logp, traj_logp, step_logp = score_rollout(model, batch, score_spec)
         kinds = (
             ("tokens", score_spec.tokens, token_logp, batch.old_token_logp, batch.ref_token_logp,
              batch.token_advantage, batch.token_mask),
+            ("traj", score_spec.trajectory_tokens, traj_logp, batch.old_traj_logp, batch.ref_traj_logp,
+             batch.traj_advantage, batch.traj_mask),
             ("flow", score_spec.expert, step_logp, batch.old_step_logp, batch.ref_step_logp,
              batch.flow_advantage, batch.step_mask),
         )  # fmt: skip
@@ -49,6 +52,7 @@ def grpo_loss_weights(score_spec: ScoreSpec, rl_cfg: ml_collections.ConfigDict) 
     kl = float(rl_cfg.kl_weight)
     for kind, on, weight in (
         ("tokens", score_spec.tokens, rl_cfg.token_weight),
+        ("traj", score_spec.trajectory_tokens, rl_cfg.trajectory_token_weight),
         ("flow", score_spec.expert, rl_cfg.flow_weight),
     ):
         if on:

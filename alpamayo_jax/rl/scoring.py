@@ -7,8 +7,9 @@ rather than recording them while decoding means the ratio of the first update is
 cached decode and the full forward agree only to ~1e-6).
 
 Tokens: the log-probability of token i + 1 at input position i under the distribution that was
-sampled from: the logits with the trajectory bins banned (as while decoding reasoning), divided
-by the sampling temperature. Top-p is not applied (at 0.98 it moves a log-probability by less
+sampled from, the logits divided by the sampling temperature with what the decode banned banned:
+the trajectory bins for reasoning tokens, everything but them for the discrete head's trajectory
+tokens. Top-p is not applied (at 0.98 it moves a log-probability by less
 than the cut-off mass). Flow: each recorded Euler transition's Gaussian log-density under the
 expert reading this forward's prefix K/V (`trajectory/flow_sde.py`).
 """
@@ -33,9 +34,10 @@ BANNED_LOGIT = -1e9  # finite, so a masked-out position times 0 stays 0 (never i
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class ScoreSpec:
-    """What to score and how: which actions, the sampling temperature, the tokens the reasoning
-    may use (bool [vocab]), the flow's noise level, and whether the expert's log-probabilities
-    may send gradient into the VLM's prefix K/V (`rl.flow_into_vlm`)."""
+    """What to score and how: which actions (reasoning tokens, the expert's Euler steps, the
+    discrete trajectory tokens), the sampling temperature, the ids the reasoning may use (bool
+    [vocab]), the flow's noise level, whether the expert's log-probabilities may send gradient into
+    the VLM's prefix K/V (`rl.flow_into_vlm`), and the ids the discrete head may use."""
 
     tokens: bool
     expert: bool
@@ -43,6 +45,12 @@ class ScoreSpec:
     text_allowed: np.ndarray
     flow_noise: float
     flow_into_vlm: bool = False
+    trajectory_tokens: bool = False
+    future_allowed: np.ndarray | None = None
+
+    def __post_init__(self):
+        if self.trajectory_tokens and self.future_allowed is None:
+            raise ValueError("scoring trajectory tokens needs future_allowed (the trajectory bins' ids)")
 
 
 def token_log_probs(
@@ -70,16 +78,20 @@ def _repeat_prefix(prefix: ExpertPrefix, n: int) -> ExpertPrefix:
 
 def score_rollout(
     model: PolicyModel, batch: RolloutBatch, spec: ScoreSpec
-) -> tuple[Float[Array, "b l"], Float[Array, "b n"]]:
-    """(token log-probs [b, l], flow step log-probs [b, n]) of the batch under `model`; a kind of
-    action that `spec` does not score is all zeros."""
+) -> tuple[Float[Array, "b l"], Float[Array, "b l"], Float[Array, "b n"]]:
+    """(reasoning token log-probs [b, l], trajectory token log-probs [b, l], flow step log-probs
+    [b, n]) of the batch under `model`; a kind of action that `spec` does not score is all zeros."""
     tokens, valid = batch.tokens, batch.valid.astype(bool)
     hidden, (k, v), positions, _ = model.forward(tokens, valid, batch.images)
     b, n = batch.flow_path.shape[0], batch.flow_path.shape[1] - 1
-    token_logp = jnp.zeros(tokens.shape, jnp.float32)
+    token_logp = traj_logp = jnp.zeros(tokens.shape, jnp.float32)
     step_logp = jnp.zeros((b, n), jnp.float32)
-    if spec.tokens:
-        token_logp = token_log_probs(model.logits(hidden), tokens, spec.text_allowed, spec.temperature)
+    if spec.tokens or spec.trajectory_tokens:
+        logits = model.logits(hidden)
+        if spec.tokens:
+            token_logp = token_log_probs(logits, tokens, spec.text_allowed, spec.temperature)
+        if spec.trajectory_tokens:
+            traj_logp = token_log_probs(logits, tokens, spec.future_allowed, spec.temperature)
     if spec.expert:
         steps, action_dim = batch.flow_path.shape[2:]
         prefix_len = batch.prefix_len.astype(jnp.int32)
@@ -98,4 +110,4 @@ def score_rollout(
             velocity, batch.flow_path.astype(jnp.float32), noise_level=spec.flow_noise, dims=dims,
             variance_scale=scale,
         )  # fmt: skip
-    return token_logp, step_logp
+    return token_logp, traj_logp, step_logp

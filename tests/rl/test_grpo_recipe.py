@@ -98,7 +98,7 @@ def test_a_missing_init_workdir_is_one_line_and_exit_2(tmp_path, capsys):
         ),
         (
             "--config.rl.train=('tokens',)",
-            "rl.train must be a non-empty subset of ('reasoning', 'expert'), got ('tokens',)",
+            "rl.train must be a non-empty subset of ('reasoning', 'trajectory_tokens', 'expert'), got ('tokens',)",
         ),
         ("--config.rl.flow_noise=0.0", "rl.flow_noise must be > 0 when rl.train has 'expert', got 0.0"),
     ],
@@ -136,9 +136,37 @@ def test_an_unknown_reward_writes_nothing(tmp_path, capsys, init):
 
 
 @pytest.mark.slow
-def test_with_a_kl_weight_the_sft_policy_is_the_reference_and_its_kl_starts_at_zero(init, tmp_path):
-    config = rl_config(tmp_path, steps=1, kl_weight=0.1)
+def test_all_three_kinds_train_with_the_sft_policy_as_kl_reference_starting_on_policy(init, tmp_path):
+    """Reasoning tokens, discrete trajectory tokens and the expert in one run with a KL weight: every
+    kind has its loss terms, the discrete head's plans their own rewards, the first update is
+    on-policy (KL to the SFT reference 0, nothing clipped)."""
+    kinds = ("reasoning", "trajectory_tokens", "expert")
+    config = rl_config(tmp_path, steps=1, kl_weight=0.1, train=kinds)
     result = train_grpo(config, tmp_path / "kl", init, progress=False)
     first = read_metrics(tmp_path / "kl", "train")[0]
-    assert abs(first["loss/kl_tokens"]) < 1e-6 and abs(first["loss/kl_flow"]) < 1e-6
+    for kind in ("tokens", "traj", "flow"):
+        assert abs(first[f"loss/kl_{kind}"]) < 1e-6 and first[f"loss/clipped_{kind}"] == 0.0, kind
+        assert np.isfinite(first[f"loss/policy_{kind}"]), kind
+    assert {f"reward_token_plan/{k}" for k in ("consistency", "expert", "comfort")} <= set(first)
     assert result.final_step == 1
+
+
+def test_prompts_that_do_not_split_into_whole_groups_per_process_are_refused(
+    tmp_path, capsys, init, monkeypatch
+):
+    monkeypatch.setattr(jax, "process_count", lambda: 2)
+    rc = alpamayo_rl(tmp_path, init, "--config.rl.prompts_per_step=3")
+    assert rc == 2
+    assert capsys.readouterr().err == (
+        "alpamayo rl: rl.prompts_per_step must be a multiple of the process count 2 "
+        "(each process rolls out whole groups), got 3\n"
+    )
+    assert not any(tmp_path.iterdir())
+
+
+def test_incomplete_multi_host_flags_are_one_line_and_exit_2(tmp_path, capsys, init):
+    rc = alpamayo_rl(tmp_path / "w", init, "--coordinator", "127.0.0.1:5")
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert err.startswith("alpamayo rl: multi-process run needs coordinator, num_processes and process_id")
+    assert err.count("\n") == 1 and not (tmp_path / "w").exists()

@@ -1,13 +1,10 @@
 """Two processes on 127.0.0.1 (gloo, 4 CPU devices each) train exactly like one process with 8."""
 
 import json
-import os
 import pathlib
-import socket
-import subprocess
-import sys
 
 import pytest
+from process_group import run_process_group
 from training_toy import toy_config, toy_task
 
 from alpamayo_jax.training.loop import train
@@ -16,46 +13,13 @@ HERE = pathlib.Path(__file__).parent
 TIMEOUT_S = 240
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_two_processes_match_one_process_with_eight_devices(tmp_path):
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-    env["JAX_PLATFORMS"] = "cpu"
-    procs = []
-    for pid in range(2):
-        cmd = [
-            sys.executable,
-            str(HERE / "multiprocess_train.py"),
-            "--coordinator",
-            f"127.0.0.1:{port}",
-            "--num-processes",
-            "2",
-            "--process-id",
-            str(pid),
-            "--workdir",
-            str(tmp_path / "multi"),
-            "--out",
-            str(tmp_path / f"out{pid}.json"),
-        ]
-        log = open(tmp_path / f"log{pid}.txt", "w")
-        procs.append((subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT), log))
-    try:
-        for proc, _ in procs:
-            proc.wait(timeout=TIMEOUT_S)
-    finally:
-        for proc, log in procs:
-            if proc.poll() is None:
-                proc.kill()
-            log.close()
-    for pid, (proc, _) in enumerate(procs):
-        assert proc.returncode == 0, (tmp_path / f"log{pid}.txt").read_text()[-3000:]
-    outs = [json.loads((tmp_path / f"out{pid}.json").read_text()) for pid in range(2)]
+    outs = run_process_group(
+        HERE / "multiprocess_train.py", 2,
+        lambda pid: ["--num-processes", "2", "--workdir", str(tmp_path / "multi"), "--out", str(tmp_path / f"out{pid}.json")],
+        tmp_path, TIMEOUT_S,
+    )  # fmt: skip
     assert [o["devices"] for o in outs] == [8, 8]
     assert outs[0]["losses"] == outs[1]["losses"]
     assert outs[0]["checkpoints"] == [2, 4]

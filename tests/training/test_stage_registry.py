@@ -6,7 +6,7 @@ import re
 import pytest
 
 from alpamayo_jax.config import train as train_module
-from alpamayo_jax.config.stages import STAGES, Stage, StageError, get_stage
+from alpamayo_jax.config.stages import STAGES, Stage, StageError, get_stage, planning_head
 from alpamayo_jax.config.train import train_config
 
 LIBRARY = pathlib.Path(__file__).resolve().parents[2] / "alpamayo_jax"
@@ -93,3 +93,22 @@ def test_the_scan_catches_a_comparison():
     assert COMPARISON.search('if config.train.stage == "vision":')
     assert COMPARISON.search("if stage != 'stage2':")
     assert not COMPARISON.search('c.stage = "stage1"')
+
+
+@pytest.mark.parametrize(
+    ("stage", "rl_train", "head"),
+    [
+        ("vision", (), None),
+        ("stage1", (), "tokens"),
+        ("stage2", (), "flow"),
+        ("rl", ("reasoning", "expert"), "flow"),
+        ("rl", ("reasoning", "trajectory_tokens", "expert"), "flow"),
+        ("rl", ("reasoning", "trajectory_tokens"), "tokens"),
+        ("rl", ("trajectory_tokens",), "tokens"),
+        ("stage1", ("trajectory_tokens",), "tokens"),  # rl.train means nothing outside RL
+        ("stage2", ("trajectory_tokens",), "flow"),
+        ("no_such_stage", (), None),
+    ],
+)
+def test_the_planning_head_of_a_run(stage, rl_train, head):
+    assert planning_head(stage, rl_train) == head
