@@ -68,11 +68,19 @@ def test_scaling_quick_fits_both_metrics_and_plots_them(scaling_out, tmp_path):
     )
 
 
-def test_backbone_quick_tabulates_each_size_at_the_largest_data(scaling_out, tmp_path):
+def test_backbone_quick_tabulates_each_size_at_the_largest_data(scaling_out, tmp_path, plain_env):
     arms = backbone.run(scaling_out, tmp_path, quick=True)
     assert list(arms) == ["xs (52k)", "s (120k)"]
     assert (tmp_path / "backbone.png").stat().st_size > 10_000
     assert "| minADE (m) |" in (tmp_path / "backbone.md").read_text()
+    # with the second seed's sweep, each size pools both seeds
+    seeds_out = tmp_path / "seeds"
+    assert (
+        cli.main(["run", "experiments/ablations/backbone_seeds.py", "--quick", "--out", str(seeds_out)]) == 0
+    )
+    arms = backbone.run(scaling_out, tmp_path, quick=True, seeds_out=seeds_out)
+    assert [e.seeds for e in arms["xs (52k)"].values()] == [2] * 4
+    assert "| metric | xs (52k) (2 seeds) | s (120k) (2 seeds) |" in (tmp_path / "backbone.md").read_text()
 
 
 def test_ablations_quick_write_their_tables_and_plots(ablations_out, tmp_path, plain_env):
