@@ -249,7 +249,7 @@ class RolloutMaker:
         p: int,
     ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
         """(groups kept [p], rows kept [p g] as 1/0, {kind: advantages [p g], 0 in dropped groups}
-        for the kinds "token", "flow" and "traj")."""  # fmt: skip
+        for the kinds "token", "flow" and "traj")."""
         g, o = self.options.group_size, self.options
         totals = {
             "token": rewards.weighted_total(parts, self.weights, o.token_rewards).reshape(p, g),

@@ -7,9 +7,9 @@ rather than recording them while decoding means the ratio of the first update is
 cached decode and the full forward agree only to ~1e-6).
 
 Tokens: the log-probability of token i + 1 at input position i under the distribution that was
-sampled from, the logits divided by the sampling temperature with what the decode banned banned:
-the trajectory bins for reasoning tokens, everything but them for the discrete head's trajectory
-tokens. Top-p is not applied (at 0.98 it moves a log-probability by less
+sampled from: the logits with the ids the decode banned masked out (the trajectory bins for
+reasoning tokens, every other id for the discrete head's trajectory tokens), divided by the
+sampling temperature. Top-p is not applied (at 0.98 it moves a log-probability by less
 than the cut-off mass). Flow: each recorded Euler transition's Gaussian log-density under the
 expert reading this forward's prefix K/V (`trajectory/flow_sde.py`).
 """
