@@ -225,21 +225,26 @@ class RolloutMaker:
             self.reference = layout.partition(variables)
         return self.reference
 
-    def _rollouts(self, prompts, out: dict[str, np.ndarray], plan: str = "") -> list[rewards.Rollout]:
-        """What the rewards judge, row by row (scene-major): the sample, text, plan and comfort;
-        `plan` "" is the expert's plan, "token_" the discrete head's."""
+    def _rollouts(self, prompts, out: dict[str, np.ndarray]) -> dict[str, list[rewards.Rollout]]:
+        """What the rewards judge, row by row (scene-major): the sample, text, plan and comfort, for
+        each plan the rollout made: "" the expert's, "token_" the discrete head's (when sampled).
+        Samples are read and texts decoded once for both."""
         p, g = len(prompts.v0), self.options.group_size
         samples = [self.source[int(i)] for i in prompts.sample_index]
         texts = decode_reasoning(
             self.tokenizer.backend, out["reasoning"].reshape(p, g, -1), out["reasoning_len"].reshape(p, g)
         )
-        return [
-            rewards.Rollout(samples[b], texts[b][k], out[f"{plan}poses"][b * g + k],
-                            bool(out[f"{plan}comfortable"][b * g + k]),
-                            self.critic, self.spec.dt, self.options.sim_seconds)
-            for b in range(p)
-            for k in range(g)
-        ]  # fmt: skip
+        plans = ("", "token_") if "token_poses" in out else ("",)
+        return {
+            plan: [
+                rewards.Rollout(samples[b], texts[b][k], out[f"{plan}poses"][b * g + k],
+                                bool(out[f"{plan}comfortable"][b * g + k]),
+                                self.critic, self.spec.dt, self.options.sim_seconds)
+                for b in range(p)
+                for k in range(g)
+            ]
+            for plan in plans
+        }  # fmt: skip
 
     def _advantages(
         self,
@@ -280,10 +285,10 @@ class RolloutMaker:
         out = jax.device_get(
             self._sample(state.params, state.frozen, prompts.images, prompts.history_xyz, prompts.v0, seeds)
         )
-        parts = rewards.score(self._rollouts(prompts, out), self.weights)
-        token_plan = None
-        if "token_poses" in out:
-            token_plan = rewards.score(self._rollouts(prompts, out, "token_"), self.weights)
+        judged = {
+            plan: rewards.score(rows, self.weights) for plan, rows in self._rollouts(prompts, out).items()
+        }
+        parts, token_plan = judged[""], judged.get("token_")
         chat = np.zeros(out["tokens"].shape, np.float32)
         steps = np.zeros(out["step_logp"].shape, np.float32)
         zeros = np.zeros((p * g,), np.float32)
