@@ -21,6 +21,9 @@ def data_config() -> ml_collections.ConfigDict:
     c.num_test = 200
     c.shard_size = 1000  # samples per array_record shard
     c.workers = 0  # processes generating the synthetic world; 0 = all cores
+    # Largest |jerk| (m/s^3) of the ego's acceleration ramp over a sample's history (world/generate.py);
+    # 0 = one acceleration throughout.
+    c.history_jerk = 0.0
     # Cameras (camera-major in a sample, frames oldest first at 0.1 s spacing ending at t0).
     c.cameras = ("cross_left_120fov", "front_wide_120fov", "cross_right_120fov", "front_tele_30fov")
     c.frames_per_camera = 2  # release: 4 (t0-0.3 .. t0)

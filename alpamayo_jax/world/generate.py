@@ -52,9 +52,17 @@ class WorldConfig:
     future_steps: int = 64
     history_steps: int = 16
     dt: float = DT
+    # Largest |jerk| (m/s^3) of the ego's acceleration over its history: each sample draws its own
+    # ramp uniformly in [-history_jerk, history_jerk] (`planner.Intent.history_jerk`), ending at the
+    # scene's t0 acceleration. 0 keeps every history at one acceleration (datasets written before
+    # the option existed). A policy driven closed loop sees its own history, whose acceleration
+    # changes at every re-plan; trained only on constant ones it misreads the latest acceleration.
+    history_jerk: float = 0.0
 
     def __post_init__(self):
         object.__setattr__(self, "cameras", tuple(self.cameras))
+        if not (math.isfinite(self.history_jerk) and 0.0 <= self.history_jerk <= 10.0):
+            raise ValueError(f"data.history_jerk: expected 0 .. 10 m/s^3, got {self.history_jerk}")
         if self.world != WORLD_NAME:
             raise ValueError(
                 f"data.world: expected {WORLD_NAME!r} (the only synthetic world), got {self.world!r}"
@@ -95,11 +103,16 @@ class WorldConfig:
             future_steps=action.future_steps,
             history_steps=action.history_steps,
             dt=action.dt,
+            history_jerk=float(data.get("history_jerk", 0.0)),
         )
 
     def to_dict(self) -> dict:
+        """The fields a dataset is keyed and checked by; `history_jerk` only when on, so datasets
+        from before the option keep their key and manifest."""
         out = dataclasses.asdict(self)
         out["cameras"] = list(self.cameras)
+        if not self.history_jerk:
+            del out["history_jerk"]
         return out
 
     @property
@@ -196,10 +209,16 @@ def generate_sample(config: WorldConfig, seed: int, index: int, decision: str | 
     """Sample `index` of the dataset of `seed`: rendered cameras, ego history, expert future, CoC."""
     for attempt in range(MAX_ATTEMPTS):
         scene = build_scene(seed, index, decision, attempt)
+        intent = scene.intent
+        if config.history_jerk:  # its own stream: the scene is the same with and without the ramp
+            ramp = np.random.default_rng([seed, index, attempt, 0x41CC])
+            intent = dataclasses.replace(
+                intent, history_jerk=float(ramp.uniform(-config.history_jerk, config.history_jerk))
+            )
         expert = plan(
             scene.road,
             scene.agents,
-            scene.intent,
+            intent,
             config.future_steps,
             config.history_steps,
             config.dt,

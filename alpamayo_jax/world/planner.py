@@ -106,6 +106,9 @@ class Intent:
     stop_lines: tuple[tuple[float, float], ...] = ()  # (s of line, time it stops applying)
     lateral: Lateral | None = None
     history_accel: float | None = None  # acceleration over the past 1.6 s (default a0)
+    # Rate of change (m/s^3) of that acceleration over the past: a(t) = history_accel + history_jerk t
+    # for t <= 0, so a ramp ends at the t0 value. 0 keeps the past at one acceleration.
+    history_jerk: float = 0.0
 
 
 @dataclasses.dataclass
@@ -247,14 +250,28 @@ class _Obstacles:
         ]
 
 
+# The acceleration a history ramp may reach in the past (the comfort bounds' braking / accelerating).
+HISTORY_ACCEL_RANGE = (-4.0, 2.4)
+
+
 def _history(intent: Intent, steps: int, dt: float) -> tuple[np.ndarray, np.ndarray]:
-    """Arc length and speed of the ego at t = -(steps-1) dt .. 0 (straight, along the lane)."""
+    """Arc length and speed of the ego at t = -(steps-1) dt .. 0 (straight, along the lane).
+
+    The acceleration is `history_accel` (default a0) throughout, or with `history_jerk` a ramp that
+    ends there at t0, kept within `HISTORY_ACCEL_RANGE`.
+    """
     accel = intent.a0 if intent.history_accel is None else intent.history_accel
+    jerk = float(intent.history_jerk)
     v = [0.0] * steps
     s = [0.0] * steps
     v[-1] = float(intent.v0)
     for k in range(steps - 1, 0, -1):
-        v[k - 1] = max(v[k] - accel * dt, 0.0)
+        a = accel
+        if jerk:  # the step's acceleration at its middle, (k - steps + 0.5) dt <= 0
+            a = min(
+                max(accel + jerk * (k - steps + 0.5) * dt, HISTORY_ACCEL_RANGE[0]), HISTORY_ACCEL_RANGE[1]
+            )
+        v[k - 1] = max(v[k] - a * dt, 0.0)
         s[k - 1] = s[k] - (v[k] + v[k - 1]) * dt / 2
     return np.array(s), np.array(v)
 

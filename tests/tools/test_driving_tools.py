@@ -1,4 +1,4 @@
-"""tools/expert_comfort.py and tools/flow_smoothness.py run and write what docs/driving.md reads."""
+"""tools/expert_comfort.py, flow_smoothness.py and replan_mismatch.py run and write what docs/driving.md reads."""
 
 import importlib.util
 import json
@@ -67,3 +67,17 @@ def test_roughness_of_known_profiles():
     assert (
         tool._roughness(jitter)["accel_step_rms"] == 1.0 and tool._roughness(jitter)["rough_fraction"] > 0.99
     )
+
+
+def test_replan_mismatch_reads_every_replan_of_sample_zero(policy_workdir, capsys):
+    import alpamayo_jax.inference.planner as planner_lib
+
+    tool = _load_tool("replan_mismatch")
+    workdir, _ = policy_workdir
+    original = planner_lib.stitch_acceleration
+    assert tool.main(["--workdir", str(workdir), "--scenes", "2", "--samples", "2"]) == 0
+    assert planner_lib.stitch_acceleration is original  # the recording hook is removed again
+    out = json.loads(capsys.readouterr().out)
+    assert out["plans"] == 2 * 12  # both episodes run their 6 s, re-planned every 0.5 s
+    assert 0.0 <= out["share_above_1"] <= 1.0 and out["mismatch_median"] <= out["mismatch_p90"]
+    assert np.isfinite([out["mismatch_mean"], out["signed_mean"], out["comfort_violation_rate"]]).all()
