@@ -13,7 +13,10 @@ numpy on the synthetic world's ground truth:
 - `expert`: closeness to the expert's future, exp(-ADE / 3 m), in (0, 1];
 - `collision`: -1 if the planned ego box touches an obstacle's scripted path within the horizon;
 - `off_road`: -1 if a corner of the planned ego box leaves the asphalt;
-- `comfort`: 1 if the plan keeps all six comfort bounds (`trajectory.comfort`), else 0.
+- `comfort`: 1 if the plan keeps all six comfort bounds (`trajectory.comfort`), else 0; always 1
+  in a scene that demands an emergency manoeuvre (`Scene.emergency`, as the evaluation's comfort
+  without emergencies): there the braking that breaks the bounds is what avoids the crash, and
+  penalising it taught the expert to brake less where it must brake hardest.
 
 Collision and off-road replay the plan open loop against the scene's scripted agents: the scene
 is rebuilt from the sample's seed, index and attempt (`world.generate.scene_of_sample`), so no
@@ -99,7 +102,7 @@ def off_road_reward(r: Rollout) -> float:
 
 
 def comfort_reward(r: Rollout) -> float:
-    return float(r.comfortable)
+    return 1.0 if r.scene.emergency else float(r.comfortable)
 
 
 def sim_collision_reward(r: Rollout) -> float:

@@ -20,10 +20,11 @@ def world(tiny_config):
     }
 
 
-def rollout(sample, poses=None, text=None, **kw):
+def rollout(sample, poses=None, text=None, comfortable=True, **kw):
     if poses is None:
         poses = np.concatenate([sample.future_xyz[:, :2], sample.future_heading[:, None]], -1)
-    return rewards.Rollout(sample, sample.coc if text is None else text, poses, True, world_critic, **kw)
+    text = sample.coc if text is None else text
+    return rewards.Rollout(sample, text, poses, comfortable, world_critic, **kw)
 
 
 def straight(v: float, steps: int = 64, dt: float = 0.1, y: float = 0.0) -> np.ndarray:
@@ -65,3 +66,11 @@ def test_weights_name_unknown_rewards():
         rewards.check_weights({"speed": 1.0})
     with pytest.raises(ValueError, match="rl.rewards: every weight is 0; nothing would be rewarded"):
         rewards.check_weights({"expert": 0.0})
+
+
+def test_comfort_is_not_judged_where_the_scene_demands_an_emergency_stop(tiny_config, world):
+    emergency = generate_sample(WorldConfig.from_config(tiny_config), 3, 0, "brake_hard")
+    assert rollout(emergency).scene.emergency and not rollout(world["keep_lane"]).scene.emergency
+    uncomfortable = {"comfortable": False}
+    assert rewards.comfort_reward(rollout(world["keep_lane"], **uncomfortable)) == 0.0
+    assert rewards.comfort_reward(rollout(emergency, **uncomfortable)) == 1.0
