@@ -1,6 +1,6 @@
 """tiny_grpo: GRPO post-training of the tiny demo's SFT policy (reasoning tokens + flow expert).
 
-    alpamayo rl --config configs/tiny_grpo.py --workdir runs/rl --init runs/demo/stage2
+    alpamayo rl --config configs/tiny_grpo.py --workdir runs/rl --init runs/demo/joint
 
 The model, data and tokenizer are tiny's (configs/tiny.py); the weights, action stats and
 tokenizer file come from the SFT run given as --init. Each step samples 8 plans of 8 train scenes

@@ -1,4 +1,4 @@
-"""tiny_stage2: SFT stage 2 of `tiny` (the Quick-start demo's second run).
+"""tiny_stage2: SFT stage 2 of `tiny`: the expert alone on a frozen VLM (optional after the joint stage).
 
     alpamayo train --config configs/tiny_stage2.py --workdir W2 --config.train.init_from=W1
 

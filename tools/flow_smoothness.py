@@ -1,6 +1,6 @@
 """How smooth the flow expert's plans are: step-to-step changes of the planned actions, comfort.
 
-    python tools/flow_smoothness.py --workdir runs/demo/stage2 [--scenes 64] [--flow-steps 10 50]
+    python tools/flow_smoothness.py --workdir runs/demo/joint [--scenes 64] [--flow-steps 10 50]
 
 Plans the first `--scenes` test samples (6 trajectory samples each, reasoning decoded first, as
 `alpamayo eval` does) at each Euler step count, and reports, with the expert's targets of the same

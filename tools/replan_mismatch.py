@@ -1,6 +1,6 @@
 """How far a policy's plans start from the acceleration the car has: closed loop, at every re-plan.
 
-    python tools/replan_mismatch.py --workdir runs/demo/stage2 [--scenes 104]
+    python tools/replan_mismatch.py --workdir runs/demo/joint [--scenes 104]
 
 Drives the closed-loop scenario set as `alpamayo eval --closed-loop` does and, at every re-plan,
 compares the model's first planned acceleration (sample 0, before `action.stitch_s` shifts it) with

@@ -1,6 +1,6 @@
 """`alpamayo rl`: GRPO post-training of an SFT policy (reasoning tokens, trajectory tokens, the flow expert).
 
-    alpamayo rl --config configs/tiny_grpo.py --workdir runs/rl --init runs/demo/stage2
+    alpamayo rl --config configs/tiny_grpo.py --workdir runs/rl --init runs/demo/joint
 
 Starts from the SFT workdir `--init` (its weights, action stats and tokenizer); each step samples
 `rl.group_size` plans of `rl.prompts_per_step` train scenes with the current policy, rewards them

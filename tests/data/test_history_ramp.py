@@ -50,6 +50,8 @@ def test_ramped_samples_keep_their_scene_and_future():
 
 def test_the_option_keys_its_own_dataset_and_leaves_old_keys_alone():
     config = load_config_file(ROOT / "configs" / "tiny.py")
+    assert config.data.history_jerk == 2.0
+    config.data.history_jerk = 0.0
     before = cache_dir(config)
     assert "history_jerk" not in WorldConfig.from_config(config).to_dict()
     config.data.history_jerk = 2.0

@@ -165,7 +165,7 @@ def test_no_reasoning_fast_path_and_discrete_token_head(setup):
     # tiny stitches each plan to the history's current acceleration (trajectory/stitch.py) ...
     history = jnp.asarray(_scenes(1, spec)[1])
     now = float(current_acceleration(history, spec.dt)[0])
-    assert spec.stitch_steps == 10 and float(out["actions"][0, 0, 0, 0]) == pytest.approx(now, abs=1e-4)
+    assert spec.stitch_steps == 20 and float(out["actions"][0, 0, 0, 0]) == pytest.approx(now, abs=1e-4)
     # ... which the bin-centre check below leaves out.
     tokens_head = spec.replace(trajectory="tokens", max_reasoning_tokens=3, stitch_steps=0)
     out = jax.jit(lambda *a: plan_scenes(model, tokens_head, *a))(*_scenes(1, spec))

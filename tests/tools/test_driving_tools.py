@@ -52,7 +52,7 @@ def test_flow_smoothness_measures_the_targets_and_each_step_count(policy_workdir
         }
         assert all(np.isfinite(v) and v >= 0 for v in row.values())
     # A random-init expert in tiny's smooth span: its plans stay in the span but for the stitching
-    # blend at the start (a quintic over 1 s, beyond the 16 cosines) and the action bounds.
+    # blend at the start (a quintic over 2 s, beyond the 16 cosines) and the action bounds.
     assert rows["model, 1 Euler steps"]["rough_fraction"] < 0.01
 
 

@@ -63,9 +63,11 @@ def _evaluator_of(world, scenes, *, chunk, samples=2):
 
 # Planning 2 scenes or 3 at a time runs differently shaped matmuls, whose float32 rounding differs
 # (by ~1e-6 relative); 10 Euler steps of a random-init expert amplify that, so chunked and whole
-# plans agree only to a bound relative to the poses' size. 1e-4 leaves ~100x the difference seen on
-# two CPUs (3.1e-5 m on 28 m poses); a scene mixed up with another is off by metres.
-CHUNKING_RTOL = 1e-4
+# plans agree only to a bound relative to the poses' size. On constant-acceleration histories the
+# difference was 3.1e-5 m on 28 m poses (two CPUs); on tiny's ramped histories one scene's lateral
+# path differs by up to 2.4 cm of ~100 m poses (2.2e-4 of the scale; every other pose agrees to
+# 1e-4). 1e-3 leaves ~4x that; a scene mixed up with another is off by metres.
+CHUNKING_RTOL = 1e-3
 
 
 def test_real_plans_give_bounded_metrics_and_chunks_do_not_change_a_scene(world, model_state):
