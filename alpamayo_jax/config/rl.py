@@ -40,6 +40,10 @@ def rl_config() -> ml_collections.ConfigDict:
     c.eps_low = 0.2
     c.eps_high = 0.28
     c.kl_weight = 0.0  # k3 KL to the SFT policy; > 0 keeps a frozen copy of it in memory
+    # Updates per rollout (GRPO's mu, rl/reuse.py): > 1 trains mu steps on each rollout, the
+    # later ones off-policy within the clip range; train.steps and checkpoint_every must be
+    # multiples of it.
+    c.updates_per_rollout = 1
     c.token_weight = 1.0  # weight of the reasoning tokens' policy loss
     c.flow_weight = 1.0  # weight of the expert's policy loss
     c.trajectory_token_weight = 1.0  # weight of the discrete trajectory tokens' policy loss

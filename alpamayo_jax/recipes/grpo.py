@@ -14,7 +14,8 @@ progress bar, NaN guard and preemption handling. What differs is bound here:
 3. the batch: the data iterator yields `rl.prompts_per_step` train scenes; the task's `rollout`
    hook (`rl/rollout.py`) samples `rl.group_size` plans of each with the current weights, scores
    them and hands the step a `RolloutBatch` of prompts x group rows (`train.batch_size` is set to
-   that product);
+   that product); with `rl.updates_per_rollout` = mu > 1 each rollout serves mu steps
+   (`rl/reuse.py`);
 4. the loss: the clipped GRPO surrogate of `rl/loss.py`, with its weights from `rl.*`;
 5. the evaluation: the same planning eval as SFT (`recipes/plan_eval.py`: minADE and decision
    accuracy of greedy plans of the first val scenes) every `train.eval_every` steps.
@@ -35,6 +36,7 @@ import ml_collections
 from alpamayo_jax.config.rl import TRAINABLE
 from alpamayo_jax.config.scene import SceneSpec
 from alpamayo_jax.recipes.plan_eval import PlanEvaluator
+from alpamayo_jax.rl.reuse import ReusedRollout
 from alpamayo_jax.run import assets
 from alpamayo_jax.run.checkpoint import read_meta
 from alpamayo_jax.training.feed import HostShard
@@ -70,6 +72,7 @@ def _check_rl(rl: ml_collections.ConfigDict) -> None:
         ("min_reward_std", rl.min_reward_std >= 0, ">= 0"),
         ("keep_fraction", 0 < rl.keep_fraction <= 1, "in (0, 1]"),
         ("sim_seconds", rl.sim_seconds > 0, "> 0"),
+        ("updates_per_rollout", rl.updates_per_rollout >= 1, ">= 1"),
     ]
     for field, ok, expected in checks:
         if not ok:
@@ -79,6 +82,13 @@ def _check_rl(rl: ml_collections.ConfigDict) -> None:
 def rl_run_config(config: ml_collections.ConfigDict, init: str) -> ml_collections.ConfigDict:
     """The run's config: a copy of `config` set up for RL from the SFT workdir `init`."""
     _check_rl(config.rl)
+    updates = int(config.rl.updates_per_rollout)
+    for field in ("steps", "checkpoint_every"):  # rl/reuse.py: checkpoints at cycle ends only
+        if int(config.train[field]) % updates:
+            raise TrainConfigError(
+                f"train.{field} must be a multiple of rl.updates_per_rollout ({updates}) so that "
+                f"checkpoints fall between rollouts, got {config.train[field]!r}"
+            )
     if not init:
         raise TrainConfigError(
             "alpamayo rl starts from an SFT run: --init (train.init_from) must name its workdir"
@@ -198,7 +208,7 @@ def prepare(
             "tokenizer_file": f"{assets.ASSETS_DIR}/{assets.TOKENIZER_FILE}",
             "rl_init": str(init),
         },
-        rollout=maker,
+        rollout=ReusedRollout(maker, int(rl.updates_per_rollout)),
     )
     return task, config
 

@@ -66,6 +66,29 @@ def test_resume_reproduces_the_losses_exactly(full, init):
 
 
 @pytest.mark.slow
+def test_two_updates_per_rollout_train_off_policy_and_resume_exactly(init, tmp_path):
+    config = rl_config(tmp_path, steps=4, updates_per_rollout=2)
+    mesh = single_device_mesh(config.mesh)
+    straight = train_grpo(config, tmp_path / "straight", init, mesh=mesh, progress=False)
+    records = read_metrics(tmp_path / "straight", "train")
+    assert [r["rollout/reused"] for r in records] == [0.0, 1.0, 0.0, 1.0]
+    assert records[1]["reward/total"] == records[0]["reward/total"]  # step 2 trains on step 1's rollout
+    assert records[0]["rollout/step_logp_gap"] < 1e-2  # ... which step 1 trained on on-policy
+    assert records[1]["loss"] != records[0]["loss"]  # ... and step 2 off it, after one update
+    train_grpo(
+        rl_config(tmp_path, steps=2, updates_per_rollout=2),
+        tmp_path / "resumed",
+        init,
+        mesh=mesh,
+        progress=False,
+    )
+    resumed = train_grpo(config, tmp_path / "resumed", init, mesh=mesh, progress=False)
+    assert resumed.resumed_from == 2
+    assert {s: resumed.losses[s] for s in (3, 4)} == {s: straight.losses[s] for s in (3, 4)}
+    jax.tree.map(np.testing.assert_array_equal, resumed.state.params, straight.state.params)
+
+
+@pytest.mark.slow
 def test_the_sharded_run_equals_one_device(full, init):
     """Step 1 on 8 devices (fsdp 8) and on one: the same rollout (rewards to float rounding of the
     sharded reductions), the same gradient and update. (The on-policy loss itself is ~0.)"""
@@ -104,6 +127,12 @@ def test_a_missing_init_workdir_is_one_line_and_exit_2(tmp_path, capsys):
             "rl.train must be a non-empty subset of ('reasoning', 'trajectory_tokens', 'expert'), got ('tokens',)",
         ),
         ("--config.rl.flow_noise=0.0", "rl.flow_noise must be > 0 when rl.train has 'expert', got 0.0"),
+        ("--config.rl.updates_per_rollout=0", "rl.updates_per_rollout must be >= 1, got 0"),
+        (
+            "--config.rl.updates_per_rollout=4",
+            "train.steps must be a multiple of rl.updates_per_rollout (4) so that checkpoints fall "
+            "between rollouts, got 150",
+        ),
     ],
 )
 def test_bad_rl_values_name_the_field(tmp_path, capsys, override, message, init):
