@@ -28,8 +28,8 @@ def get_config():
     # those of data prediction in 0%).
     config.model.expert.prediction = "data"
     # Closed loop, each re-plan starts at the car's current acceleration (trajectory/stitch.py),
-    # blended back into the plan over 2 s: the plans still start ~0.35-0.5 m/s^2 (median) off
-    # the car's acceleration, and a jump at every re-plan is a jolt (docs/driving.md: comfort
+    # blended back into the plan over 2 s: the plans still start a median 0.35-0.5 m/s^2 off the
+    # car's acceleration (at 1 s), and a jump at every re-plan is a jolt (docs/driving.md: comfort
     # violations 0.64 -> 0.47 closed loop from 1 s to 2 s, open-loop minADE 2.72 -> 2.89 m).
     config.action.stitch_s = 2.0
     # ... and the histories it learns from change their acceleration (a ramp of up to 2 m/s^3,

@@ -9,8 +9,8 @@ its keys and values learn to carry what the expert reads. Measured on the demo's
 stage 1 raised decision accuracy 0.54 -> 0.66 (hard scenes 0.18 -> 0.32) and cut ADE 3.89 -> 3.28
 m. 2400 joint steps instead of 800 followed by a frozen-VLM stage 2 (`configs/tiny_stage2.py`), on
 the same data, raised decision accuracy 0.66 -> 0.715 (hard 0.36 -> 0.43) and cut minADE 3.55 ->
-2.72 m and closed-loop collisions 0.23 -> 0.17 (intervals overlap), and the expert began to steer
-into curves. The demo stops here; a stage 2 after it is optional.
+2.72 m and closed-loop collisions 0.23 -> 0.17 (intervals overlap). The demo stops here; a stage
+2 after it is optional.
 """
 
 import pathlib
