@@ -78,6 +78,19 @@ def test_replan_mismatch_reads_every_replan_of_sample_zero(policy_workdir, capsy
     assert tool.main(["--workdir", str(workdir), "--scenes", "2", "--samples", "2"]) == 0
     assert planner_lib.stitch_acceleration is original  # the recording hook is removed again
     out = json.loads(capsys.readouterr().out)
-    assert out["plans"] == 2 * 12  # both episodes run their 6 s, re-planned every 0.5 s
+    assert out["split"] == "closed loop" and out["plans"] == 2 * 12  # 6 s each, re-planned every 0.5 s
     assert 0.0 <= out["share_above_1"] <= 1.0 and out["mismatch_median"] <= out["mismatch_p90"]
     assert np.isfinite([out["mismatch_mean"], out["signed_mean"], out["comfort_violation_rate"]]).all()
+
+
+def test_replan_mismatch_open_loop_reads_every_test_scene_once(policy_workdir, capsys):
+    sys.path.insert(0, str(REPO / "tests" / "inference"))
+    from policy_workdir import NUM_TEST
+
+    workdir, _ = policy_workdir
+    assert (
+        _load_tool("replan_mismatch").main(["--workdir", str(workdir), "--split", "test", "--samples", "2"])
+        == 0
+    )
+    out = json.loads(capsys.readouterr().out)
+    assert out["split"] == "test" and out["plans"] == NUM_TEST and "comfort_violation_rate" not in out
