@@ -28,13 +28,13 @@ def get_config():
     # those of data prediction in 0%).
     config.model.expert.prediction = "data"
     # Closed loop, each re-plan starts at the car's current acceleration (trajectory/stitch.py),
-    # blended back into the plan over 2 s: the plans still start a median 0.35-0.5 m/s^2 off the
+    # blended back into the plan over 2 s: the plans still start a median 0.37-0.53 m/s^2 off the
     # car's acceleration (at 1 s), and a jump at every re-plan is a jolt (docs/driving.md: comfort
     # violations 0.64 -> 0.47 closed loop from 1 s to 2 s, open-loop minADE 2.72 -> 2.89 m).
     config.action.stitch_s = 2.0
     # ... and the histories it learns from change their acceleration (a ramp of up to 2 m/s^3,
     # world/generate.py) as a driven car's do: trained on constant ones only, its plans started
-    # a median 0.52-0.64 m/s^2 off the car's acceleration at re-plans (0.22 open loop).
+    # a median 0.52-0.68 m/s^2 off the car's acceleration at re-plans (0.22 open loop).
     config.data.history_jerk = 2.0
 
     # -- Training of the Quick-start demo (tools/demo.sh; configs/tiny_vision.py, tiny_joint.py) --
