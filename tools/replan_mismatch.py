@@ -10,8 +10,9 @@ Stitching hides a mismatch at the plan's first step but blends it back in over `
 so a large one is still a jolt. A policy that reads its own acceleration well keeps it small; one
 trained on histories of constant acceleration reads a driven history (whose acceleration changes
 at every re-plan) badly. With `--split`, the same comparison on that split's samples open loop
-(histories from the expert). Prints the closed-loop comfort violation rate (closed loop only), the
-median, 90th percentile, mean and share above 1 m/s^2 of |planned - current|, and the mean signed
+(histories from the expert). Prints, closed loop only, the comfort violation rate, the episodes
+breaking each bound and the violating steps by their step in the re-plan cycle; then the median,
+90th percentile, mean and share above 1 m/s^2 of |planned - current|, and the mean signed
 difference.
 
 The planned accelerations are read where the planner stitches (`inference.planner.to_trajectory`),
@@ -34,6 +35,19 @@ from alpamayo_jax.run.config import load_run_config
 from alpamayo_jax.trajectory.stitch import stitch_acceleration
 from alpamayo_jax.world import simulator as sim
 from alpamayo_jax.world.dataset import open_split
+
+
+def _comfort_breakdown(episodes, replan_every: int) -> dict:
+    """The closed-loop comfort violation rate, how many episodes break each bound, and on which
+    step of the re-plan cycle the violations fall (0: the step a new plan starts)."""
+    bad = sim.comfort_violations(episodes)
+    steps = np.any(list(bad.values()), axis=0)  # [episodes, steps]; step index i is world step i + 1
+    cycle = (np.nonzero(steps)[1] + 1) % replan_every
+    return {
+        "comfort_violation_rate": float(sim.comfort_violated(episodes).mean()),
+        "episodes_breaking": {name: int(b.any(axis=-1).sum()) for name, b in bad.items()},
+        "violating_steps_by_cycle_step": np.bincount(cycle, minlength=replan_every).tolist(),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
             episodes = sim.run_episodes(
                 policy, sim.scenario_set(args.scenes, 0), sim.ClosedLoopConfig(), inputs=policy.spec
             )
-            comfort = {"comfort_violation_rate": float(sim.comfort_violated(episodes).mean())}
+            comfort = _comfort_breakdown(episodes, sim.ClosedLoopConfig().replan_every)
         else:
             reader = open_split(load_run_config(args.workdir), args.split)
             open_loop(policy, (reader[i] for i in range(len(reader))))

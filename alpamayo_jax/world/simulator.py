@@ -304,7 +304,13 @@ def drive_plan(
 
 
 def comfort_violated(episodes: Sequence[Episode]) -> np.ndarray:
-    """Per episode: whether its driven path ever left a comfort bound (`trajectory.comfort`).
+    """Per episode: whether its driven path ever left a comfort bound (`trajectory.comfort`)."""
+    return np.any([bad.any(axis=-1) for bad in comfort_violations(episodes).values()], axis=0)
+
+
+def comfort_violations(episodes: Sequence[Episode]) -> dict[str, np.ndarray]:
+    """Per comfort quantity: [episodes, steps] whether the driven path is outside its bound at
+    world step 1, 2, ... (False past an episode's end).
 
     All paths go through one batched call (one compilation): a path cut short by a collision is
     continued at constant velocity to the common length, and only its driven steps are judged.
@@ -328,12 +334,12 @@ def comfort_violated(episodes: Sequence[Episode]) -> np.ndarray:
         valid[n, : driven.shape[0]] = True
     quantities = _comfort_quantities(paths, DT)
     bounds = comfort_lib.ComfortBounds()
-    violated = np.zeros(len(episodes), bool)
+    out = {}
     for name in comfort_lib.QUANTITIES:
         low, high = bounds.interval(name)
         q = np.asarray(quantities[name])
-        violated |= np.any(((q < low) | (q > high)) & valid, axis=-1)
-    return violated
+        out[name] = ((q < low) | (q > high)) & valid
+    return out
 
 
 def episode_metrics(episode: Episode, config: ClosedLoopConfig = ClosedLoopConfig()) -> dict[str, float]:

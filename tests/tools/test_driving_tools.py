@@ -81,6 +81,16 @@ def test_replan_mismatch_reads_every_replan_of_sample_zero(policy_workdir, capsy
     assert out["split"] == "closed loop" and out["plans"] == 2 * 12  # 6 s each, re-planned every 0.5 s
     assert 0.0 <= out["share_above_1"] <= 1.0 and out["mismatch_median"] <= out["mismatch_p90"]
     assert np.isfinite([out["mismatch_mean"], out["signed_mean"], out["comfort_violation_rate"]]).all()
+    assert set(out["episodes_breaking"]) == {
+        "lon_accel",
+        "lat_accel",
+        "jerk",
+        "lon_jerk",
+        "yaw_rate",
+        "yaw_accel",
+    }
+    assert max(out["episodes_breaking"].values()) <= 2 and len(out["violating_steps_by_cycle_step"]) == 5
+    assert (sum(out["violating_steps_by_cycle_step"]) > 0) == (out["comfort_violation_rate"] > 0)
 
 
 def test_replan_mismatch_open_loop_reads_every_test_scene_once(policy_workdir, capsys):
