@@ -165,13 +165,15 @@ class Traffic:
                 out.append(agent)  # scripted and unchanged: the script is the truth
                 continue
             x, y, yaw = (np.array(v, np.float64) for v in scripted_state(agent, TIMES))
-            # Beyond now: continue at the current speed along the current heading (a follower that
-            # was held up does not jump ahead to where its script would be).
+            # Beyond now: continue at the current speed along the road, at the script's offset from
+            # it (a follower that was held up does not jump ahead to where its script would be; one
+            # continued along its heading instead would leave its lane in a curve, into the ego's).
+            f = self.followers[i]
             ahead = TIMES > self.t
-            tau = TIMES[ahead] - self.t
-            x[ahead] = self.x[i] + self.vx[i] * tau
-            y[ahead] = self.y[i] + self.vy[i] * tau
-            yaw[ahead] = self.yaw[i]
+            s_ahead = f.s + f.direction * f.speed * (TIMES[ahead] - self.t)
+            d_ahead = np.interp(np.minimum(TIMES[ahead], TIMES[-1]), TIMES, f.script_d)
+            x[ahead], y[ahead], h = self.road.point_at(s_ahead, d_ahead)
+            yaw[ahead] = h + (math.pi if f.direction < 0 else 0.0)
             sim = (TIMES >= 0.0) & (TIMES <= self.t + 1e-9)
             for j in np.nonzero(sim)[0]:
                 key = _nearest(past_times, TIMES[j])

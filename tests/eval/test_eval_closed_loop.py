@@ -10,10 +10,12 @@ from alpamayo_jax.data.decisions import DECISION_NAMES
 from alpamayo_jax.eval import closed_loop as cl
 from alpamayo_jax.world import planner as world_planner
 from alpamayo_jax.world import simulator as sim
+from alpamayo_jax.world.agents import TIMES
 from alpamayo_jax.world.expert_policy import ExpertPolicy, WorldView, expert_poses, shift_road
-from alpamayo_jax.world.generate import WorldConfig, build_scene, generate_sample
+from alpamayo_jax.world.generate import WorldConfig, build_scene, generate_sample, scene_of_sample
 from alpamayo_jax.world.policies import ConstantVelocityPolicy, PolicyPlan, constant_turn_rate_poses
 from alpamayo_jax.world.scene import road_vehicle
+from alpamayo_jax.world.traffic import Traffic
 
 FAST = sim.ClosedLoopConfig(duration_s=5.0)
 
@@ -207,3 +209,24 @@ def test_summary_of_very_short_episodes():
     config = sim.ClosedLoopConfig(duration_s=0.2)  # fewer steps than the comfort stencils span
     summary = cl.summarize(sim.run_episodes(ConstantVelocityPolicy(), sim.scenario_set(2, 0), config), config)
     assert summary["comfort_violation_rate"] == 0.0 and summary["num_scenes"] == 2
+
+
+def test_road_followers_are_predicted_along_their_lane_in_a_curve():
+    """A follower continued along its heading leaves its lane in a curve (into the ego's, where
+    the privileged expert then brakes for it); along the road it keeps its script's offset."""
+    sample = generate_sample(
+        WorldConfig(image_height=28, image_width=56, cameras=("front_wide_120fov",)), 5, 2
+    )
+    scene = scene_of_sample(sample)
+    assert scene.road.is_curved and scene.decision == "keep_lane"
+    traffic = Traffic(scene.road, scene.agents)
+    far_ego = np.array([-500.0, 0.0, 0.0, 4.7, 1.9])
+    for _ in range(5):
+        traffic.step(far_ego, np.zeros(2))
+    view = traffic.agents_view()
+    ahead = TIMES > traffic.t + 1e-9
+    assert traffic.followers
+    for i, follower in traffic.followers.items():
+        _, d = scene.road.to_road(view[i].x[ahead], view[i].y[ahead])
+        script_d = np.interp(TIMES[ahead], TIMES, follower.script_d)
+        assert np.abs(d - script_d).max() < 0.05, scene.agents[i].kind
