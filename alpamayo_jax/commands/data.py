@@ -1,4 +1,9 @@
-"""`alpamayo data synth|inspect|show`: Synthetic dataset: generate, summarise, render a sample.
+"""`alpamayo data synth|dagger|inspect|show`: Synthetic dataset: generate, extend, summarise, show.
+
+`dagger` drives the first `--scenes` training scenes of a trained run closed loop and writes a
+new dataset: the run's train split plus every re-plan state it drove into, labelled by the
+privileged expert (world/dagger.py), with the run's val and test splits and tokenizer. Train on
+it with `--config.data.dir=OUT`.
 
 `inspect --verify` reads every record of every shard and checks it against the manifest (shards.py
 `verify_split`). Exit codes: 0 done (and verified), 1 a bad argument, 2 a dataset that is not as
@@ -30,6 +35,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     synth.add_argument("--split", choices=["train", "val", "test"], default="train")
     synth.add_argument("--config", default=None, help="a configs/*.py file for data.* (default: base config)")
     synth.add_argument("--workers", type=int, default=None, help="processes (default: config.data.workers)")
+    dagger = sub.add_parser(
+        "dagger", help="add the states a trained policy drives into, labelled by the expert (DAgger)"
+    )
+    dagger.add_argument("--workdir", required=True, help="the trained run whose policy drives")
+    dagger.add_argument("--out", required=True, help="new dataset directory (train, val, test)")
+    dagger.add_argument("--scenes", type=int, default=400, help="training scenes driven (the first N)")
     inspect = sub.add_parser("inspect", help="summarise a dataset (ours, or a PhysicalAI-AV root)")
     inspect.add_argument("dir")
     inspect.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -55,7 +66,8 @@ def run(args: argparse.Namespace, overrides: list[str]) -> int:
     from alpamayo_jax.data.shards import ShardError
 
     try:
-        return {"synth": _synth, "inspect": _inspect, "show": _show}[args.data_verb](args, overrides)
+        handlers = {"synth": _synth, "dagger": _dagger, "inspect": _inspect, "show": _show}
+        return handlers[args.data_verb](args, overrides)
     except ConfigError:
         raise  # the CLI reports it as a config error (exit code 2)
     except (ShardError, PaiError) as err:  # the data on disk is not as written: a bad input
@@ -102,6 +114,53 @@ def _synth(args, overrides) -> int:
         f"wrote {args.num} samples ({args.split}, seed {args.seed}) to {args.out}/{args.split} in "
         f"{seconds:.1f} s ({args.num / max(seconds, 1e-9):.0f} samples/s, {workers} workers): "
         f"{manifest['common']} common, {manifest['hard']} hard, {present} decisions, images {shape}"
+    )
+    return 0
+
+
+def _dagger(args, overrides) -> int:
+    from alpamayo_jax.console import progress
+    from alpamayo_jax.data.shards import ShardReader
+    from alpamayo_jax.eval.model_policy import load_model_policy
+    from alpamayo_jax.run.config import load_run_config
+    from alpamayo_jax.world import dagger
+    from alpamayo_jax.world.dataset import resolve_dataset
+    from alpamayo_jax.world.simulator import ClosedLoopConfig
+
+    if args.scenes < 1:
+        raise ValueError(f"--scenes: expected >= 1, got {args.scenes}")
+    config = load_run_config(args.workdir)
+    root = resolve_dataset(config, ("train",), announce=False).root
+    train = ShardReader(root, "train")
+    if args.scenes > len(train):
+        raise ValueError(f"--scenes: expected <= {len(train)} (the run's training scenes), got {args.scenes}")
+    sources = [train[i] for i in range(args.scenes)]
+    policy = load_model_policy(args.workdir)
+    loop = ClosedLoopConfig(future_steps=int(config.action.future_steps))
+    start = time.time()
+    with progress(loop.steps, "dagger: drive", unit="step") as bar:
+        states = dagger.drive(policy, sources, loop, policy.spec, progress=bar.update)
+    world = str(config.data.world)
+    with progress(len(states), "dagger: label", unit="state") as bar:
+        labelled = []
+        for state in states:
+            sample = dagger.label(state, world, loop.future_steps)
+            if sample is not None:
+                labelled.append(sample)
+            bar.update(1)
+    with progress(len(train) + len(labelled), "dagger: write", unit="sample") as bar:
+        manifest = dagger.write_dataset(
+            args.out,
+            root,
+            labelled,
+            shard_size=int(config.data.shard_size),
+            on_sample=lambda _: bar.update(1),
+        )
+    print(
+        f"drove {args.scenes} training scenes of {args.workdir} ({len(states)} re-plans, "
+        f"{time.time() - start:.0f} s); kept {len(labelled)} states the expert labels consistently "
+        f"with their scene's decision; wrote {manifest['num_samples']} training samples "
+        f"({len(train)} + {len(labelled)}) to {args.out}/train, the other splits copied from {root}"
     )
     return 0
 

@@ -119,31 +119,53 @@ class _RoadPath:
         return x, y, h + np.arctan(d1 - fade_d1)
 
 
-def expert_poses(view: WorldView, future_steps: int = 64) -> tuple[np.ndarray, np.ndarray]:
-    """The expert's plan from the ego's current state: poses [T, 3] in the ego frame, accel [T]."""
+@dataclasses.dataclass(frozen=True)
+class Reanchored:
+    """A closed-loop state as a fresh scene start: road, agents and intent seen from the ego now
+    (arc length 0 and time index "t0" are the ego's), what `world.planner.plan` plans from."""
+
+    road: Road
+    agents: list[Agent]
+    intent: world_planner.Intent
+    s_e: float  # the ego's arc length on the scene's road
+    d_e: float  # ... and its offset from the reference line
+    heading: float  # the road's heading there (t0 frame): the re-anchored frame's x axis
+
+
+def reanchor(view: WorldView) -> Reanchored:
+    """The scene of `view` re-expressed from where the ego is at `view.t` (see the module doc)."""
     scene, ego = view.scene, view.ego
     road, intent = scene.road, scene.intent
     s_e, d_e = (float(v) for v in road.to_road(np.array(ego.x), np.array(ego.y)))
     rh = float(road.pose_at(np.array(s_e))[2])
     origin = np.array([ego.x, ego.y])
-    local_road = shift_road(road, s_e, d_e)
     agents = [_rebase_agent(a, view.t, origin, rh) for a in view.agents]
-    lateral = _ShiftedLateral(intent.lateral, s_e, road.ego_offset - d_e)
-    stop_lines = tuple((s - s_e, release - view.t) for s, release in intent.stop_lines)
     local_intent = dataclasses.replace(
         intent,
         v0=float(ego.speed),
         a0=float(view.accel),
         history_accel=0.0,
-        stop_lines=stop_lines,
-        lateral=lateral,
+        stop_lines=tuple((s - s_e, release - view.t) for s, release in intent.stop_lines),
+        lateral=_ShiftedLateral(intent.lateral, s_e, road.ego_offset - d_e),
     )
+    return Reanchored(shift_road(road, s_e, d_e), agents, local_intent, s_e, d_e, rh)
+
+
+def expert_poses(
+    view: WorldView, future_steps: int = 64, *, emergency: bool | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The expert's plan from the ego's current state: poses [T, 3] in the ego frame, accel [T].
+    `emergency` (default: the scene's flag) lifts the comfort limits on braking and jerk."""
+    scene, ego = view.scene, view.ego
+    local = reanchor(view)
+    s_e, d_e = local.s_e, local.d_e
+    emergency = scene.emergency if emergency is None else emergency
     result = world_planner.plan(
-        local_road, agents, local_intent, future_steps=future_steps, emergency=scene.emergency
+        local.road, local.agents, local.intent, future_steps=future_steps, emergency=emergency
     )
     speeds = np.asarray(result.speeds, np.float64)
     dist = np.cumsum((speeds[:-1] + speeds[1:]) * world_planner.DT / 2)
-    path = _RoadPath.rejoining(road, intent.lateral, s_e, d_e, float(ego.speed))
+    path = _RoadPath.rejoining(scene.road, scene.intent.lateral, s_e, d_e, float(ego.speed))
     # The planned distances are along the path actually driven, which is longer than the road's
     # reference line in a lane change or a curve off the reference line: read it on a fine grid of
     # the reference line and invert its arc length. Placing the speed profile on the reference
@@ -152,9 +174,9 @@ def expert_poses(view: WorldView, future_steps: int = 64) -> tuple[np.ndarray, n
     gx, gy, _ = path.points(grid)
     arc = np.concatenate([[0.0], np.cumsum(np.hypot(np.diff(gx), np.diff(gy)))])
     px, py, ph = path.points(np.interp(dist, arc, grid))
-    local = ego.to_local(np.stack([px, py], axis=-1))
+    xy = ego.to_local(np.stack([px, py], axis=-1))
     heading = np.angle(np.exp(1j * (ph - ego.heading)))
-    poses = np.concatenate([local, heading[:, None]], axis=-1)
+    poses = np.concatenate([xy, heading[:, None]], axis=-1)
     return poses.astype(np.float32), np.asarray(result.future_actions[:, 0], np.float32)
 
 

@@ -149,6 +149,11 @@ def scene_of_sample(sample: Sample) -> Scene:
             f"sample {sample.clip_id}: no meta seed/index to rebuild its scene from (a sample of the "
             "synthetic world has them)"
         )
+    if "dagger_step" in meta:
+        raise ValueError(
+            f"sample {sample.clip_id}: a DAgger state {meta['dagger_step']} steps into its scene "
+            "(world/dagger.py); the scene rebuilt from its meta is the one at t0, not this sample's"
+        )
     return _scene(int(meta["seed"]), int(meta["index"]), sample.decision, int(meta.get("attempt", 0)))
 
 
@@ -170,13 +175,22 @@ def drivable(scene: Scene, p: Plan) -> bool:
 
 
 def collides(scene: Scene, p: Plan) -> bool:
-    """Whether the ego's footprint (three circles) overlaps any obstacle at t = 0 .. T dt.
+    """Whether the expert's plan `p` touches an obstacle of `scene` (`collides_poses`)."""
+    return collides_poses(scene, p.future_xyz[:, :2], p.future_heading)
+
+
+def collides_poses(scene: Scene, future_xy: np.ndarray, future_heading: np.ndarray) -> bool:
+    """Whether the ego's footprint (three circles), at the origin at t0 and then at the poses of
+    t = dt .. T dt (the scene's t0 frame), overlaps any obstacle.
 
     Obstacles whose centre stays farther from the ego than both can reach (with a metre to spare)
     are ruled out first, all at once; the rest are tested circle by circle.
     """
     poses = np.concatenate(
-        [np.zeros((1, 3)), np.concatenate([p.future_xyz[:, :2], p.future_heading[:, None]], -1)]
+        [
+            np.zeros((1, 3)),
+            np.concatenate([np.asarray(future_xy)[:, :2], np.asarray(future_heading)[:, None]], -1),
+        ]
     )
     steps = poses.shape[0]
     i0 = time_index(0.0)

@@ -153,6 +153,11 @@ class Episode:
 
     def cameras(self, view: WorldView, inputs: SceneSpec) -> np.ndarray:
         """Freshly rendered camera frames at now, as the dataset lays them out (camera-major)."""
+        return self.render(view, inputs)[0]
+
+    def render(self, view: WorldView, inputs: SceneSpec) -> tuple[np.ndarray, set[int]]:
+        """The camera frames of `cameras` and the agents in view at now (indices into the scene's
+        agents), which a reasoning trace written at now may mention."""
         if round(inputs.frame_dt / DT) < 1 or abs(round(inputs.frame_dt / DT) * DT - inputs.frame_dt) > 1e-9:
             raise ValueError(
                 f"inputs.frame_dt: expected a multiple of the world step {DT} s, got {inputs.frame_dt}"
@@ -162,10 +167,7 @@ class Episode:
             for f in range(inputs.frames_per_camera)
         ]
         scene = dataclasses.replace(self.scene, agents=view.agents)
-        images, _ = render(
-            scene, [self.pose_at(t) for t in times], times, inputs.camera_names, *inputs.image_hw
-        )
-        return images
+        return render(scene, [self.pose_at(t) for t in times], times, inputs.camera_names, *inputs.image_hw)
 
     def view(self) -> WorldView:
         accel = self.accels[-1] if self.accels else float(self.scene.intent.a0)
@@ -231,11 +233,14 @@ def run_episodes(
     *,
     inputs: SceneSpec | None = None,
     progress: Callable[[int], None] | None = None,
+    observe: Callable[[Episode, Observation, WorldView, set[int] | None], None] | None = None,
 ) -> list[Episode]:
     """Drive every scenario with `policy` (in lockstep, planning all due episodes in one batch).
 
     `inputs` says which cameras to render, at which size and how many frames, for a policy that
-    looks (`policy.uses_images`); blind policies get no images and cost no rendering.
+    looks (`policy.uses_images`); blind policies get no images and cost no rendering. `observe`
+    sees every observation before it is planned, with the world state and the agents in view
+    (None for a blind policy): the states a policy visits, for DAgger (`world/dagger.py`).
     """
     if policy.uses_images and (inputs is None or not inputs.camera_names):
         raise ValueError(
@@ -250,16 +255,17 @@ def run_episodes(
             for e in due:
                 history_xyz, history_heading = e.history(config.history_steps)
                 view = e.view()
-                images = e.cameras(view, inputs) if policy.uses_images else None
-                observations.append(
-                    Observation(
-                        history_xyz=history_xyz,
-                        history_heading=history_heading,
-                        v0=e.states[-1].speed,
-                        images=images,
-                        world=view if policy.privileged else None,
-                    )
+                images, visible = e.render(view, inputs) if policy.uses_images else (None, None)
+                observation = Observation(
+                    history_xyz=history_xyz,
+                    history_heading=history_heading,
+                    v0=e.states[-1].speed,
+                    images=images,
+                    world=view if policy.privileged else None,
                 )
+                if observe is not None:
+                    observe(e, observation, view, visible)
+                observations.append(observation)
             for e, plan in zip(due, plan_all(policy, observations)):
                 e.tracker = PlanTracker(plan.poses[0], e.states[-1], DT)
                 e.plan_step = step
