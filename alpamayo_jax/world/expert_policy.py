@@ -92,31 +92,55 @@ def _rebase_agent(agent: Agent, t: float, origin: np.ndarray, heading: float) ->
 @dataclasses.dataclass(frozen=True)
 class _RoadPath:
     """The expert's closed-loop path: the lane centre plus the scene's lateral manoeuvre, rejoined
-    smoothly from where the ego is (tracking lag leaves it a little off the path, and a plan that
-    starts beside the car makes the tracker jump sideways: an acceleration spike at every re-plan)."""
+    smoothly from where the ego is and the way it points (tracking lag leaves it a little off the
+    path, and a plan that starts beside the car makes the tracker jump sideways: an acceleration
+    spike at every re-plan; one that starts at a different heading turns all of the difference in
+    its first step: a curvature spike where a driver would steer back over the whole rejoin)."""
 
     road: Road
     manoeuvre: _ShiftedLateral  # the scene's lateral offset (zero without one)
     s_e: float  # the ego's arc length now
     error: float  # how far the ego is beside the path there, m
+    slope: float  # d(offset)/ds of the ego's heading minus the path's there
     rejoin: float  # distance over which the path fades from the ego onto the lane path, m
 
     @classmethod
     def rejoining(
-        cls, road: Road, lateral: world_planner.Lateral | None, s_e: float, d_e: float, speed: float
+        cls,
+        road: Road,
+        lateral: world_planner.Lateral | None,
+        s_e: float,
+        d_e: float,
+        speed: float,
+        heading: float,
     ) -> _RoadPath:
-        """The path from the ego at road coordinates (s_e, d_e), driving at `speed`."""
+        """The path from the ego at road coordinates (s_e, d_e), heading `heading` (t0 frame),
+        driving at `speed`."""
         manoeuvre = _ShiftedLateral(lateral, 0.0, 0.0)
-        start = float(manoeuvre.profile(np.array([s_e]))[0][0])
+        start, start_d1, _ = (float(v[0]) for v in manoeuvre.profile(np.array([s_e])))
         error = d_e - (road.ego_offset + start)
-        return cls(road, manoeuvre, s_e, error, max(REJOIN_MIN_M, REJOIN_S * speed))
+        relative = math.remainder(heading - float(road.pose_at(np.array(s_e))[2]), 2 * math.pi)
+        slope = math.tan(float(np.clip(relative, -1.2, 1.2))) - start_d1
+        return cls(road, manoeuvre, s_e, error, slope, max(REJOIN_MIN_M, REJOIN_S * speed))
 
     def points(self, s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """World (x, y, heading) of the path at reference arc lengths s."""
         d, d1, _ = self.manoeuvre.profile(s)
         fade, fade_d1, _ = world_planner.minimum_jerk_blend(s, self.s_e, self.rejoin, self.error)
-        x, y, h = self.road.point_at(s, self.road.ego_offset + d + self.error - fade)
-        return x, y, h + np.arctan(d1 - fade_d1)
+        turn, turn_d1 = _slope_fade(s, self.s_e, self.rejoin, self.slope)
+        offset = self.road.ego_offset + d + self.error - fade + turn
+        x, y, h = self.road.point_at(s, offset)
+        return x, y, h + np.arctan(d1 - fade_d1 + turn_d1)
+
+
+def _slope_fade(s: np.ndarray, start: float, length: float, slope: float) -> tuple[np.ndarray, np.ndarray]:
+    """An offset that leaves 0 with d/ds = `slope` and returns to 0 over [start, start + length],
+    flat and without curvature at both ends (the quintic Hermite basis u - 6u^3 + 8u^4 - 3u^5):
+    value and d/ds."""
+    u = np.clip((np.asarray(s, np.float64) - start) / length, 0.0, 1.0)
+    value = slope * length * (u - 6 * u**3 + 8 * u**4 - 3 * u**5)
+    d1 = slope * (1 - 18 * u**2 + 32 * u**3 - 15 * u**4)
+    return value, np.where(u < 1.0, d1, 0.0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -165,7 +189,9 @@ def expert_poses(
     )
     speeds = np.asarray(result.speeds, np.float64)
     dist = np.cumsum((speeds[:-1] + speeds[1:]) * world_planner.DT / 2)
-    path = _RoadPath.rejoining(scene.road, scene.intent.lateral, s_e, d_e, float(ego.speed))
+    path = _RoadPath.rejoining(
+        scene.road, scene.intent.lateral, s_e, d_e, float(ego.speed), float(ego.heading)
+    )
     # The planned distances are along the path actually driven, which is longer than the road's
     # reference line in a lane change or a curve off the reference line: read it on a fine grid of
     # the reference line and invert its arc length. Placing the speed profile on the reference

@@ -137,6 +137,24 @@ def test_reanchored_expert_at_t0_reproduces_the_open_loop_plan():
         assert err[:10].max() < 0.05 and err.max() < 0.5, (decision, err.max())
 
 
+def test_the_expert_steers_back_from_the_way_the_car_points():
+    """A car 0.5 m beside its lane and turned 0.1 rad away from it: the re-plan leaves along the
+    car's own heading and turns back over the rejoin, in the lane 2 s later, with no step of the
+    heading (a plan that starts along the lane turns all 0.1 rad in its first 0.1 s)."""
+    _, scene = sim.scenario_set(1, seed=2, decisions=("keep_lane",))[0]
+    y = -0.5 - scene.road.ego_offset  # 0.5 m right of the lane centre (the reference is at -offset)
+    ego = sim.VehicleState(0.0, y, -0.1, 12.0)
+    poses, _ = expert_poses(WorldView(scene, scene.agents, 0.0, ego, 0.0))
+    heading = np.concatenate([[0.0], poses[:, 2]])  # in the car's frame: 0 at t0
+    turns = np.abs(np.diff(heading))
+    assert turns[0] < 0.01 and turns.max() < 0.05  # spread over the rejoin, not 0.1 rad at once
+    c, s = np.cos(ego.heading), np.sin(ego.heading)
+    wx = ego.x + c * poses[:, 0] - s * poses[:, 1]
+    wy = ego.y + s * poses[:, 0] + c * poses[:, 1]
+    _, d = scene.road.to_road(wx, wy)
+    assert abs(d[19] - scene.road.ego_offset) < 0.02  # back on the lane centre at 2 s
+
+
 def test_shift_road_keeps_the_geometry():
     _, scene = sim.scenario_set(1, seed=1, decisions=("slow_for_curve",))[0]
     road = scene.road
