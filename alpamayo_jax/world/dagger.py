@@ -15,6 +15,8 @@ A record is dropped where its sample would teach something false:
 
 - the decision's key cause is out of view (as when the dataset is generated);
 - the expert's plan from there collides (a crash it can no longer avoid has no right answer);
+- its way back to the lane breaks the lateral comfort bounds (the car is already far off its
+  lane; the expert never steers like that, and a policy taught to would jerk the wheel);
 - the plan's meta-actions no longer match the scene's decision (once the light has turned green,
   "stop for the red light" would be a wrong trace for a plan that drives on).
 
@@ -44,7 +46,7 @@ from alpamayo_jax.data.schema import Sample
 from alpamayo_jax.data.shards import MANIFEST, ShardReader, read_manifest, write_split
 from alpamayo_jax.world import reasoning
 from alpamayo_jax.world.expert_policy import WorldView, expert_poses, reanchor
-from alpamayo_jax.world.generate import collides_poses, scene_of_sample
+from alpamayo_jax.world.generate import LATERAL_ACCEL_BOUND, YAW_RATE_BOUND, collides_poses, scene_of_sample
 from alpamayo_jax.world.meta_action import label as meta_label
 from alpamayo_jax.world.planner import DT, integrate_unicycle
 from alpamayo_jax.world.policies import DrivingPolicy, Observation
@@ -133,7 +135,7 @@ def label(state: DaggerState, world: str, future_steps: int = 64) -> Sample | No
     for emergency in (scene.emergency, True):
         poses, accel = expert_poses(view, future_steps, emergency=emergency)
         actions = actions_from_poses(poses, accel, v0)
-        future, _ = integrate_unicycle(actions, v0, DT)
+        future, speeds = integrate_unicycle(actions, v0, DT)
         future_xyz = np.concatenate([future[:, :2], np.zeros((future_steps, 1))], -1).astype(np.float32)
         meta = meta_label(future_xyz, v0, DT, future[:, 2])
         if is_consistent(scene.decision, meta.longitudinal, meta.lateral):
@@ -143,6 +145,9 @@ def label(state: DaggerState, world: str, future_steps: int = 64) -> Sample | No
         # "brake_hard") the label no longer matches the decision and the state is dropped.
         if emergency or "stop" not in get_decision(scene.decision).longitudinal:
             return None
+    v, kappa = speeds[:-1], actions[:, 1].astype(np.float64)
+    if np.abs(v * v * kappa).max() > LATERAL_ACCEL_BOUND or np.abs(v * kappa).max() > YAW_RATE_BOUND:
+        return None
     c, s = np.cos(turn), np.sin(turn)
     xy = future[:, :2] @ np.array([[c, s], [-s, c]])
     if collides_poses(now, xy, future[:, 2] + turn):

@@ -116,3 +116,31 @@ def test_write_dataset_appends_the_states_and_copies_the_rest(tmp_path, red_ligh
         dagger.write_dataset(base, base, labelled)
     with pytest.raises(ValueError, match="no DAgger state survived labelling"):
         dagger.write_dataset(tmp_path / "none", base, [])
+
+
+def test_a_drifting_car_is_steered_back_to_its_lane_or_dropped_when_far_off():
+    """Constant velocity leaves a curve on the outside: off its lane, the label steers back from the
+    car's own heading and is in the lane at 2 s; metres off, the way back would break the lateral
+    comfort bounds and the state is dropped."""
+    sample = generate_sample(WORLD, 21, 0, decision="keep_lane")
+    road = scene_of_sample(sample).road
+    assert road.is_curved
+    looking_cv = dataclasses.replace(ConstantVelocityPolicy(), uses_images=True)
+    states = dagger.drive(looking_cv, [sample], sim.ClosedLoopConfig(duration_s=6.0), SPEC)
+    offsets = []
+    for state in states:
+        ego = state.view.ego
+        offset = float(road.to_road(np.array(ego.x), np.array(ego.y))[1] - road.ego_offset)
+        offsets.append(offset)
+        label = dagger.label(state, WORLD.world)
+        if abs(offset) > 3.0:
+            assert label is None, (state.step, offset)
+        if label is None:
+            assert abs(offset) > 0.5, (state.step, offset)
+            continue
+        c, s = np.cos(ego.heading), np.sin(ego.heading)
+        x, y = label.future_xyz[:, 0], label.future_xyz[:, 1]
+        _, d = road.to_road(ego.x + c * x - s * y, ego.y + s * x + c * y)
+        assert abs(d[19] - road.ego_offset) < 0.1, (state.step, offset)  # back in the lane at 2 s
+    kept = [o for o, st in zip(offsets, states) if dagger.label(st, WORLD.world) is not None]
+    assert max(np.abs(offsets)) > 3.0 and max(np.abs(kept)) > 0.5  # dropped far off, steered back near
