@@ -44,6 +44,7 @@ from alpamayo_jax.config.scene import SceneSpec
 from alpamayo_jax.data.decisions import get_decision, is_consistent
 from alpamayo_jax.data.schema import Sample
 from alpamayo_jax.data.shards import MANIFEST, ShardReader, read_manifest, write_split
+from alpamayo_jax.text.tokenizer import TOKENIZER_FILE  # the synthetic tokenizer beside the splits
 from alpamayo_jax.world import reasoning
 from alpamayo_jax.world.expert_policy import WorldView, expert_poses, reanchor
 from alpamayo_jax.world.generate import LATERAL_ACCEL_BOUND, YAW_RATE_BOUND, collides_poses, scene_of_sample
@@ -54,7 +55,6 @@ from alpamayo_jax.world.scene import Scene
 from alpamayo_jax.world.simulator import ClosedLoopConfig, Episode, run_episodes
 
 CURVATURE_LIMIT = 0.2  # 1/m, the expert's own clip (world/planner.py)
-TOKENIZER_FILE = "tokenizer.json"  # the synthetic tokenizer beside the splits (data/pipeline.py)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -199,14 +199,7 @@ def write_dataset(
     base_manifest = read_manifest(base / "train")
     train = ShardReader(base, "train")
     samples: Iterable[Sample] = itertools.chain((train[i] for i in range(len(train))), labelled)
-    out.mkdir(parents=True, exist_ok=True)
-    for split in ("val", "test"):
-        if (base / split / MANIFEST).is_file():
-            shutil.rmtree(out / split, ignore_errors=True)
-            shutil.copytree(base / split, out / split)
-    if (base / TOKENIZER_FILE).is_file():
-        shutil.copy2(base / TOKENIZER_FILE, out / TOKENIZER_FILE)
-    return write_split(
+    manifest = write_split(  # first: it writes nothing unless every sample was read and written
         out,
         "train",
         samples,
@@ -216,3 +209,10 @@ def write_dataset(
         shard_size=shard_size,
         on_sample=on_sample,
     )
+    for split in ("val", "test"):
+        if (base / split / MANIFEST).is_file():
+            shutil.rmtree(out / split, ignore_errors=True)
+            shutil.copytree(base / split, out / split)
+    if (base / TOKENIZER_FILE).is_file():
+        shutil.copy2(base / TOKENIZER_FILE, out / TOKENIZER_FILE)
+    return manifest
