@@ -7,7 +7,8 @@ it with `--config.data.dir=OUT`.
 
 `inspect --verify` reads every record of every shard and checks it against the manifest (shards.py
 `verify_split`). Exit codes: 0 done (and verified), 1 a bad argument, 2 a dataset that is not as
-written (a corrupt, truncated, swapped or missing shard, a bad record or an edited manifest).
+written (a corrupt, truncated, swapped or missing shard, a bad record or an edited manifest) or,
+for `dagger`, a workdir without a trained policy.
 
 `inspect` also takes the root of a local PhysicalAI-AV copy (a directory with features.csv or
 clip_index.parquet; data/pai_inspect.py): clips, chunks, the cameras and egomotion on disk and
@@ -122,20 +123,29 @@ def _dagger(args, overrides) -> int:
     from alpamayo_jax.console import progress
     from alpamayo_jax.data.shards import ShardReader
     from alpamayo_jax.eval.model_policy import load_model_policy
+    from alpamayo_jax.run.assets import AssetError
+    from alpamayo_jax.run.checkpoint import CheckpointError
     from alpamayo_jax.run.config import load_run_config
+    from alpamayo_jax.text.tokenizer import TokenizerError
     from alpamayo_jax.world import dagger
     from alpamayo_jax.world.dataset import resolve_dataset
     from alpamayo_jax.world.simulator import ClosedLoopConfig
 
     if args.scenes < 1:
         raise ValueError(f"--scenes: expected >= 1, got {args.scenes}")
-    config = load_run_config(args.workdir)
-    root = resolve_dataset(config, ("train",), announce=False).root
-    train = ShardReader(root, "train")
-    if args.scenes > len(train):
-        raise ValueError(f"--scenes: expected <= {len(train)} (the run's training scenes), got {args.scenes}")
+    try:  # a workdir without a trained policy, or whose dataset is gone: a bad input
+        config = load_run_config(args.workdir)
+        root = resolve_dataset(config, ("train",), announce=False).root
+        train = ShardReader(root, "train")
+        if args.scenes > len(train):
+            raise ValueError(
+                f"--scenes: expected <= {len(train)} (the run's training scenes), got {args.scenes}"
+            )
+        policy = load_model_policy(args.workdir)
+    except (FileNotFoundError, CheckpointError, TokenizerError, AssetError) as err:
+        print(f"alpamayo data dagger: cannot load the trained run: {err}", file=sys.stderr)
+        return 2
     sources = [train[i] for i in range(args.scenes)]
-    policy = load_model_policy(args.workdir)
     loop = ClosedLoopConfig(future_steps=int(config.action.future_steps))
     start = time.time()
     with progress(loop.steps, "dagger: drive", unit="step") as bar:

@@ -60,3 +60,13 @@ def test_dagger_rejects_a_bad_scene_count(run_with_train_split, scenes, message,
     assert code == 1
     assert capsys.readouterr().err.strip() == f"alpamayo data dagger: {message}"
     assert not (root / "x").exists()
+
+
+def test_dagger_needs_a_trained_workdir(tmp_path, capsys):
+    code = cli.main(["data", "dagger", "--workdir", str(tmp_path / "none"), "--out", str(tmp_path / "x")])
+    assert code == 2
+    assert capsys.readouterr().err.strip() == (
+        f"alpamayo data dagger: cannot load the trained run: {tmp_path / 'none'}/config.json does not "
+        f"exist: {tmp_path / 'none'} is not a training workdir (run `alpamayo train` first)"
+    )
+    assert not (tmp_path / "x").exists()
