@@ -149,8 +149,9 @@ def test_plan_of_a_scene_does_not_depend_on_the_batch_around_it(flow):
     alone = fn(*(x[:1] for x in _scenes(2, spec)))
     np.testing.assert_array_equal(both["reasoning_tokens"][:1], alone["reasoning_tokens"])
     # tiny's expert predicts clean actions; the last Euler step divides the rounding of a batched
-    # matmul by its 1 - t = 0.1, so poses ~10 m agree to ~1e-4 rather than ~1e-5.
-    np.testing.assert_allclose(both["poses"][:1], alone["poses"], atol=5e-4)
+    # matmul by its 1 - t = 0.1, so poses ~10 m agree to ~1e-4 rather than ~1e-5, and only to
+    # 1e-3 at 33 m (relative 3e-5) on a CPU whose kernels round differently.
+    np.testing.assert_allclose(both["poses"][:1], alone["poses"], rtol=1e-4, atol=1e-3)
     again = fn(*_scenes(2, spec))
     np.testing.assert_array_equal(again["poses"], both["poses"])
 

@@ -26,9 +26,10 @@ def test_expert_comfort_counts_only_the_emergency_scenes_as_broken(tmp_path, cap
     assert broken.pop("brake_hard") == 2 and set(broken.values()) == {0}
     closed = result["closed_loop"]
     assert closed["collision_rate"] == 0.0
-    # One scene per decision: the emergency one, and the curve exit the 104-scene set's 1 of 96 is.
-    assert closed["broken"] == ["0-0004-slow_for_curve", "0-0012-brake_hard"]
-    assert closed["comfort_violation_rate_no_emergency"] == 1 / 12
+    # One scene per decision: only the emergency one (the curve exit that broke a bound until the
+    # re-plans steered back from the car's heading no longer does).
+    assert closed["broken"] == ["0-0012-brake_hard"]
+    assert closed["comfort_violation_rate_no_emergency"] == 0.0
     assert "closed loop, 13 scenes of the default set" in capsys.readouterr().out
 
 
