@@ -151,13 +151,10 @@ class Episode:
         s = self.states[min(int(round(t / DT)), len(self.states) - 1)]
         return (s.x, s.y, s.heading)
 
-    def cameras(self, view: WorldView, inputs: SceneSpec) -> np.ndarray:
-        """Freshly rendered camera frames at now, as the dataset lays them out (camera-major)."""
-        return self.render(view, inputs)[0]
-
     def render(self, view: WorldView, inputs: SceneSpec) -> tuple[np.ndarray, set[int]]:
-        """The camera frames of `cameras` and the agents in view at now (indices into the scene's
-        agents), which a reasoning trace written at now may mention."""
+        """Freshly rendered camera frames at now, as the dataset lays them out (camera-major), and
+        the agents in view at now (indices into the scene's agents), which a reasoning trace
+        written at now may mention."""
         if round(inputs.frame_dt / DT) < 1 or abs(round(inputs.frame_dt / DT) * DT - inputs.frame_dt) > 1e-9:
             raise ValueError(
                 f"inputs.frame_dt: expected a multiple of the world step {DT} s, got {inputs.frame_dt}"

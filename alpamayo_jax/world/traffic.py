@@ -171,7 +171,7 @@ class Traffic:
             f = self.followers[i]
             ahead = TIMES > self.t
             s_ahead = f.s + f.direction * f.speed * (TIMES[ahead] - self.t)
-            d_ahead = np.interp(np.minimum(TIMES[ahead], TIMES[-1]), TIMES, f.script_d)
+            d_ahead = np.interp(TIMES[ahead], TIMES, f.script_d)
             x[ahead], y[ahead], h = self.road.point_at(s_ahead, d_ahead)
             yaw[ahead] = h + (math.pi if f.direction < 0 else 0.0)
             sim = (TIMES >= 0.0) & (TIMES <= self.t + 1e-9)
