@@ -16,6 +16,9 @@ def get_config():
     config.data.num_train = 8000
     # The random ViT is first trained to classify the world's decisions (configs/tiny_vision.py).
     config.model.vision.decision_classes = len(DECISION_NAMES)
+    # Two ViT blocks, two LLM layers, two expert layers: as straight-line code rather than loops
+    # the joint step ran 200 -> 178 ms (config/models.py `unroll_layers`; docs/performance.md).
+    config.model.unroll_layers = True
     # The 35k-parameter expert does not learn in one short stage 2 to remove all of the per-step
     # noise it starts from, and what it leaves is jerk (plans jumping by 4 m/s^2 between 0.1 s
     # steps). In the span of the 16 smoothest cosines over the horizon every sample is smooth
@@ -43,6 +46,10 @@ def get_config():
     # The longest chat of the world is 391 tokens (227 prompt + CoC + 128 future + delimiters);
     # padding to 512 cost ~25% more per step for nothing.
     config.data.max_tokens = 416
+    # Of those, only the answer (CoC, delimiters, trajectory) has a token loss: at most 163
+    # positions in the world's splits. The logits are computed there alone (models/losses.py
+    # `supervised_positions`): 234 -> 200 ms per joint step (docs/performance.md).
+    config.data.max_supervised_tokens = 176
     config.train.steps = 1000
     config.train.batch_size = 8
     # A chat holds ~20 reasoning tokens beside 128 trajectory tokens; averaged together the text

@@ -1,6 +1,7 @@
 """The training-step changes of docs/performance.md, one at a time, interleaved in one process.
 
     .venv/bin/python tools/ab_train_step.py [--config configs/small.py] [--rounds 5]
+    .venv/bin/python tools/ab_train_step.py --variants tiny --config configs/tiny_joint.py
 
 Why: single timings on a 2-core machine drift by several percent; a change's effect is only
 readable when its variants run alternately in one process. Each variant is the real train step
@@ -12,6 +13,10 @@ the library's module attributes with the earlier forms kept here:
   2. + projections flattened to one 2-D product (nn/linear.py);
   3. + remat `dots_no_batch` (today's `small`).
 The expert's attention over [prefix; actions] parts is not reverted (a few percent of the step).
+`--variants tiny` (the demo's step, by config overrides alone):
+  0. logits at every position, the layers in scans;
+  1. + logits at the supervised positions only (`data.max_supervised_tokens`, models/losses.py);
+  2. + the layer scans unrolled (`model.unroll_layers`; today's `tiny`).
 All variants start from the same state and take the same steps, so their losses must agree
 (printed). Rounds alternate the order (ABBA); medians and minima of the timed rounds.
 """
@@ -68,12 +73,22 @@ def reverted(attention: bool, projections: bool):
             m.linear = f
 
 
-VARIANTS = (
+SMALL_VARIANTS = (
     ("0 token-major attention, 3-D projections, no remat", (True, True), ["--config.model.remat=none"]),
     ("1 + heads-first, causal-chunked attention", (False, True), ["--config.model.remat=none"]),
     ("2 + projections as one 2-D product", (False, False), ["--config.model.remat=none"]),
     ("3 + remat dots_no_batch", (False, False), ["--config.model.remat=dots_no_batch"]),
 )
+TINY_VARIANTS = (
+    (
+        "0 logits at every position, layer scans",
+        (False, False),
+        ["--config.data.max_supervised_tokens=None", "--config.model.unroll_layers=False"],
+    ),
+    ("1 + logits at the supervised positions", (False, False), ["--config.model.unroll_layers=False"]),
+    ("2 + unrolled layers", (False, False), []),
+)
+VARIANTS = {"small": SMALL_VARIANTS, "tiny": TINY_VARIANTS}
 
 
 def build(config_path: str, overrides: list[str], patch: tuple[bool, bool]):
@@ -94,8 +109,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="configs/small.py")
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--variants", choices=sorted(VARIANTS), default="small")
     args = parser.parse_args()
-    built = {name: build(args.config, overrides, patch) for name, patch, overrides in VARIANTS}
+    variants = VARIANTS[args.variants]
+    built = {name: build(args.config, overrides, patch) for name, patch, overrides in variants}
     times: dict[str, list[float]] = {name: [] for name in built}
     losses: dict[str, float] = {}
     for r in range(args.rounds + 1):  # round 0 warms up

@@ -33,6 +33,11 @@ def data_config() -> ml_collections.ConfigDict:
     # Batch pipeline (data/pipeline.py): token length every sample is padded to (release-like
     # setups need ~4096: 16 images x 180 tokens + text), and grain's loader parallelism per host.
     c.max_tokens = 512
+    # Positions of a chat with a token loss (its reasoning and trajectory answer) the SFT loss
+    # computes vocabulary logits at; None = every position. The prompt before the answer has no
+    # loss, and the logits of its positions are the largest tensor of a small model's step
+    # (models/losses.py `supervised_positions`). The pipeline refuses a chat with more.
+    c.max_supervised_tokens = ml_collections.FieldReference(None, field_type=int)
     c.pipeline_workers = 0  # grain worker processes; 0 = encode in the training process
     c.pipeline_threads = 1  # reader threads per process
     c.pipeline_prefetch = 2  # batches buffered per process

@@ -98,6 +98,12 @@ def _check_elements(key: str, text: str, current: tuple | list, value: tuple | l
     return type(value)(out)
 
 
+def _is_optional(node: ml_collections.ConfigDict, part: str) -> bool:
+    """Whether `node.part` is a typed FieldReference (declared with a type, None allowed)."""
+    field = dict(node.items(preserve_field_references=True))[part]
+    return isinstance(field, ml_collections.FieldReference)
+
+
 def _parse_value(key: str, text: str, current, declared: type | None = None):
     """Parse `text` into the type of `current` (the value being overridden); `declared` is the
     type of a typed field whose value is None (e.g. `data.dir`, a str or None)."""
@@ -160,7 +166,10 @@ def apply_override(config: ml_collections.ConfigDict, key: str, text: str) -> No
                     declared = node.get_ref(part).get_type()
                 except Exception:  # a plain None field: any literal goes
                     declared = None
-            value = _parse_value(key, text, current, declared)
+            if text in ("None", "none") and _is_optional(node, part):
+                value = None  # a typed optional field (e.g. data.max_supervised_tokens) switched off
+            else:
+                value = _parse_value(key, text, current, declared)
             with node.unlocked():
                 try:
                     node[part] = value

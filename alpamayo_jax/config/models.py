@@ -171,6 +171,10 @@ def _model(
     c.vision_start_token_id = vision_start_token_id
     c.vision_end_token_id = vision_end_token_id
     c.remat = remat  # 'none' | 'full' | 'dots' | 'dots_no_batch' | 'everything' (nn/layers.py)
+    # The layer scans (ViT blocks, LLM and expert layers) unrolled into straight-line code: no loop
+    # buffers to fill and slice, so a model of a few layers steps faster; compile time then grows
+    # with the depth (a scan compiles one body), so the large presets keep the loop.
+    c.unroll_layers = False
     c.dtype = dtype  # activation dtype; parameters stay float32
     c.decode_attention = "xla"  # 'xla' | 'pallas' | 'pallas_interpret' (kernels/dispatch.py)
     return c

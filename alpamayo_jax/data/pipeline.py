@@ -118,6 +118,8 @@ class SampleEncoder(grain.transforms.Map):
         text = config.text
         self.images = images
         self.max_tokens = int(max_tokens)
+        supervised = config.data.get("max_supervised_tokens")
+        self.max_supervised = None if supervised is None else int(supervised)
         self.future_steps = int(config.action.future_steps)
         self.history_steps = int(config.action.history_steps)
         self.include_reasoning = bool(text.include_reasoning)
@@ -178,6 +180,12 @@ class SampleEncoder(grain.transforms.Map):
             raise ValueError(
                 f"{name} needs {length} tokens (its CoC {length - self.builder.sequence_length(0)}) "
                 f"but config.data.max_tokens is {self.max_tokens}"
+            )
+        supervised = int(np.count_nonzero(seq.loss_mask))
+        if self.max_supervised is not None and supervised > self.max_supervised:
+            raise ValueError(
+                f"{name} has {supervised} positions with a token loss but "
+                f"config.data.max_supervised_tokens is {self.max_supervised}"
             )
         tokens = np.full(self.max_tokens, self.pad_id, np.int32)
         tokens[:length] = seq.tokens

@@ -40,12 +40,18 @@ class Backbone(nnx.Module):
         self.cfg = cfg
         dtype = dtype_of(cfg.get("dtype", "float32"))
         remat_policy = cfg.get("remat", "none")
+        unroll = bool(cfg.get("unroll_layers", False))
         if cfg.vision.out_hidden != cfg.llm.hidden:
             raise ValueError(
                 f"model.vision.out_hidden ({cfg.vision.out_hidden}) must equal model.llm.hidden ({cfg.llm.hidden})"
             )
         self.vision = VisionEncoder(
-            cfg.vision, rngs=rngs, dtype=dtype, param_dtype=param_dtype, remat_policy=remat_policy
+            cfg.vision,
+            rngs=rngs,
+            dtype=dtype,
+            param_dtype=param_dtype,
+            remat_policy=remat_policy,
+            unroll_layers=unroll,
         )
         # Fewer vision tokens for the LLM (models/vision_reducer.py); None keeps every image token.
         self.reducer = build_reducer(cfg.vision, rngs=rngs, dtype=dtype, param_dtype=param_dtype)
@@ -55,6 +61,7 @@ class Backbone(nnx.Module):
             dtype=dtype,
             param_dtype=param_dtype,
             remat_policy=remat_policy,
+            unroll_layers=unroll,
             decode_attention=cfg.get("decode_attention", "xla"),
         )
 

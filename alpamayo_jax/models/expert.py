@@ -86,9 +86,11 @@ class ActionExpert(nnx.Module):
         dtype=None,
         param_dtype=jnp.float32,
         remat_policy: str = "none",
+        unroll_layers: bool = False,
     ):
         self.llm_cfg = ml_collections.FrozenConfigDict(llm_cfg)  # hashable: it sits in the graphdef
         self.remat_policy = remat_policy
+        self.unroll_layers = unroll_layers  # model.unroll_layers (config/models.py)
         layer_cfg = expert_layer_config(llm_cfg, expert_cfg)
         self.num_layers = llm_cfg.layers
         # 0: one free value per step (the release); K: the flow lives in the span of K smooth
@@ -187,7 +189,12 @@ class ActionExpert(nnx.Module):
             h = h + layer.mlp(layer.mlp_norm(h))
             return constrain(h, ACT), None
 
-        h, _ = jax.lax.scan(remat(body, self.remat_policy), h, (state, prefix.keys, prefix.values))
+        h, _ = jax.lax.scan(
+            remat(body, self.remat_policy),
+            h,
+            (state, prefix.keys, prefix.values),
+            unroll=self.unroll_layers,
+        )
         return smooth_basis.project(self.out_proj(self.final_norm(h)), self.action_basis)
 
     def flow_target(

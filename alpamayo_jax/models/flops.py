@@ -425,12 +425,16 @@ def _llm(ledger: _Ledger, llm: ml_collections.ConfigDict, shape: StepShape, x_gr
     return _scanned(ledger, layer, llm.layers, x_grad, cotangent=cotangent)
 
 
-def _lm_head(ledger: _Ledger, llm, shape: StepShape, x_grad: bool, *, cotangent: bool) -> None:
-    """Vocabulary logits at every position, the last one included (sliced off after the product);
+def _lm_head(
+    ledger: _Ledger, llm, shape: StepShape, x_grad: bool, *, cotangent: bool, supervised: int | None
+) -> None:
+    """Vocabulary logits at every position but the last (which predicts nothing), or at the
+    `supervised` positions gathered per sample (`data.max_supervised_tokens`, models/losses.py);
     a tied head is the embedding's transpose."""
     path = "backbone/llm/embedding" if llm.tied else "backbone/llm/lm_head"
     x_grad = x_grad or ledger.trains("backbone/llm/final_norm")
-    rows = shape.batch * shape.seq_len
+    positions = shape.seq_len - 1 if supervised is None else min(int(supervised), shape.seq_len - 1)
+    rows = shape.batch * positions
     ledger.linear("llm.lm_head", rows, llm.hidden, llm.vocab, path, x_grad, cotangent=cotangent)
 
 
@@ -518,7 +522,8 @@ def train_step_flops(
         llm_ct = tokens_ct or (flow_ct and not stop)
         merged, deep = _vision(ledger, model.vision, shape, cotangent=llm_ct, deepstack=True)
         hidden = _llm(ledger, model.llm, shape, merged or deep, cotangent=llm_ct)
-        _lm_head(ledger, model.llm, shape, hidden, cotangent=tokens_ct)
+        supervised = config.data.get("max_supervised_tokens")
+        _lm_head(ledger, model.llm, shape, hidden, cotangent=tokens_ct, supervised=supervised)
         _expert(ledger, model, shape, hidden and not stop, cotangent=flow_ct)
     return StepFlops(
         dict(ledger.components), shape, str(config.train.stage), remat, frozenset(ledger.weights)

@@ -94,11 +94,13 @@ class LanguageModel(nnx.Module):
         dtype=None,
         param_dtype=jnp.float32,
         remat_policy: str = "none",
+        unroll_layers: bool = False,
         decode_attention: str = "xla",
     ):
         self.cfg = cfg
         self.dtype = dtype
         self.remat_policy = remat_policy
+        self.unroll_layers = unroll_layers  # model.unroll_layers (config/models.py)
         self.decode_attention = decode_attention
         self.embedding = make_param(rngs, (cfg.vocab, cfg.hidden), ("vocab", "embed"), dtype=param_dtype)
 
@@ -154,7 +156,12 @@ class LanguageModel(nnx.Module):
             return constrain(h, ACT), kv
 
         x = constrain(x, ACT)
-        x, kv = jax.lax.scan(remat(body, self.remat_policy), x, (state, jnp.arange(self.cfg.layers)))
+        x, kv = jax.lax.scan(
+            remat(body, self.remat_policy),
+            x,
+            (state, jnp.arange(self.cfg.layers)),
+            unroll=self.unroll_layers,
+        )
         return self.final_norm(x), kv
 
     def decode(

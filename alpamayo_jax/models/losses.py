@@ -43,17 +43,36 @@ from alpamayo_jax.trajectory.flow import interpolate, sample_time
 SumCount = tuple[Float[Array, ""], Float[Array, ""]]
 
 
-def next_token_nll(logits: Float[Array, "b l v"], tokens: Int[Array, "b l"]) -> Float[Array, "b l1"]:
-    """-log p(tokens[i+1] | tokens[:i+1]) at every position but the last (which has no next token).
+def token_nll(logits: Float[Array, "b n v"], targets: Int[Array, "b n"]) -> Float[Array, "b n"]:
+    """-log softmax(logits)[target] at every position.
 
     The target logit is picked with a one-hot product rather than a gather: with the vocabulary
     split over devices each shard contributes its part and one all-reduce sums them, where a gather
     would all-gather the logits.
     """
-    logits = logits[:, :-1].astype(jnp.float32)
+    logits = logits.astype(jnp.float32)
     log_z = jax.nn.logsumexp(logits, axis=-1)
-    picked = jnp.sum(logits * jax.nn.one_hot(tokens[:, 1:], logits.shape[-1], dtype=logits.dtype), axis=-1)
+    picked = jnp.sum(logits * jax.nn.one_hot(targets, logits.shape[-1], dtype=logits.dtype), axis=-1)
     return log_z - picked
+
+
+def next_token_nll(logits: Float[Array, "b l v"], tokens: Int[Array, "b l"]) -> Float[Array, "b l1"]:
+    """-log p(tokens[i+1] | tokens[:i+1]) at every position but the last (which has no next token)."""
+    return token_nll(logits[:, :-1], tokens[:, 1:])
+
+
+def supervised_positions(mask: Float[Array, "b n"], capacity: int) -> Int[Array, "b c"]:
+    """Per row, the indices of its positions with `mask` > 0 in order, then the others, cut to
+    `capacity` (`config.data.max_supervised_tokens`; the pipeline refuses a row with more).
+
+    Why: the prompt (images, history, instruction: 227 of a tiny chat's 416 positions) has no
+    token loss, yet logits at every position made the [batch, length, vocab] tensor and the passes
+    over it (softmax, pick, their gradients) the largest cost of a small model's step. Gathered to
+    the answer's positions first, the head and the softmax run on what is trained (docs/performance.md).
+    Filler positions gather a mask of 0, so sums and counts are those of the full computation.
+    """
+    capacity = min(int(capacity), mask.shape[1])
+    return jnp.argsort(mask <= 0, axis=1, stable=True)[:, :capacity]
 
 
 def masked_sum(nll: Float[Array, "b l1"], loss_mask: Float[Array, "b l"]) -> SumCount:
@@ -98,6 +117,7 @@ def sft_loss_terms(
     *,
     flow_cfg: ml_collections.ConfigDict,
     stop_gradient_prefix: bool,
+    max_supervised: int | None = None,
 ) -> dict[str, SumCount]:
     """{'ce', 'reasoning', 'flow'}: (sum, count) of one batch (`models/batch.py`).
 
@@ -106,15 +126,25 @@ def sft_loss_terms(
     span when `model.expert.action_basis` > 0, `trajectory/smooth_basis.py`); an expert that
     predicts the clean actions (`model.expert.prediction = "data"`) is regressed onto x itself.
     With `stop_gradient_prefix` the expert's view of the prefix K/V is constant (SFT stage 2: the
-    VLM does not learn from the flow loss).
+    VLM does not learn from the flow loss). With `max_supervised` the logits are computed at that
+    many positions of each chat, those with a token loss first (`supervised_positions`).
     """
     tokens, valid = batch.tokens, batch.valid.astype(bool)
     hidden, (k, v), positions, _ = model.forward(tokens, valid, batch.images)
-    nll = next_token_nll(model.logits(hidden), tokens)  # one softmax serves both token terms
-    ce = masked_sum(nll, batch.loss_mask)
     prefix_len = batch.prefix_len.astype(jnp.int32)
     text_mask = reasoning_mask(batch.loss_mask, batch.cot_start.astype(jnp.int32), prefix_len)
-    reasoning = masked_sum(nll, text_mask)
+    # Position i predicts token i + 1: inputs, targets and masks without the last position.
+    inputs, targets = hidden[:, :-1], tokens[:, 1:]
+    ce_mask, text_mask = batch.loss_mask[:, :-1].astype(jnp.float32), text_mask[:, :-1]
+    if max_supervised is not None:
+        at = supervised_positions(ce_mask, max_supervised)  # the reasoning mask is inside ce's
+        inputs = jnp.take_along_axis(inputs, at[..., None], axis=1)
+        targets, ce_mask, text_mask = (
+            jnp.take_along_axis(x, at, axis=1) for x in (targets, ce_mask, text_mask)
+        )
+    nll = token_nll(model.logits(inputs), targets)  # one softmax serves both token terms
+    ce = (jnp.sum(nll * ce_mask), jnp.sum(ce_mask))
+    reasoning = (jnp.sum(nll * text_mask), jnp.sum(text_mask))
 
     actions = model.expert.flow_data(batch.actions_norm.astype(jnp.float32))
     b = actions.shape[0]
@@ -156,8 +186,11 @@ def make_sft_loss_fn(
         return lambda model, batch, rng: decision_terms(model, batch)
     stop = bool(config.train.stop_gradient_prefix) or stage.stop_gradient_prefix
     flow_cfg = config.flow
+    limit = config.data.get("max_supervised_tokens")
 
     def loss_fn(model, batch, rng):
-        return sft_loss_terms(model, batch, rng, flow_cfg=flow_cfg, stop_gradient_prefix=stop)
+        return sft_loss_terms(
+            model, batch, rng, flow_cfg=flow_cfg, stop_gradient_prefix=stop, max_supervised=limit
+        )
 
     return loss_fn

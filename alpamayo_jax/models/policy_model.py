@@ -70,6 +70,7 @@ class PolicyModel(nnx.Module):
             dtype=dtype_of(model_cfg.get("dtype", "float32")),
             param_dtype=param_dtype,
             remat_policy=model_cfg.get("remat", "none"),
+            unroll_layers=bool(model_cfg.get("unroll_layers", False)),
         )
 
     @property

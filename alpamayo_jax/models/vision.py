@@ -234,10 +234,12 @@ class VisionEncoder(nnx.Module):
         dtype=None,
         param_dtype=jnp.float32,
         remat_policy: str = "none",
+        unroll_layers: bool = False,
     ):
         self.cfg = cfg
         self.dtype = dtype
         self.remat_policy = remat_policy
+        self.unroll_layers = unroll_layers  # model.unroll_layers (config/models.py)
         patch_dim = 3 * cfg.temporal_patch_size * cfg.patch_size**2
         p = lambda shape, names, **kw: make_param(rngs, shape, names, dtype=param_dtype, **kw)  # noqa: E731
         self.patch_kernel = p((patch_dim, cfg.hidden), ("patch", "embed"))
@@ -374,7 +376,7 @@ class VisionEncoder(nnx.Module):
         for end in [t + 1 for t in taps] + [cfg.depth]:
             if end > start:
                 seg = jax.tree.map(lambda a, s=start, e=end: a[s:e], state)
-                x, _ = jax.lax.scan(body, x, (seg, is_full[start:end]))
+                x, _ = jax.lax.scan(body, x, (seg, is_full[start:end]), unroll=self.unroll_layers)
             start = end
             if len(deep) < len(taps) and end == taps[len(deep)] + 1:
                 deep.append(self.deepstack_mergers[len(deep)](x))

@@ -271,6 +271,21 @@ def test_unknown_decision_is_named(encoder):
         next(_iterator(encoder, source=Odd(2), batch_size=1, shuffle=False))
 
 
+def test_more_supervised_positions_than_the_loss_computes_are_named(config, tokenizer):
+    """models/losses.py computes logits at `data.max_supervised_tokens` positions per chat: a
+    chat with more would silently lose part of its loss, so the pipeline refuses it."""
+    limited = config.copy_and_resolve_references()
+    limited.data.max_supervised_tokens = 100  # a chat's answer here: CoC + 2 + 128 + 1 positions
+    per_image = image_tokens_per_image(*IMAGES.image_hw, patch_size=16, spatial_merge_size=2)
+    encoder = SampleEncoder(limited, tokenizer, IMAGES, max_tokens=MAX_TOKENS, tokens_per_image=per_image)
+    with pytest.raises(
+        ValueError,
+        match=r"sample 0 \(clip 'clip-0000'\) has 1\d\d positions with a token loss but "
+        r"config.data.max_supervised_tokens is 100\n",
+    ):
+        next(_iterator(encoder, source=FakeSource(2), batch_size=1, shuffle=False))
+
+
 def test_max_tokens_below_the_prompt_is_rejected(config, tokenizer):
     with pytest.raises(
         ValueError, match=r"config.data.max_tokens is 100 but the prompt alone takes \d+ tokens"

@@ -177,6 +177,7 @@ def test_hlo_dot_parser_counts_what_cost_analysis_counts():
         ),
         pytest.param(lambda: tiny("--config.train.stage=vision"), id="tiny-vision"),
         pytest.param(lambda: tiny("--config.model.remat=full"), id="tiny-stage1-remat"),
+        pytest.param(lambda: tiny("--config.model.llm.layers=2"), id="tiny-two-layers-unrolled"),
     ],
 )
 def test_count_equals_xla_on_one_layer_builds(make, dense_attention):
@@ -187,8 +188,9 @@ def test_count_equals_xla_on_one_layer_builds(make, dense_attention):
 
 @pytest.mark.slow
 def test_xla_counts_a_scanned_layer_stack_once(dense_attention):
-    """Why the count is analytic: with 2 LLM (and expert) layers XLA still sees one."""
-    config = tiny("--config.model.llm.layers=2")
+    """Why the count is analytic: with 2 LLM (and expert) layers XLA still sees one (in a scan;
+    `model.unroll_layers` writes every layer out, and then XLA counts them all)."""
+    config = tiny("--config.model.llm.layers=2", "--config.model.unroll_layers=False")
     compiled, shape = compiled_step(config)
     one_layer = train_step_flops(tiny(), shape)
     assert hlo_dot_flops(compiled.as_text()) == one_layer.model_flops
@@ -294,7 +296,7 @@ def test_small_config_step():
     config = load_config(REPO / "configs/small.py")
     count = train_step_flops(config, StepShape.of_config(config, 8))
     assert count.shape == StepShape(8, 512, 8, (64, 128), 64)
-    assert count.model_flops == pytest.approx(357.13e9, rel=1e-4)
+    assert count.model_flops == pytest.approx(357.076e9, rel=1e-5)
     # Every matmul but the pixels' has both gradients, except the expert's (stage 1 only reports
     # its loss): backward = 2 x forward - the patch embedding - 2 x the expert.
     c = count.components
