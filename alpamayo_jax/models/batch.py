@@ -144,6 +144,13 @@ class Batch:
         )
         if length < longest:
             raise ValueError(f"max_tokens {length} is shorter than the fake chat ({longest} tokens)")
+        supervised = data.get("max_supervised_tokens") if data is not None else None
+        answer = max(len(r) - 1 - c for r, c in zip(rows, cot_starts, strict=True))
+        if supervised is not None and answer > supervised:  # the loss would drop the rest
+            raise ValueError(
+                f"the fake chat's answer has {answer} positions with a token loss but "
+                f"config.data.max_supervised_tokens is {supervised}"
+            )
         tokens = np.full((batch_size, length), text.pad_id, np.int32)
         valid = np.zeros((batch_size, length), bool)
         loss_mask = np.zeros((batch_size, length), np.float32)

@@ -141,3 +141,15 @@ def test_the_pipeline_yields_a_batch_of_the_encoded_examples(repo_root, tmp_path
             assert tokenizer.decode(batch.tokens[row, cot:prefix]) == source[i].coc
             np.testing.assert_array_equal(batch.images[row], source[i].images)
             assert batch.v0[row] == source[i].v0 and batch.hard[row] == source[i].hard
+
+
+def test_fake_refuses_an_answer_longer_than_the_loss_computes(tiny_config):
+    # tiny computes logits at 176 supervised positions; the answer after [cot_start] is the CoC,
+    # <|cot_end|>, <|traj_future_start|>, 128 trajectory tokens, <|traj_future_end|>, <|im_end|>.
+    assert Batch.fake(tiny_config, 2, cot_tokens=16).loss_mask.sum(axis=1).max() == 16 + 2 + 128 + 2
+    with pytest.raises(
+        ValueError,
+        match=r"^the fake chat's answer has 192 positions with a token loss but "
+        r"config.data.max_supervised_tokens is 176$",
+    ):
+        Batch.fake(tiny_config, 2, cot_tokens=60)
