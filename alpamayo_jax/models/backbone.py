@@ -39,31 +39,22 @@ class Backbone(nnx.Module):
     def __init__(self, cfg: ml_collections.ConfigDict, *, rngs: nnx.Rngs, param_dtype=jnp.float32):
         self.cfg = cfg
         dtype = dtype_of(cfg.get("dtype", "float32"))
-        remat_policy = cfg.get("remat", "none")
-        unroll = bool(cfg.get("unroll_layers", False))
         if cfg.vision.out_hidden != cfg.llm.hidden:
             raise ValueError(
                 f"model.vision.out_hidden ({cfg.vision.out_hidden}) must equal model.llm.hidden ({cfg.llm.hidden})"
             )
-        self.vision = VisionEncoder(
-            cfg.vision,
+        # Both towers: the same dtypes, rematerialisation and layer loops (config/models.py).
+        tower = dict(
             rngs=rngs,
             dtype=dtype,
             param_dtype=param_dtype,
-            remat_policy=remat_policy,
-            unroll_layers=unroll,
+            remat_policy=cfg.get("remat", "none"),
+            unroll_layers=bool(cfg.get("unroll_layers", False)),
         )
+        self.vision = VisionEncoder(cfg.vision, **tower)
         # Fewer vision tokens for the LLM (models/vision_reducer.py); None keeps every image token.
         self.reducer = build_reducer(cfg.vision, rngs=rngs, dtype=dtype, param_dtype=param_dtype)
-        self.llm = LanguageModel(
-            cfg.llm,
-            rngs=rngs,
-            dtype=dtype,
-            param_dtype=param_dtype,
-            remat_policy=remat_policy,
-            unroll_layers=unroll,
-            decode_attention=cfg.get("decode_attention", "xla"),
-        )
+        self.llm = LanguageModel(cfg.llm, **tower, decode_attention=cfg.get("decode_attention", "xla"))
 
     def merged_grid(self, height: int, width: int) -> tuple[int, int]:
         step = self.cfg.vision.patch_size * self.cfg.vision.merge_size
