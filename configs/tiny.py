@@ -47,9 +47,10 @@ def get_config():
     # padding to 512 cost ~25% more per step for nothing.
     config.data.max_tokens = 416
     # Of those, only the answer (CoC, delimiters, trajectory) has a token loss: at most 163
-    # positions in the world's splits. The logits are computed there alone (models/losses.py
-    # `supervised_positions`): 234 -> 200 ms per joint step (docs/performance.md).
-    config.data.max_supervised_tokens = 176
+    # positions in the world's splits with the demo's tokenizer. The demo computes the logits there
+    # alone (tools/demo.sh: --config.data.max_supervised_tokens=176; 234 -> 200 ms per joint step,
+    # docs/performance.md). Not set here: a tokenizer trained on a small corpus writes the same
+    # reasoning in more tokens, and the pipeline would refuse those chats.
     config.train.steps = 1000
     config.train.batch_size = 8
     # A chat holds ~20 reasoning tokens beside 128 trajectory tokens; averaged together the text

@@ -93,9 +93,13 @@ def test_typed_none_field_takes_a_str(repo_root):
 
 def test_a_typed_optional_field_is_switched_off_by_none_and_other_fields_are_not(repo_root):
     tiny = repo_root / "configs/tiny.py"
-    assert load_config(tiny, []).data.max_supervised_tokens == 176
-    assert load_config(tiny, ["--config.data.max_supervised_tokens=None"]).data.max_supervised_tokens is None
-    assert load_config(tiny, ["--config.data.max_supervised_tokens=200"]).data.max_supervised_tokens == 200
+    assert load_config(tiny, []).data.max_supervised_tokens is None
+    limited = load_config(tiny, ["--config.data.max_supervised_tokens=200"])
+    assert limited.data.max_supervised_tokens == 200
+    cleared = load_config(
+        tiny, ["--config.data.max_supervised_tokens=200", "--config.data.max_supervised_tokens=None"]
+    )
+    assert cleared.data.max_supervised_tokens is None
     with pytest.raises(ConfigError) as err:
         load_config(tiny, ["--config.train.steps=None"])
     assert str(err.value) == "--config.train.steps expects a int, got 'None'"

@@ -144,8 +144,10 @@ def test_the_pipeline_yields_a_batch_of_the_encoded_examples(repo_root, tmp_path
 
 
 def test_fake_refuses_an_answer_longer_than_the_loss_computes(tiny_config):
-    # tiny computes logits at 176 supervised positions; the answer after [cot_start] is the CoC,
-    # <|cot_end|>, <|traj_future_start|>, 128 trajectory tokens, <|traj_future_end|>, <|im_end|>.
+    # Logits at 176 supervised positions (as the demo trains); the answer after [cot_start] is the
+    # CoC, <|cot_end|>, <|traj_future_start|>, 128 trajectory tokens, <|traj_future_end|>, <|im_end|>.
+    tiny_config = tiny_config.copy_and_resolve_references()
+    tiny_config.data.max_supervised_tokens = 176
     assert Batch.fake(tiny_config, 2, cot_tokens=16).loss_mask.sum(axis=1).max() == 16 + 2 + 128 + 2
     with pytest.raises(
         ValueError,

@@ -178,6 +178,7 @@ def test_hlo_dot_parser_counts_what_cost_analysis_counts():
         pytest.param(lambda: tiny("--config.train.stage=vision"), id="tiny-vision"),
         pytest.param(lambda: tiny("--config.model.remat=full"), id="tiny-stage1-remat"),
         pytest.param(lambda: tiny("--config.model.llm.layers=2"), id="tiny-two-layers-unrolled"),
+        pytest.param(lambda: tiny("--config.data.max_supervised_tokens=176"), id="tiny-supervised-logits"),
     ],
 )
 def test_count_equals_xla_on_one_layer_builds(make, dense_attention):
