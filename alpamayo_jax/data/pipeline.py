@@ -38,7 +38,7 @@ from jaxtyping import Float
 
 from alpamayo_jax.config.scene import SceneSpec
 from alpamayo_jax.data.decisions import decision_id
-from alpamayo_jax.models.batch import Batch
+from alpamayo_jax.models.batch import Batch, check_supervised
 from alpamayo_jax.models.vision_reducer import llm_tokens_per_image
 from alpamayo_jax.text.prompt import (
     PromptBuilder,
@@ -181,12 +181,7 @@ class SampleEncoder(grain.transforms.Map):
                 f"{name} needs {length} tokens (its CoC {length - self.builder.sequence_length(0)}) "
                 f"but config.data.max_tokens is {self.max_tokens}"
             )
-        supervised = int(np.count_nonzero(seq.loss_mask))
-        if self.max_supervised is not None and supervised > self.max_supervised:
-            raise ValueError(
-                f"{name} has {supervised} positions with a token loss but "
-                f"config.data.max_supervised_tokens is {self.max_supervised}"
-            )
+        check_supervised(int(np.count_nonzero(seq.loss_mask)), self.max_supervised, name)
         tokens = np.full(self.max_tokens, self.pad_id, np.int32)
         tokens[:length] = seq.tokens
         loss_mask = np.zeros(self.max_tokens, np.float32)

@@ -32,6 +32,16 @@ DEFAULT_NUM_IMAGES = 2
 DEFAULT_IMAGE_UNITS = 2  # image side in units of patch_size * merge_size
 
 
+def check_supervised(count: int, limit: int | None, what: str) -> None:
+    """Refuse a chat whose `count` positions with a token loss exceed `limit`
+    (`config.data.max_supervised_tokens`): the SFT loss computes logits at `limit` positions only
+    (models/losses.py `supervised_positions`) and would silently drop the rest."""
+    if limit is not None and count > limit:
+        raise ValueError(
+            f"{what} has {count} positions with a token loss but config.data.max_supervised_tokens is {limit}"
+        )
+
+
 @struct.dataclass
 class Batch:
     """One training batch; every field has the leading batch axis `b`.
@@ -144,13 +154,10 @@ class Batch:
         )
         if length < longest:
             raise ValueError(f"max_tokens {length} is shorter than the fake chat ({longest} tokens)")
-        supervised = data.get("max_supervised_tokens") if data is not None else None
         answer = max(len(r) - 1 - c for r, c in zip(rows, cot_starts, strict=True))
-        if supervised is not None and answer > supervised:  # the loss would drop the rest
-            raise ValueError(
-                f"the fake chat's answer has {answer} positions with a token loss but "
-                f"config.data.max_supervised_tokens is {supervised}"
-            )
+        check_supervised(
+            answer, data.get("max_supervised_tokens") if data else None, "the fake chat's answer"
+        )
         tokens = np.full((batch_size, length), text.pad_id, np.int32)
         valid = np.zeros((batch_size, length), bool)
         loss_mask = np.zeros((batch_size, length), np.float32)

@@ -78,8 +78,13 @@ def supervised_positions(mask: Float[Array, "b n"], capacity: int) -> Int[Array,
 def masked_sum(nll: Float[Array, "b l1"], loss_mask: Float[Array, "b l"]) -> SumCount:
     """(sum of `nll` where `loss_mask`, count): `loss_mask` is per position of the chat, so its last
     entry (no next token) is dropped."""
-    mask = loss_mask[:, :-1].astype(jnp.float32)
-    return jnp.sum(nll * mask), jnp.sum(mask)
+    return sum_count(nll, loss_mask[:, :-1])
+
+
+def sum_count(values: Float[Array, "b n"], mask: Float[Array, "b n"]) -> SumCount:
+    """(sum of `values` where `mask`, count), both aligned to the same positions."""
+    mask = mask.astype(jnp.float32)
+    return jnp.sum(values * mask), jnp.sum(mask)
 
 
 def token_cross_entropy(
@@ -135,7 +140,7 @@ def sft_loss_terms(
     text_mask = reasoning_mask(batch.loss_mask, batch.cot_start.astype(jnp.int32), prefix_len)
     # Position i predicts token i + 1: inputs, targets and masks without the last position.
     inputs, targets = hidden[:, :-1], tokens[:, 1:]
-    ce_mask, text_mask = batch.loss_mask[:, :-1].astype(jnp.float32), text_mask[:, :-1]
+    ce_mask, text_mask = batch.loss_mask[:, :-1], text_mask[:, :-1]
     if max_supervised is not None:
         at = supervised_positions(ce_mask, max_supervised)  # the reasoning mask is inside ce's
         inputs = jnp.take_along_axis(inputs, at[..., None], axis=1)
@@ -143,8 +148,7 @@ def sft_loss_terms(
             jnp.take_along_axis(x, at, axis=1) for x in (targets, ce_mask, text_mask)
         )
     nll = token_nll(model.logits(inputs), targets)  # one softmax serves both token terms
-    ce = (jnp.sum(nll * ce_mask), jnp.sum(ce_mask))
-    reasoning = (jnp.sum(nll * text_mask), jnp.sum(text_mask))
+    ce, reasoning = sum_count(nll, ce_mask), sum_count(nll, text_mask)
 
     actions = model.expert.flow_data(batch.actions_norm.astype(jnp.float32))
     b = actions.shape[0]
