@@ -7,6 +7,10 @@
 #
 #   tools/demo.sh                       # from the repo root, after `make venv`
 #   DEMO_DIR=runs/x BIN=.venv/bin tools/demo.sh
+#   DEMO_EXTRA="--config.data.num_train=16000" DEMO_STEPS="8000 2000 7200" tools/demo.sh
+#
+# DEMO_EXTRA: overrides for every stage (space-separated); DEMO_STEPS: the vision, stage-1 and joint
+# stages' steps instead of their configs' (tools/long.sh, the hour-long variant, sets both).
 #
 # Outputs: $DEMO_DIR/vision, $DEMO_DIR/stage1, $DEMO_DIR/joint (workdirs: config.json, checkpoints/,
 # metrics.jsonl; joint holds the finished policy), $DEMO_DIR/eval.json (`alpamayo eval --json`),
@@ -20,6 +24,15 @@ VISION_CONFIG=${DEMO_VISION_CONFIG:-configs/tiny_vision.py}
 STAGE1_CONFIG=${DEMO_CONFIG:-configs/tiny.py}
 JOINT_CONFIG=${DEMO_JOINT_CONFIG:-configs/tiny_joint.py}
 ALPAMAYO="$BIN/alpamayo"
+read -r -a EXTRA <<<"${DEMO_EXTRA:-}"
+read -r -a STEPS <<<"${DEMO_STEPS:-}"
+if [[ ${#STEPS[@]} -ne 0 && ${#STEPS[@]} -ne 3 ]]; then
+    echo "demo: DEMO_STEPS: expected three step counts (vision, stage 1, joint), got '${DEMO_STEPS}'" >&2
+    exit 2
+fi
+steps() {  # steps INDEX: the override of that stage's train.steps, if DEMO_STEPS names one
+    if [[ ${#STEPS[@]} -eq 3 ]]; then echo "--config.train.steps=${STEPS[$1]}"; fi
+}
 
 if [[ ! -x "$ALPAMAYO" ]]; then
     echo "demo: $ALPAMAYO not found; run 'make venv' (or set BIN to the venv's bin directory)" >&2
@@ -38,16 +51,17 @@ timed() {  # timed NAME CMD...: run CMD, remember its wall time under NAME
     SECONDS_OF[$name]=$((SECONDS - start))
 }
 
-timed vision "$ALPAMAYO" train --config "$VISION_CONFIG" --workdir "$DEMO_DIR/vision"
+timed vision "$ALPAMAYO" train --config "$VISION_CONFIG" --workdir "$DEMO_DIR/vision" \
+    ${EXTRA[@]+"${EXTRA[@]}"} $(steps 0)
 # Only the final validation of each stage (eval_every=0): a mid-run one costs ~18 s here (it
 # compiles and runs the planner on the val split) and changes nothing in the training. Logits only
 # at the answer's positions (at most 163 of a chat's 416 in the world with its own tokenizer; the
 # pipeline refuses a longer answer): the largest saving of the step (docs/performance.md).
 FAST=(--config.train.eval_every=0 --config.data.max_supervised_tokens=176)
 timed stage1 "$ALPAMAYO" train --config "$STAGE1_CONFIG" --workdir "$DEMO_DIR/stage1" \
-    "--config.train.init_from=$DEMO_DIR/vision" "${FAST[@]}"
+    "--config.train.init_from=$DEMO_DIR/vision" "${FAST[@]}" ${EXTRA[@]+"${EXTRA[@]}"} $(steps 1)
 timed joint "$ALPAMAYO" train --config "$JOINT_CONFIG" --workdir "$DEMO_DIR/joint" \
-    "--config.train.init_from=$DEMO_DIR/stage1" "${FAST[@]}"
+    "--config.train.init_from=$DEMO_DIR/stage1" "${FAST[@]}" ${EXTRA[@]+"${EXTRA[@]}"} $(steps 2)
 timed eval "$ALPAMAYO" eval --workdir "$DEMO_DIR/joint" --split test --closed-loop --json "$DEMO_DIR/eval.json"
 
 "$BIN/python" - "$DEMO_DIR" "${SECONDS_OF[vision]}" "${SECONDS_OF[stage1]}" "${SECONDS_OF[joint]}" \
