@@ -59,6 +59,7 @@ def rl_config() -> ml_collections.ConfigDict:
             # closed loop (the plan driven in the simulator): off by default
             "sim_collision": 0.0,
             "sim_off_road": 0.0,
+            "sim_stop_line": 0.0,
             "sim_progress": 0.0,
         }
     )
@@ -72,7 +73,7 @@ def rl_config() -> ml_collections.ConfigDict:
     c.flow_rewards = ("consistency", "expert", "collision", "off_road", "comfort")
     # ... and the discrete trajectory tokens, judged on the plan they decode to (not the expert's).
     c.trajectory_token_rewards = ("consistency", "expert", "collision", "off_road", "comfort")
-    # How long the closed-loop rewards (sim_collision, sim_off_road, sim_progress) drive each
+    # How long the closed-loop rewards (sim_collision, sim_off_road, sim_stop_line, sim_progress) drive each
     # sampled plan in the simulator (rl/rewards.py).
     c.sim_seconds = 4.0
     c.critic = "world"  # eval/critic.py

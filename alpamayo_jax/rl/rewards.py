@@ -28,6 +28,8 @@ as the release's closed-loop flow RL rewards its samples:
 
 - `sim_collision`: -1 if the driven ego box touches another road user;
 - `sim_off_road`: -1 if a corner of the driven ego box leaves the asphalt;
+- `sim_stop_line`: -1 if the car crosses a stop line before its release (a light still red) without
+  having stopped at it: the closed-loop evaluation's stop-line violation;
 - `sim_progress`: the distance driven along the road as a share of the expert's, in [0, 1].
 """
 
@@ -113,6 +115,10 @@ def sim_off_road_reward(r: Rollout) -> float:
     return -r.driven["off_road_rate"]
 
 
+def sim_stop_line_reward(r: Rollout) -> float:
+    return -r.driven["stop_line_violation_rate"]
+
+
 def sim_progress_reward(r: Rollout) -> float:
     return r.driven["progress_ratio"]
 
@@ -126,6 +132,7 @@ REWARDS: dict[str, Callable[[Rollout], float]] = {
     "comfort": comfort_reward,
     "sim_collision": sim_collision_reward,
     "sim_off_road": sim_off_road_reward,
+    "sim_stop_line": sim_stop_line_reward,
     "sim_progress": sim_progress_reward,
 }
 

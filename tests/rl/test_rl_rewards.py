@@ -37,7 +37,7 @@ def test_the_expert_plan_and_its_reasoning_score_full_marks(world):
         parts = rewards.score([rollout(sample)], ALL)
         assert {k: float(v[0]) for k, v in parts.items() if k != "sim_progress"} == {
             "reasoning": 1.0, "consistency": 1.0, "expert": 1.0, "collision": 0.0, "off_road": 0.0,
-            "comfort": 1.0, "sim_collision": 0.0, "sim_off_road": 0.0,
+            "comfort": 1.0, "sim_collision": 0.0, "sim_off_road": 0.0, "sim_stop_line": 0.0,
         }, sample.decision  # fmt: skip
         assert parts["sim_progress"][0] > 0.9
 
@@ -47,6 +47,12 @@ def test_driving_straight_through_an_obstacle_collides_open_and_closed_loop(worl
     r = rollout(sample, straight(float(sample.v0)))
     assert rewards.collision_reward(r) == -1.0 and rewards.sim_collision_reward(r) == -1.0
     assert rewards.expert_reward(r) < rewards.expert_reward(rollout(sample))
+
+
+def test_driving_on_through_a_red_light_runs_its_stop_line_closed_loop(world):
+    sample = world["stop_for_red_light"]
+    assert rewards.sim_stop_line_reward(rollout(sample, straight(float(sample.v0)))) == -1.0
+    assert rewards.sim_stop_line_reward(rollout(sample)) == 0.0
 
 
 def test_a_plan_into_the_verge_is_off_road(world):
