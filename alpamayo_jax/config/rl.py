@@ -73,8 +73,8 @@ def rl_config() -> ml_collections.ConfigDict:
     c.flow_rewards = ("consistency", "expert", "collision", "off_road", "comfort")
     # ... and the discrete trajectory tokens, judged on the plan they decode to (not the expert's).
     c.trajectory_token_rewards = ("consistency", "expert", "collision", "off_road", "comfort")
-    # How long the closed-loop rewards (sim_collision, sim_off_road, sim_stop_line, sim_progress) drive each
-    # sampled plan in the simulator (rl/rewards.py).
+    # How long the closed-loop rewards (sim_collision, sim_off_road, sim_stop_line, sim_progress)
+    # drive each sampled plan in the simulator (rl/rewards.py).
     c.sim_seconds = 4.0
     c.critic = "world"  # eval/critic.py
     # Curation (rl/curation.py): groups whose reward std is at most min_reward_std are dropped;
