@@ -54,14 +54,20 @@ rows = [
     "| policy | collision | off-road | stop-line | comfort closed / open | minADE | decisions all / hard | consistency |",
     "|---|---|---|---|---|---|---|---|",
 ]
+
+
+def cell(closed, key):
+    """A closed-loop rate with its 95% interval over scenes."""
+    low, high = closed["ci95"][key]
+    return f"{closed[key]:.3f} [{low:.2f}, {high:.2f}]"
+
+
 for path in sys.argv[2:]:
     result = json.loads(pathlib.Path(path).read_text())
     opened, closed = result["open_loop"]["model"], result["closed_loop"]["model"]
-    ci = closed["ci95"]
-    cell = lambda key: f"{closed[key]:.3f} [{ci[key][0]:.2f}, {ci[key][1]:.2f}]"  # noqa: E731
     rows.append(
-        f"| {pathlib.Path(path).parent} | {cell('collision_rate')} | {cell('off_road_rate')} | "
-        f"{closed['stop_line_violation_rate']:.3f} | {cell('comfort_violation_rate')} / "
+        f"| {pathlib.Path(path).parent} | {cell(closed, 'collision_rate')} | {cell(closed, 'off_road_rate')} | "
+        f"{closed['stop_line_violation_rate']:.3f} | {cell(closed, 'comfort_violation_rate')} / "
         f"{opened['comfort_violation_rate']:.3f} | {opened['minADE']:.2f} m | "
         f"{opened['decision_accuracy']:.3f} / {opened['hard']['decision_accuracy']:.3f} | "
         f"{opened['consistency']:.3f} |"
